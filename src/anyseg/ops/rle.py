@@ -63,4 +63,100 @@ def _as_bytes(rle: CocoRle) -> dict[str, Any]:
     if isinstance(counts, list):
         h, w = rle["size"]
         return mask_utils.frPyObjects(rle, h, w)
-    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return {
+        "size": list(rle["size"]),
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
+
+
+# --- Uncompressed RLE: the automatic mask generator's in-memory format -------------------------
+#
+# An uncompressed RLE is ``{"size": [h, w], "counts": list[int]}``: the same column-major runs as a
+# COCO RLE (first run counts zeros, possibly 0), as plain integers. pycocotools accepts it as is.
+
+UncompressedRle = dict[str, Any]
+
+
+def masks_to_uncompressed_rle(masks: Any) -> list[UncompressedRle]:
+    """Run-length encode a batch of binary masks in one vectorized pass.
+
+    Args:
+        masks: (B, H, W) bool torch tensor (or numpy array); nonzero is foreground.
+
+    Returns:
+        B uncompressed RLEs, counts identical to those pycocotools computes for each mask.
+    """
+    import torch
+
+    t = torch.as_tensor(masks)
+    if t.ndim != 3:
+        raise InvalidInputError(
+            f"masks_to_uncompressed_rle expects (B, H, W) masks, got {tuple(t.shape)}"
+        )
+    b, h, w = t.shape
+    if b == 0:
+        return []
+    n = h * w
+    if n == 0:
+        return [{"size": [h, w], "counts": [0]} for _ in range(b)]
+    flat = t.bool().transpose(1, 2).reshape(b, n)  # (B, H, W) -> (B, W*H), column-major pixels
+    change = torch.nonzero(flat[:, 1:] != flat[:, :-1]).cpu().numpy()  # (K, 2) sorted by mask
+    first = flat[:, 0].cpu().numpy()
+    per_mask = np.bincount(change[:, 0], minlength=b)
+    positions = np.split(change[:, 1] + 1, np.cumsum(per_mask)[:-1])
+    out = []
+    for i in range(b):
+        bounds = np.concatenate(([0], positions[i], [n]))
+        runs = np.diff(bounds).tolist()
+        out.append({"size": [h, w], "counts": [0, *runs] if first[i] else runs})
+    return out
+
+
+def uncompressed_rle_to_mask(rle: UncompressedRle) -> np.ndarray:
+    """Decode an uncompressed RLE to an (H, W) bool mask."""
+    h, w = (int(v) for v in rle["size"])
+    counts = np.asarray(rle["counts"], dtype=np.int64)
+    if counts.ndim != 1 or (counts < 0).any() or int(counts.sum()) != h * w:
+        raise InvalidInputError(
+            f"uncompressed RLE counts must be non-negative and sum to h*w = {h * w}, "
+            f"got sum {int(counts.sum())}"
+        )
+    values = (np.arange(counts.size) % 2).astype(bool)
+    return np.repeat(values, counts).reshape(w, h).T
+
+
+def uncompressed_rle_area(rle: UncompressedRle) -> int:
+    """Foreground pixels of an uncompressed RLE (sum of the odd runs)."""
+    return int(sum(rle["counts"][1::2]))
+
+
+def uncompressed_to_coco_rle(rle: UncompressedRle) -> CocoRle:
+    """Compress an uncompressed RLE to ``{"size": [h, w], "counts": str}``.
+
+    Byte-identical to ``pycocotools.mask.frPyObjects(rle, h, w)["counts"]``: each run (minus the
+    run two before it, from the fourth run on) is written as little-endian 5-bit groups with a
+    continuation bit, sign-extended, each group offset by 48 into printable ASCII.
+    """
+    h, w = (int(v) for v in rle["size"])
+    return {"size": [h, w], "counts": _counts_to_string(np.asarray(rle["counts"], dtype=np.int64))}
+
+
+def _counts_to_string(counts: np.ndarray) -> str:
+    if counts.size == 0:
+        return ""
+    x = counts.copy()
+    x[3:] -= counts[1:-2]  # pycocotools deltas start at the fourth run
+    n = x.size
+    groups = np.zeros((n, 13), dtype=np.uint8)  # 13 groups of 5 bits cover int64
+    valid = np.zeros((n, 13), dtype=bool)
+    active = np.ones(n, dtype=bool)
+    for k in range(13):
+        c = x & 0x1F
+        x = x >> 5  # arithmetic shift, as C on signed long
+        more = np.where(c & 0x10, x != -1, x != 0)
+        groups[:, k] = (c | (more.astype(np.int64) << 5)) + 48
+        valid[:, k] = active
+        active &= more
+        if not active.any():
+            break
+    return groups[valid].tobytes().decode("ascii")  # row-major: the groups of each run in order
