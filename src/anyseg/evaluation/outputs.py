@@ -1,0 +1,55 @@
+"""Writing an evaluation's files: the JSON report, per-mask scores, and the plots."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from anyseg.evaluation.plots import plot_interactive_curve, plot_iou_histograms, plot_samples
+from anyseg.evaluation.report import write_report
+from anyseg.evaluation.runner import EvalResult
+
+REPORT_NAME = "report.json"
+PER_MASK_NAME = "per_mask.jsonl"
+CURVE_NAME = "interactive_curve.png"
+HIST_NAME = "iou_hist.png"
+SAMPLES_NAME = "samples.png"
+
+
+def write_outputs(result: EvalResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``report.json``, ``per_mask.jsonl`` (one JSON object per evaluated mask) and the PNGs
+    (``interactive_curve.png`` when the interactive protocol ran, ``iou_hist.png``, and
+    ``samples.png`` when samples were kept) into ``out_dir`` (created if needed).
+
+    Returns:
+        {file name: path written}.
+    """
+    from anyseg.data.sa1b import atomic_write_bytes
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    lines = [json.dumps(asdict(m), separators=(",", ":")) for m in result.masks]
+    atomic_write_bytes(out / PER_MASK_NAME, ("\n".join(lines) + "\n").encode("utf-8"))
+    written[PER_MASK_NAME] = out / PER_MASK_NAME
+    if result.report.interactive_curve:
+        plot_interactive_curve(result.report, out / CURVE_NAME)
+        written[CURVE_NAME] = out / CURVE_NAME
+    if any(
+        m.point is not None or m.box is not None or m.interactive or m.amg_best_iou is not None
+        for m in result.masks
+    ):
+        plot_iou_histograms(result.masks, out / HIST_NAME)
+        written[HIST_NAME] = out / HIST_NAME
+    if result.samples and any(
+        s.point_mask is not None or s.box_mask is not None or s.interactive_mask is not None
+        for s in result.samples
+    ):
+        plot_samples(result.samples, out / SAMPLES_NAME)
+        written[SAMPLES_NAME] = out / SAMPLES_NAME
+    # The report last: its presence means the run finished.
+    write_report(out / REPORT_NAME, result.report)
+    written[REPORT_NAME] = out / REPORT_NAME
+    return written

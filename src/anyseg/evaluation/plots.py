@@ -1,0 +1,163 @@
+"""Plots of an evaluation: the interactive curve, IoU histograms, and a grid of samples (PNG).
+
+Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot global state, no
+display needed) and written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from anyseg.evaluation.report import EvalReport, MaskResult
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from anyseg.evaluation.runner import SampleView
+
+_SCORE_TITLES = {
+    "point": "1 point, most confident",
+    "point_oracle": "1 point, oracle (best of 3)",
+    "point_single": "1 point, single output",
+    "box": "box",
+    "interactive": "interactive, last click",
+    "amg_best_iou": "automatic, best match",
+}
+
+
+def plot_interactive_curve(report: EvalReport, path: str | os.PathLike[str]) -> None:
+    """mIoU against the number of clicks (the paper's Fig. 9 style), with the 1-point oracle and
+    box mIoU as dashed references when evaluated.
+
+    Raises:
+        ValueError: the report has no interactive curve.
+    """
+    if not report.interactive_curve:
+        raise ValueError("the report has no interactive curve (protocol 'interactive' not run)")
+    fig = _figure((5.0, 3.6))
+    ax = fig.add_subplot(1, 1, 1)
+    curve = report.interactive_curve
+    clicks = np.arange(1, len(curve) + 1)
+    ax.plot(clicks, curve, marker="o", color="tab:blue", label="interactive (centre of error)")
+    for name, color in (("point_oracle", "tab:orange"), ("box", "tab:green")):
+        if name in report.scores:
+            ax.axhline(
+                report.scores[name].miou, ls="--", lw=1, color=color, label=_SCORE_TITLES[name]
+            )
+    ax.set_xlabel("number of points")
+    ax.set_ylabel("mIoU")
+    ax.set_xticks(clicks)
+    ax.set_ylim(0.0, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(
+        f"{report.dataset.num_masks} masks, {report.dataset.num_images} images", fontsize=9
+    )
+    _save(fig, path)
+
+
+def plot_iou_histograms(results: Sequence[MaskResult], path: str | os.PathLike[str]) -> None:
+    """One histogram of per-mask IoU (20 bins over [0, 1]) per evaluated score.
+
+    Raises:
+        ValueError: no score to plot.
+    """
+    columns: dict[str, list[float]] = {}
+    for name in _SCORE_TITLES:
+        if name == "interactive":
+            values = [r.interactive[-1] for r in results if r.interactive]
+        else:
+            values = [v for r in results if (v := getattr(r, name)) is not None]
+        if values:
+            columns[name] = values
+    if not columns:
+        raise ValueError("no per-mask IoU to plot")
+    fig = _figure((3.2 * len(columns), 2.8))
+    for k, (name, values) in enumerate(columns.items()):
+        ax = fig.add_subplot(1, len(columns), k + 1)
+        ax.hist(values, bins=20, range=(0.0, 1.0), color="tab:blue", edgecolor="white")
+        ax.set_title(f"{_SCORE_TITLES[name]}\nmIoU {np.mean(values):.3f}", fontsize=9)
+        ax.set_xlabel("IoU")
+        ax.set_xlim(0.0, 1.0)
+        if k == 0:
+            ax.set_ylabel("masks")
+    _save(fig, path)
+
+
+def plot_samples(samples: Sequence[SampleView], path: str | os.PathLike[str]) -> None:
+    """A grid: one row per sample, one column per protocol (point, box, interactive).
+
+    Each panel shows the image, the ground truth outline (green), the prediction (blue) and the
+    prompts: positive clicks as green stars, negative as red crosses, the box in yellow.
+
+    Raises:
+        ValueError: no samples.
+    """
+    if not samples:
+        raise ValueError("no samples to plot")
+    kinds = [
+        k
+        for k in ("point", "box", "interactive")
+        if any(getattr(s, f"{k}_mask") is not None for s in samples)
+    ]
+    if not kinds:
+        raise ValueError("the samples hold no prediction to plot")
+    fig = _figure((3.0 * len(kinds), 3.0 * len(samples)))
+    for row, sample in enumerate(samples):
+        for col, kind in enumerate(kinds):
+            ax = fig.add_subplot(len(samples), len(kinds), row * len(kinds) + col + 1)
+            _draw_sample(ax, sample, kind)
+    _save(fig, path)
+
+
+def _draw_sample(ax: Axes, s: SampleView, kind: str) -> None:
+    mask = getattr(s, f"{kind}_mask")
+    ax.set_axis_off()
+    ax.imshow(s.image)
+    if mask is None:
+        return
+    overlay = np.zeros((*mask.shape, 4), dtype=np.float32)
+    overlay[mask] = (0.1, 0.4, 1.0, 0.45)
+    ax.imshow(overlay)
+    ax.contour(s.gt.astype(np.float32), levels=[0.5], colors=["lime"], linewidths=1.0)
+    clicks: Sequence[Any] = ()
+    if kind == "point" and s.point is not None:
+        clicks = (s.point,)
+    elif kind == "interactive" and s.clicks is not None:
+        clicks = s.clicks
+    for c in clicks:
+        if c.label == 1:
+            ax.plot(c.x, c.y, marker="*", ms=12, color="lime", mec="black", mew=0.8)
+        else:
+            ax.plot(c.x, c.y, marker="X", ms=9, color="red", mec="black", mew=0.8)
+    if kind == "box" and s.box is not None:
+        x0, y0, x1, y1 = (float(v) for v in s.box)
+        ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="yellow", lw=1.5)
+    iou = getattr(s, f"{kind}_iou")
+    extra = f", {len(clicks)} clicks" if kind == "interactive" else ""
+    ax.set_title(
+        f"img {s.image_id} mask {s.annotation_id}: {kind}\nIoU {iou:.3f}{extra}", fontsize=8
+    )
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
+    from anyseg.data.sa1b import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,410 @@
+"""The evaluation runner: every protocol of the paper (§7.1) on every selected mask of a dataset.
+
+One ``set_image`` per image; then, for each selected ground-truth mask of that image:
+
+- ``point``: one positive click at the mask centre, ``multimask_output=True``; scored for the most
+  confident of the 3 masks (``point``) and the best of the 3 (``point_oracle``); the same click
+  with ``multimask_output=False`` gives ``point_single``.
+- ``box``: the tight box of the mask, ``multimask_output=False``.
+- ``interactive``: click 1 as above (its most confident mask by default), then clicks 2..N each at
+  the centre of the deepest error region of the previous prediction (see
+  :func:`~anyseg.evaluation.prompts.next_click`), with all clicks so far, the previous
+  low-resolution logits as ``mask_input`` and ``multimask_output=False``. A prediction that equals
+  the ground truth ends the clicking; its IoU (1.0) stands for the remaining clicks.
+- ``amg``: once per image, the automatic generator's masks against the selected ground truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from anyseg.data.sa1b import ImageRecord
+from anyseg.errors import InvalidInputError
+from anyseg.evaluation import metrics
+from anyseg.evaluation.amg import (
+    MaskGenerator,
+    best_generated_ious,
+    default_mask_generator,
+    summarize_amg,
+)
+from anyseg.evaluation.config import EvalConfig
+from anyseg.evaluation.dataset import EvalDataset
+from anyseg.evaluation.prompts import ClickPoint, center_point, next_click, random_point, tight_box
+from anyseg.evaluation.report import (
+    SCORE_NAMES,
+    CheckpointInfo,
+    DatasetInfo,
+    EvalReport,
+    MaskResult,
+    ModelInfo,
+    ScoreSummary,
+    Timing,
+)
+from anyseg.ops.rle import rle_area
+
+
+class Predictor(Protocol):
+    """What the runner needs of a predictor (``anyseg.predictor.SamPredictor`` has it)."""
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None: ...
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class SampleView:
+    """One evaluated mask kept for ``samples.png``: the prompts and what the model returned.
+
+    Masks are bool (H, W) in image pixels; clicks and boxes are in image pixels (box XYXY).
+    """
+
+    image: np.ndarray
+    gt: np.ndarray
+    image_id: int
+    annotation_id: int
+    point: ClickPoint | None = None
+    point_mask: np.ndarray | None = None
+    point_iou: float | None = None
+    box: np.ndarray | None = None
+    box_mask: np.ndarray | None = None
+    box_iou: float | None = None
+    clicks: tuple[ClickPoint, ...] | None = None
+    interactive_mask: np.ndarray | None = None
+    interactive_iou: float | None = None
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The report, the per-mask scores behind it, and the samples to draw."""
+
+    report: EvalReport
+    masks: tuple[MaskResult, ...]
+    samples: tuple[SampleView, ...]
+
+
+def evaluate(
+    predictor: Predictor,
+    dataset: EvalDataset,
+    config: EvalConfig,
+    *,
+    mask_generator: MaskGenerator | None = None,
+    checkpoint: CheckpointInfo | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Run the protocols of ``config`` over ``dataset`` with ``predictor``.
+
+    Args:
+        predictor: a :class:`Predictor`; when it has a ``model`` (a ``Sam``), the report records
+            its size and the ``amg`` protocol builds its generator from it.
+        dataset: from :func:`~anyseg.evaluation.dataset.open_sa1b` or ``open_coco``; only its
+            first ``config.max_images`` images are evaluated.
+        config: protocols and options.
+        mask_generator: the generator for ``amg``; default: built from ``predictor.model`` with
+            the config's ``amg_*`` settings (skipped with a note when unavailable).
+        checkpoint: identity of the weights, for the report.
+        progress: show a progress bar (on a terminal).
+
+    Raises:
+        InvalidInputError: no mask of the dataset passes the filters.
+    """
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    notes: list[str] = []
+    protocols = set(config.protocols)
+    if "amg" in protocols and mask_generator is None:
+        mask_generator, note = default_mask_generator(predictor, config)
+        if note:
+            notes.append(note)
+    timer = _Timer(predictor)
+    images = dataset.images[: config.max_images] if config.max_images else dataset.images
+    results: list[MaskResult] = []
+    samples: list[SampleView] = []
+    # Spread the drawn samples over the images: at most this many from one image.
+    samples_per_image = -(-config.num_samples // max(len(images), 1))
+    num_masks_total = 0
+    amg_generated = 0
+    with _no_grad():
+        for image_index, item in enumerate(
+            tqdm(images, desc="eval", unit="img", disable=None if progress else True)
+        ):
+            record = item.record
+            num_masks_total += len(record.annotations)
+            chosen = select_masks(record, config, image_index)
+            if not chosen:
+                continue
+            image = item.load_image()
+            t0 = time.perf_counter()
+            predictor.set_image(image)
+            timer.set_image_s += time.perf_counter() - t0
+            amg_best: list[float | None] = [None] * len(chosen)
+            if "amg" in protocols and mask_generator is not None:
+                t0 = time.perf_counter()
+                gt_rles = [record.annotations[i].segmentation for i in chosen]
+                best, n_gen = best_generated_ious(mask_generator, image, gt_rles)
+                timer.amg_s += time.perf_counter() - t0
+                amg_best = [float(v) for v in best]
+                amg_generated += n_gen
+            for k, ann_index in enumerate(chosen):
+                gt = record.annotations[ann_index].decode()  # one at a time: large images
+                rng = np.random.default_rng([config.seed, image_index, ann_index])
+                want_sample = len(samples) < config.num_samples and k < samples_per_image
+                row, sample = _evaluate_mask(timer, gt, config, rng, want_sample)
+                ann = record.annotations[ann_index]
+                results.append(
+                    dataclasses.replace(
+                        row,
+                        image_id=record.image_id,
+                        annotation_id=ann.id,
+                        amg_best_iou=amg_best[k],
+                    )
+                )
+                if sample is not None:
+                    samples.append(
+                        dataclasses.replace(
+                            sample, image=image, image_id=record.image_id, annotation_id=ann.id
+                        )
+                    )
+    if not results:
+        raise InvalidInputError(
+            f"nothing to evaluate: no mask of the {len(images)} image(s) of {dataset.path} has "
+            f"area >= min_mask_area ({config.min_mask_area})"
+        )
+    report = EvalReport(
+        checkpoint=checkpoint or CheckpointInfo(None, None, "in-memory model"),
+        model=_model_info(predictor),
+        dataset=DatasetInfo(
+            path=str(dataset.path),
+            format=dataset.format,
+            images_dir=None if dataset.images_dir is None else str(dataset.images_dir),
+            num_images_total=dataset.num_images_total,
+            num_images=len(images),
+            num_masks_total=num_masks_total,
+            num_masks=len(results),
+            num_crowd_skipped=dataset.num_crowd_skipped,
+        ),
+        config=config,
+        scores=summarize_scores(results),
+        interactive_curve=interactive_curve(results),
+        amg=summarize_amg(results, config, amg_generated),
+        timing=Timing(
+            total_s=time.perf_counter() - t_start,
+            set_image_s=timer.set_image_s,
+            predict_s=timer.predict_s,
+            num_predict_calls=timer.calls,
+            amg_s=timer.amg_s,
+        ),
+        environment=_environment(predictor),
+        notes=tuple(notes),
+    )
+    return EvalResult(report, tuple(results), tuple(samples))
+
+
+def select_masks(record: ImageRecord, config: EvalConfig, image_index: int) -> list[int]:
+    """Indices of the annotations of ``record`` to evaluate, in file order.
+
+    Masks below ``config.min_mask_area`` pixels are dropped; of the rest, at most
+    ``config.max_masks_per_image`` are kept, chosen at random with a generator seeded by
+    ``(config.seed, image_index)`` (the same subset on every run).
+    """
+    eligible = [
+        i
+        for i, a in enumerate(record.annotations)
+        if rle_area(a.segmentation) >= config.min_mask_area
+    ]
+    cap = config.max_masks_per_image
+    if cap is None or len(eligible) <= cap:
+        return eligible
+    rng = np.random.default_rng([config.seed, image_index])
+    picked = rng.choice(len(eligible), size=cap, replace=False)
+    return [eligible[i] for i in sorted(picked.tolist())]
+
+
+def summarize_scores(results: Sequence[MaskResult]) -> dict[str, ScoreSummary]:
+    """mIoU, count and histogram of each point/box score present in ``results``, plus
+    ``interactive`` (the IoU after the last click)."""
+    out: dict[str, ScoreSummary] = {}
+    columns: dict[str, list[float]] = {name: [] for name in (*SCORE_NAMES, "interactive")}
+    for r in results:
+        for name in SCORE_NAMES:
+            value = getattr(r, name)
+            if value is not None:
+                columns[name].append(value)
+        if r.interactive:
+            columns["interactive"].append(r.interactive[-1])
+    for name, values in columns.items():
+        if values:
+            out[name] = ScoreSummary(
+                metrics.mean_or_nan(values), len(values), tuple(metrics.histogram(values))
+            )
+    return out
+
+
+def interactive_curve(results: Sequence[MaskResult]) -> tuple[float, ...] | None:
+    """mIoU after 1, 2, ..., N clicks over the masks with an interactive score; None if none."""
+    rows = [r.interactive for r in results if r.interactive]
+    if not rows:
+        return None
+    arr = np.asarray(rows, dtype=np.float64)  # (masks, clicks)
+    return tuple(float(v) for v in arr.mean(axis=0))
+
+
+# ---------------------------------------------------------------------------------------------
+# One mask
+
+
+class _Timer:
+    """Wraps ``predictor.predict`` to count calls and time them."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.set_image_s = 0.0
+        self.predict_s = 0.0
+        self.amg_s = 0.0
+        self.calls = 0
+
+    def predict(self, **kwargs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
+        masks, scores, logits = self.predictor.predict(**kwargs)
+        self.predict_s += time.perf_counter() - t0
+        self.calls += 1
+        return np.asarray(masks).astype(bool), np.asarray(scores), np.asarray(logits)
+
+
+def _evaluate_mask(
+    timer: _Timer, gt: np.ndarray, config: EvalConfig, rng: np.random.Generator, want_sample: bool
+) -> tuple[MaskResult, SampleView | None]:
+    protocols = set(config.protocols)
+    values: dict[str, Any] = {}
+    view: dict[str, Any] = {}
+    if protocols & {"point", "interactive"}:
+        click = center_point(gt) if config.first_point == "center" else random_point(gt, rng)
+        coords = np.array([[click.x, click.y]], dtype=np.float64)
+        labels = np.array([1])
+        masks3, scores3, logits3 = timer.predict(
+            point_coords=coords, point_labels=labels, multimask_output=True
+        )
+        ious3 = metrics.mask_iou(masks3, np.broadcast_to(gt, masks3.shape))
+        top = int(np.argmax(scores3))
+        single = None
+        if "point" in protocols or not config.first_point_multimask:
+            single = timer.predict(point_coords=coords, point_labels=labels, multimask_output=False)
+        if "point" in protocols and single is not None:
+            values["point"] = float(ious3[top])
+            values["point_oracle"] = float(ious3.max())
+            values["point_single"] = float(metrics.mask_iou(single[0][0], gt))
+            view.update(point=click, point_mask=masks3[top], point_iou=values["point"])
+        if "interactive" in protocols:
+            if config.first_point_multimask or single is None:
+                first_mask, first_logits = masks3[top], logits3[top]
+            else:
+                first_mask, first_logits = single[0][0], single[2][0]
+            curve, clicks, last = _interactive(timer, gt, click, first_mask, first_logits, config)
+            values["interactive"] = curve
+            view.update(clicks=clicks, interactive_mask=last, interactive_iou=curve[-1])
+    if "box" in protocols:
+        box = tight_box(gt)
+        masks, _, _ = timer.predict(box=box, multimask_output=False)
+        values["box"] = float(metrics.mask_iou(masks[0], gt))
+        view.update(box=box, box_mask=masks[0], box_iou=values["box"])
+    row = MaskResult(image_id=0, annotation_id=0, area=int(gt.sum()), **values)
+    sample = (
+        SampleView(image=np.zeros((0, 0, 3), np.uint8), gt=gt, image_id=0, annotation_id=0, **view)
+        if want_sample
+        else None
+    )
+    return row, sample
+
+
+def _interactive(
+    timer: _Timer,
+    gt: np.ndarray,
+    first: ClickPoint,
+    mask: np.ndarray,
+    logits: np.ndarray,
+    config: EvalConfig,
+) -> tuple[tuple[float, ...], tuple[ClickPoint, ...], np.ndarray]:
+    """Clicks 2..N of the interactive protocol; returns (IoU per click, clicks, last mask)."""
+    clicks = [first]
+    curve = [float(metrics.mask_iou(mask, gt))]
+    for _ in range(1, config.num_points):
+        click = next_click(mask, gt)
+        if click is None:  # perfect prediction: nothing left to click on
+            curve.append(curve[-1])
+            continue
+        clicks.append(click)
+        coords = np.array([[c.x, c.y] for c in clicks], dtype=np.float64)
+        labels = np.array([c.label for c in clicks])
+        masks, _, low = timer.predict(
+            point_coords=coords,
+            point_labels=labels,
+            mask_input=logits[None] if config.feed_mask_input else None,  # (h, w) -> (1, h, w)
+            multimask_output=False,
+        )
+        mask, logits = masks[0], low[0]
+        curve.append(float(metrics.mask_iou(mask, gt)))
+    return tuple(curve), tuple(clicks), mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity of what was evaluated
+
+
+def _model_info(predictor: Predictor) -> ModelInfo:
+    model = getattr(predictor, "model", None)
+    if model is None:
+        return ModelInfo(None, None, None)
+    encoder = getattr(model, "image_encoder", None)
+    image_size = getattr(encoder, "img_size", None)
+    try:
+        num_params = int(sum(p.numel() for p in model.parameters()))
+    except AttributeError:
+        num_params = None
+    cfg = getattr(model, "config", None)
+    cfg_dict = (
+        dataclasses.asdict(cfg)
+        if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type)
+        else None
+    )
+    return ModelInfo(None if image_size is None else int(image_size), num_params, cfg_dict)
+
+
+def _environment(predictor: Predictor) -> dict[str, str]:
+    from anyseg import __version__
+
+    env = {"anyseg": __version__, "python": platform.python_version()}
+    try:
+        import torch
+
+        env["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    model = getattr(predictor, "model", None)
+    device = getattr(model, "device", None)
+    if device is not None:
+        env["device"] = str(device)
+    return env
+
+
+def _no_grad() -> AbstractContextManager[Any]:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return nullcontext()
+    return torch.no_grad()
