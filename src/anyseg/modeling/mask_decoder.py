@@ -1,0 +1,111 @@
+"""The light mask decoder: output tokens through the two-way transformer, upscaled image
+features, hypernetwork MLPs per mask token and an IoU head (paper §3, appendix A)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from anyseg.config import MaskDecoderConfig
+from anyseg.modeling.common import MLP, LayerNorm2d
+from anyseg.modeling.transformer import TwoWayTransformer
+
+
+class MaskDecoder(nn.Module):
+    """Predicts 1 + ``num_multimask_outputs`` masks and their IoU from prompt embeddings."""
+
+    def __init__(self, config: MaskDecoderConfig) -> None:
+        super().__init__()
+        dim = config.transformer_dim
+        self.transformer_dim = dim
+        self.transformer = TwoWayTransformer(
+            depth=config.depth,
+            embedding_dim=dim,
+            num_heads=config.num_heads,
+            mlp_dim=config.mlp_dim,
+            attention_downsample_rate=config.attention_downsample_rate,
+        )
+        self.num_multimask_outputs = config.num_multimask_outputs
+        self.iou_token = nn.Embedding(1, dim)
+        self.num_mask_tokens = config.num_multimask_outputs + 1
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(dim, dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(dim // 4, dim // 8, kernel_size=2, stride=2),
+            nn.GELU(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(dim, dim, dim // 8, 3) for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(
+            dim, config.iou_head_hidden_dim, self.num_mask_tokens, config.iou_head_depth
+        )
+
+    def forward(
+        self,
+        image_embeddings: Tensor,
+        image_pe: Tensor,
+        sparse_prompt_embeddings: Tensor,
+        dense_prompt_embeddings: Tensor,
+        multimask_output: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """Decode masks for B prompts.
+
+        Args:
+            image_embeddings: (1, C, h, w) shared by all prompts, or (B, C, h, w) one per prompt.
+            image_pe: (1, C, h, w) from ``PromptEncoder.get_dense_pe``.
+            sparse_prompt_embeddings: (B, K, C).
+            dense_prompt_embeddings: (B, C, h, w).
+            multimask_output: return the 3 ambiguity masks (tokens 1..3) instead of token 0.
+
+        Returns:
+            low-resolution mask logits (B, 3 or 1, 4h, 4w) and predicted IoU (B, 3 or 1).
+        """
+        masks, iou_pred = self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        sl = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, sl], iou_pred[:, sl]
+
+    def predict_masks(
+        self,
+        image_embeddings: Tensor,
+        image_pe: Tensor,
+        sparse_prompt_embeddings: Tensor,
+        dense_prompt_embeddings: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """All 1 + num_multimask_outputs masks: (B, M, 4h, 4w) logits and (B, M) IoU."""
+        b = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(b, -1, -1)  # (B, 1 + M, C)
+        tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
+
+        if image_embeddings.shape[0] not in (1, b):
+            raise ValueError(
+                f"image_embeddings batch {image_embeddings.shape[0]} must be 1 or match the "
+                f"{b} prompts"
+            )
+        dense = dense_prompt_embeddings
+        if image_embeddings.shape[0] == 1 and dense.shape[0] > 1 and dense.stride(0) == 0:
+            # No mask prompt: the dense embedding is the same for every prompt (an expanded
+            # view), so the image side stays batch 1 and broadcasts in the transformer until
+            # the prompts first change it.
+            dense = dense[:1]
+        src = image_embeddings + dense  # (Bi, C, h, w)
+        _, c, h, w = src.shape
+        hs, src_out = self.transformer(src, image_pe, tokens)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+
+        src_grid = src_out.transpose(1, 2).reshape(b, c, h, w)  # (B, hw, C) -> (B, C, h, w)
+        upscaled = self.output_upscaling(src_grid)  # (B, C/8, 4h, 4w)
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            dim=1,
+        )  # (B, M, C/8)
+        b, c8, uh, uw = upscaled.shape
+        masks = (hyper_in @ upscaled.view(b, c8, uh * uw)).view(b, -1, uh, uw)
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        return masks, iou_pred

@@ -1,0 +1,67 @@
+"""Resizing images, points and boxes between the original-image frame and the model frame.
+
+The model frame is the image resized so that its long side equals the encoder input size
+(1024 for the official models), rounding each side to the nearest integer; it is then
+zero-padded at the bottom/right to a square (see ``Sam.preprocess``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def get_preprocess_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(h, w) of an image of size (height, width) resized to ``long_side`` on its long side."""
+    scale = long_side * 1.0 / max(height, width)
+    new_h, new_w = height * scale, width * scale
+    return int(new_h + 0.5), int(new_w + 0.5)
+
+
+def resize_longest_side(image: np.ndarray, long_side: int) -> np.ndarray:
+    """Resize an (H, W, 3) uint8 image to the model frame with PIL's antialiased bilinear
+    filter (what the original implementation does through torchvision on a PIL image)."""
+    h, w = get_preprocess_shape(image.shape[0], image.shape[1], long_side)
+    resized = Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR)
+    return np.array(resized)  # writable copy (torch warns on read-only arrays)
+
+
+def apply_coords(
+    coords_xy: np.ndarray, original_size: tuple[int, int], long_side: int
+) -> np.ndarray:
+    """(..., 2) xy pixels of the original image -> model frame (float64)."""
+    old_h, old_w = original_size
+    new_h, new_w = get_preprocess_shape(old_h, old_w, long_side)
+    coords = np.array(coords_xy, dtype=float, copy=True)
+    coords[..., 0] = coords[..., 0] * (new_w / old_w)
+    coords[..., 1] = coords[..., 1] * (new_h / old_h)
+    return coords
+
+
+def apply_boxes(
+    boxes_xyxy: np.ndarray, original_size: tuple[int, int], long_side: int
+) -> np.ndarray:
+    """(B, 4) XYXY boxes of the original image -> model frame (float64)."""
+    return apply_coords(np.asarray(boxes_xyxy).reshape(-1, 2, 2), original_size, long_side).reshape(
+        -1, 4
+    )
+
+
+def apply_coords_torch(
+    coords_xy: torch.Tensor, original_size: tuple[int, int], long_side: int
+) -> torch.Tensor:
+    """(..., 2) xy pixels of the original image -> model frame (float32)."""
+    old_h, old_w = original_size
+    new_h, new_w = get_preprocess_shape(old_h, old_w, long_side)
+    coords = coords_xy.to(torch.float).clone()
+    coords[..., 0] = coords[..., 0] * (new_w / old_w)
+    coords[..., 1] = coords[..., 1] * (new_h / old_h)
+    return coords
+
+
+def apply_boxes_torch(
+    boxes_xyxy: torch.Tensor, original_size: tuple[int, int], long_side: int
+) -> torch.Tensor:
+    """(B, 4) XYXY boxes of the original image -> model frame (float32)."""
+    return apply_coords_torch(boxes_xyxy.reshape(-1, 2, 2), original_size, long_side).reshape(-1, 4)

@@ -1,0 +1,284 @@
+"""Interactive prediction: encode an image once, then decode many prompts cheaply (paper §3).
+
+User-facing coordinates are (x, y) pixels of the original image and boxes are XYXY; masks come
+back at the original resolution. ``predict_torch`` takes batched prompts already in the model
+frame (see :mod:`anyseg.ops.transforms`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from anyseg.errors import InvalidInputError
+from anyseg.image_io import ImageLike, to_rgb_uint8
+from anyseg.modeling import Sam
+from anyseg.ops import transforms
+
+
+class SamPredictor:
+    """Caches one image embedding and answers prompts against it."""
+
+    def __init__(self, sam_model: Sam) -> None:
+        self.model = sam_model
+        self.is_image_set = False
+        self.features: torch.Tensor | None = None
+        self.original_size: tuple[int, int] | None = None  # (H, W) of the original image
+        self.input_size: tuple[int, int] | None = None  # (h, w) in the model frame
+
+    # ------------------------------------------------------------------ image
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def long_side(self) -> int:
+        return self.model.img_size
+
+    def set_image(self, image: ImageLike, image_format: str = "RGB") -> None:
+        """Encode an image and cache its embedding.
+
+        Args:
+            image: (H, W, 3) uint8 array (also grayscale, RGBA, 16-bit, float in [0, 1]), a PIL
+                image, or a path to an image file.
+            image_format: channel order of an array input, "RGB" or "BGR".
+        """
+        if image_format not in ("RGB", "BGR"):
+            raise InvalidInputError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        rgb = to_rgb_uint8(image)
+        if image_format != self.model.image_format:
+            rgb = np.ascontiguousarray(rgb[..., ::-1])
+        resized = transforms.resize_longest_side(rgb, self.long_side)
+        tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()
+        self.set_torch_image(tensor[None], rgb.shape[:2])  # (h, w, 3) -> (1, 3, h, w)
+
+    @torch.inference_mode()
+    def set_torch_image(
+        self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]
+    ) -> None:
+        """Encode a (1, 3, h, w) image already resized to the model frame (long side S)."""
+        shape = tuple(transformed_image.shape)
+        if len(shape) != 4 or shape[1] != 3 or max(shape[2:]) != self.long_side:
+            raise InvalidInputError(
+                f"set_torch_image expects (1, 3, h, w) with long side {self.long_side}, got {shape}"
+            )
+        self.reset_image()
+        self.original_size = (int(original_image_size[0]), int(original_image_size[1]))
+        self.input_size = (int(shape[2]), int(shape[3]))
+        image = self.model.preprocess(transformed_image.to(self.device).float())
+        self.features = self.model.image_encoder(image)
+        self.is_image_set = True
+
+    def set_embedding(
+        self,
+        features: torch.Tensor,
+        original_size: tuple[int, int],
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        """Use a previously computed embedding (e.g. from a cache) for the image of
+        ``original_size`` (H, W); ``input_size`` defaults to the model-frame size."""
+        grid = self.model.image_encoder.config.embedding_size
+        expected = (1, self.model.config.image_encoder.out_chans, grid, grid)
+        if tuple(features.shape) != expected:
+            raise InvalidInputError(
+                f"embedding must have shape {expected}, got {tuple(features.shape)}"
+            )
+        self.reset_image()
+        h, w = int(original_size[0]), int(original_size[1])
+        self.original_size = (h, w)
+        self.input_size = input_size or transforms.get_preprocess_shape(h, w, self.long_side)
+        self.features = features.to(self.device)
+        self.is_image_set = True
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The cached embedding, (1, C, h, w) (256×64×64 for the official models)."""
+        if self.features is None:
+            raise RuntimeError("no image is set: call set_image(...) first")
+        return self.features
+
+    def reset_image(self) -> None:
+        self.is_image_set = False
+        self.features = None
+        self.original_size = None
+        self.input_size = None
+
+    # ---------------------------------------------------------------- prompts
+    def transform_coords(self, coords_xy: np.ndarray) -> np.ndarray:
+        """Original-image xy pixels -> model frame."""
+        return transforms.apply_coords(coords_xy, self._require_image(), self.long_side)
+
+    def transform_boxes(self, boxes_xyxy: np.ndarray) -> np.ndarray:
+        """Original-image XYXY boxes -> model frame."""
+        return transforms.apply_boxes(boxes_xyxy, self._require_image(), self.long_side)
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for one prompt set on the current image.
+
+        Args:
+            point_coords: (N, 2) xy pixels of the original image.
+            point_labels: (N,) 1 = foreground, 0 = background.
+            box: (4,) or (1, 4) XYXY pixels of the original image.
+            mask_input: (1, 4h, 4w) low-res logits from a previous call (256×256 for SAM).
+            multimask_output: three masks for an ambiguous prompt, else one.
+            return_logits: return logits instead of thresholded masks.
+
+        Returns:
+            masks (C, H, W) bool (float32 logits with ``return_logits``), iou_predictions (C,),
+            low_res_logits (C, 4h, 4w); C is 3 or 1.
+        """
+        original_size = self._require_image()
+        coords_t = labels_t = box_t = mask_t = None
+        if point_coords is not None or point_labels is not None:
+            coords, labels = validate_points(point_coords, point_labels, original_size)
+            coords_t = torch.as_tensor(self.transform_coords(coords), dtype=torch.float)[None]
+            labels_t = torch.as_tensor(labels, dtype=torch.int)[None]
+        if box is not None:
+            box_arr = validate_box(box, original_size)
+            box_t = torch.as_tensor(self.transform_boxes(box_arr), dtype=torch.float)
+        if mask_input is not None:
+            mask_t = torch.as_tensor(self._validate_mask_input(mask_input), dtype=torch.float)[None]
+        masks, iou, low_res = self.predict_torch(
+            _to(coords_t, self.device),
+            _to(labels_t, self.device),
+            _to(box_t, self.device),
+            _to(mask_t, self.device),
+            multimask_output=multimask_output,
+            return_logits=return_logits,
+        )
+        return (
+            masks[0].cpu().numpy(),
+            iou[0].float().cpu().numpy(),
+            low_res[0].float().cpu().numpy(),
+        )
+
+    @torch.inference_mode()
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Predict masks for B prompt sets given in the model frame.
+
+        Args:
+            point_coords: (B, N, 2) xy in the model frame, or None.
+            point_labels: (B, N) in {1, 0, -1 (padding)}, or None.
+            boxes: (B, 4) XYXY in the model frame, or None.
+            mask_input: (B, 1, 4h, 4w) low-res logits, or None.
+
+        Returns:
+            masks (B, C, H, W) at the original size (bool, or logits), iou (B, C),
+            low-res logits (B, C, 4h, 4w).
+        """
+        self._require_image()
+        points = None
+        if point_coords is not None or point_labels is not None:
+            if point_coords is None or point_labels is None:
+                raise InvalidInputError("point_coords and point_labels must be given together")
+            if point_coords.ndim != 3 or point_coords.shape[-1] != 2:
+                raise InvalidInputError(
+                    f"point_coords must be (B, N, 2), got {tuple(point_coords.shape)}"
+                )
+            if tuple(point_labels.shape) != tuple(point_coords.shape[:2]):
+                raise InvalidInputError(
+                    f"point_labels must be (B, N) = {tuple(point_coords.shape[:2])}, "
+                    f"got {tuple(point_labels.shape)}"
+                )
+            bad = point_labels[(point_labels != 1) & (point_labels != 0) & (point_labels != -1)]
+            if bad.numel():
+                raise InvalidInputError(f"point labels must be 1, 0 or -1, got {bad.tolist()}")
+            points = (point_coords, point_labels)
+        if boxes is not None and (boxes.ndim != 2 or boxes.shape[-1] != 4):
+            raise InvalidInputError(f"boxes must be (B, 4), got {tuple(boxes.shape)}")
+        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        low_res, iou = self.model.mask_decoder(
+            image_embeddings=self.features,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+        assert self.input_size is not None and self.original_size is not None
+        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, iou, low_res
+
+    # ---------------------------------------------------------------- helpers
+    def _require_image(self) -> tuple[int, int]:
+        if not self.is_image_set or self.original_size is None:
+            raise RuntimeError("no image is set: call set_image(...) before predicting")
+        return self.original_size
+
+    def _validate_mask_input(self, mask_input: np.ndarray) -> np.ndarray:
+        arr = np.asarray(mask_input, dtype=np.float32)
+        size = self.model.prompt_encoder.mask_input_size
+        if arr.shape == (1, 1, *size):
+            arr = arr[0]
+        if arr.shape != (1, *size):
+            raise InvalidInputError(
+                f"mask_input must be (1, {size[0]}, {size[1]}) low-res logits "
+                f"(e.g. a previous low_res_logits[i][None]), got {arr.shape}"
+            )
+        return arr
+
+
+def validate_points(
+    point_coords: Any, point_labels: Any, original_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check (N, 2) xy points with (N,) labels in {0, 1} inside an image of (H, W) pixels."""
+    if point_coords is None or point_labels is None:
+        raise InvalidInputError("point_coords and point_labels must be given together")
+    coords = np.asarray(point_coords, dtype=np.float64)
+    labels = np.asarray(point_labels)
+    if coords.ndim != 2 or coords.shape[1] != 2 or coords.shape[0] == 0:
+        raise InvalidInputError(f"point_coords must be (N, 2) with N >= 1, got {coords.shape}")
+    if labels.shape != (coords.shape[0],):
+        raise InvalidInputError(
+            f"point_labels must have shape ({coords.shape[0]},), got {labels.shape}"
+        )
+    bad_labels = sorted({float(v) for v in labels.ravel() if v not in (0, 1)})
+    if bad_labels:
+        raise InvalidInputError(f"point labels must be 0 or 1, got {bad_labels}")
+    if not np.isfinite(coords).all():
+        raise InvalidInputError("point_coords contain NaN or infinite values")
+    h, w = original_size
+    outside = (coords[:, 0] < 0) | (coords[:, 0] > w) | (coords[:, 1] < 0) | (coords[:, 1] > h)
+    if outside.any():
+        offending = [tuple(float(v) for v in p) for p in coords[outside]]
+        raise InvalidInputError(f"points {offending} lie outside the {w}x{h} (WxH) image")
+    return coords, labels.astype(np.int64)
+
+
+def validate_box(box: Any, original_size: tuple[int, int]) -> np.ndarray:
+    """Check a (4,) or (1, 4) XYXY box inside an image of (H, W) pixels; returns (1, 4)."""
+    arr = np.asarray(box, dtype=np.float64)
+    if arr.shape not in ((4,), (1, 4)):
+        raise InvalidInputError(f"box must be XYXY of shape (4,) or (1, 4), got {arr.shape}")
+    arr = arr.reshape(1, 4)
+    if not np.isfinite(arr).all():
+        raise InvalidInputError("box contains NaN or infinite values")
+    x0, y0, x1, y1 = arr[0]
+    if x0 > x1 or y0 > y1:
+        raise InvalidInputError(f"box must be XYXY with x0<=x1 and y0<=y1, got {arr[0].tolist()}")
+    h, w = original_size
+    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+        raise InvalidInputError(f"box {arr[0].tolist()} lies outside the {w}x{h} (WxH) image")
+    return arr
+
+
+def _to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if t is None else t.to(device)

@@ -1,0 +1,196 @@
+"""SamPredictor: parity with the original implementation, prompt validation, image inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from anyseg.checkpoint import load
+from anyseg.errors import InvalidInputError
+from anyseg.image_io import load_image
+from anyseg.predictor import SamPredictor
+
+CASES = ["pt1_mm", "pt3_single", "box", "box_neg", "maskin_pt2"]
+
+
+@pytest.fixture(scope="module", params=["astronaut", "coffee_crop"])
+def reference(request, shared_fixtures: Path):
+    """(predictor with the fixture image set, reference arrays) per fixture image."""
+    model = load(shared_fixtures / "tiny_sam.pth")
+    predictor = SamPredictor(model)
+    predictor.set_image(load_image(shared_fixtures / f"{request.param}.png"))
+    return predictor, np.load(shared_fixtures / f"ref_{request.param}.npz")
+
+
+def test_embedding_parity(reference) -> None:
+    predictor, ref = reference
+    np.testing.assert_allclose(predictor.features.numpy(), ref["embedding"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_predict_parity(reference, case: str) -> None:
+    predictor, ref = reference
+    kwargs = {}
+    if f"{case}.point_coords" in ref:
+        kwargs["point_coords"] = ref[f"{case}.point_coords"]
+        kwargs["point_labels"] = ref[f"{case}.point_labels"]
+    if f"{case}.box" in ref:
+        kwargs["box"] = ref[f"{case}.box"]
+    if f"{case}.mask_input" in ref:
+        kwargs["mask_input"] = ref[f"{case}.mask_input"]
+    multimask = case == "pt1_mm"
+    masks, iou, low_res = predictor.predict(multimask_output=multimask, **kwargs)
+    np.testing.assert_allclose(low_res, ref[f"{case}.low_res_logits"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(iou, ref[f"{case}.iou_predictions"], atol=1e-4, rtol=0)
+    assert masks.dtype == bool and masks.shape == ref[f"{case}.masks"].shape
+    assert (masks != ref[f"{case}.masks"]).sum() == 0
+    if case == "pt1_mm":
+        logits, _, _ = predictor.predict(multimask_output=True, return_logits=True, **kwargs)
+        np.testing.assert_allclose(logits, ref["pt1_mm.masks_logits"], atol=1e-4, rtol=0)
+
+
+def test_batched_boxes_parity(reference) -> None:
+    predictor, ref = reference
+    boxes = torch.as_tensor(ref["batch_boxes5.boxes"])
+    transformed = torch.as_tensor(predictor.transform_boxes(boxes.numpy()), dtype=torch.float)
+    np.testing.assert_allclose(
+        transformed.numpy(), ref["batch_boxes5.boxes_transformed"], atol=1e-4
+    )
+    masks, iou, low_res = predictor.predict_torch(
+        None, None, boxes=transformed, multimask_output=False
+    )
+    np.testing.assert_allclose(
+        low_res.numpy(), ref["batch_boxes5.low_res_logits"], atol=1e-4, rtol=0
+    )
+    np.testing.assert_allclose(iou.numpy(), ref["batch_boxes5.iou_predictions"], atol=1e-4, rtol=0)
+    assert (masks.numpy() != ref["batch_boxes5.masks"]).sum() == 0
+
+
+# ----------------------------------------------------------------------- validation
+@pytest.fixture()
+def predictor(test_model) -> SamPredictor:
+    p = SamPredictor(test_model)
+    p.set_image(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    return p
+
+
+def test_predict_shapes_in_original_pixels(predictor: SamPredictor) -> None:
+    masks, iou, low_res = predictor.predict(np.array([[10, 20]]), np.array([1]))
+    assert masks.shape == (3, 60, 80) and iou.shape == (3,) and low_res.shape == (3, 64, 64)
+    masks, iou, _ = predictor.predict(box=np.array([5, 5, 40, 30]), multimask_output=False)
+    assert masks.shape == (1, 60, 80) and iou.shape == (1,)
+    # feeding the low-res logits back as the mask prompt
+    masks2, _, _ = predictor.predict(
+        np.array([[10, 20]]), np.array([1]), mask_input=low_res[:1], multimask_output=False
+    )
+    assert masks2.shape == (1, 60, 80)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"point_coords": np.array([[1, 2]])}, "given together"),
+        ({"point_coords": np.array([1, 2]), "point_labels": np.array([1])}, r"\(N, 2\)"),
+        ({"point_coords": np.array([[1, 2]]), "point_labels": np.array([1, 0])}, "shape"),
+        (
+            {"point_coords": np.array([[1, 2]]), "point_labels": np.array([2])},
+            "labels must be 0 or 1",
+        ),
+        (
+            {"point_coords": np.array([[90, 2]]), "point_labels": np.array([1])},
+            r"\(90\.0, 2\.0\).*outside",
+        ),
+        ({"point_coords": np.array([[-1, 2]]), "point_labels": np.array([1])}, "outside"),
+        ({"point_coords": np.array([[np.nan, 2]]), "point_labels": np.array([1])}, "NaN"),
+        ({"box": np.array([10, 10, 5, 20])}, "x0<=x1"),
+        ({"box": np.array([0, 0, 100, 20])}, "outside"),
+        ({"box": np.array([0, 0, 10])}, "XYXY"),
+        ({"mask_input": np.zeros((1, 256, 256))}, r"mask_input must be \(1, 64, 64\)"),
+    ],
+)
+def test_bad_prompts(predictor: SamPredictor, kwargs, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        predictor.predict(**kwargs)
+
+
+def test_predict_before_set_image(test_model) -> None:
+    with pytest.raises(RuntimeError, match="set_image"):
+        SamPredictor(test_model).predict(np.array([[1, 1]]), np.array([1]))
+
+
+def test_predict_torch_validation(predictor: SamPredictor) -> None:
+    coords = torch.tensor([[[10.0, 10.0]]])
+    with pytest.raises(InvalidInputError, match="1, 0 or -1"):
+        predictor.predict_torch(coords, torch.tensor([[3]]))
+    with pytest.raises(InvalidInputError, match=r"\(B, N\)"):
+        predictor.predict_torch(coords, torch.tensor([1]))
+    masks, _, _ = predictor.predict_torch(coords.repeat(4, 1, 1), torch.ones(4, 1, dtype=torch.int))
+    assert masks.shape == (4, 3, 60, 80)
+
+
+# ---------------------------------------------------------------------- image inputs
+def test_image_kinds_give_the_same_embedding(test_model, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 255, (40, 50), dtype=np.uint8)
+    p = SamPredictor(test_model)
+    p.set_image(np.stack([gray] * 3, -1))
+    ref = p.features.clone()
+    variants = [
+        gray,
+        gray[:, :, None],
+        np.dstack([np.stack([gray] * 3, -1), np.full_like(gray, 7)]),  # RGBA: alpha dropped
+        gray.astype(np.uint16) * 257,  # 16-bit
+        Image.fromarray(gray),
+        gray.astype(np.float32) / 255.0,
+    ]
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    variants.append(tmp_path / "g.png")
+    for v in variants:
+        p.set_image(v)
+        torch.testing.assert_close(p.features, ref)
+    # BGR input is flipped to RGB
+    rgb = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    p.set_image(rgb)
+    a = p.features.clone()
+    p.set_image(rgb[..., ::-1].copy(), image_format="BGR")
+    torch.testing.assert_close(p.features, a)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (np.zeros((0, 10, 3), np.uint8), "too small"),
+        (np.zeros((10, 1, 3), np.uint8), "too small"),
+        (np.zeros((4, 4, 2), np.uint8), "shape"),
+        ("no/such/file.png", "not found"),
+        ([[1, 2], [3, 4]], "expected an image"),
+        (np.zeros((4, 4, 3), dtype=complex), "dtype"),
+    ],
+)
+def test_bad_images(test_model, image, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        SamPredictor(test_model).set_image(image)
+
+
+def test_not_an_image_file(test_model, tmp_path: Path) -> None:
+    f = tmp_path / "x.png"
+    f.write_text("hello")
+    with pytest.raises(InvalidInputError, match="not a readable image"):
+        SamPredictor(test_model).set_image(f)
+    with pytest.raises(InvalidInputError, match="image_format"):
+        SamPredictor(test_model).set_image(np.zeros((4, 4, 3), np.uint8), image_format="HSV")
+
+
+def test_set_embedding_reuses_features(predictor: SamPredictor, test_model) -> None:
+    feats = predictor.get_image_embedding()
+    a = predictor.predict(np.array([[10, 20]]), np.array([1]))[0]
+    other = SamPredictor(test_model)
+    other.set_embedding(feats, (60, 80))
+    b = other.predict(np.array([[10, 20]]), np.array([1]))[0]
+    assert np.array_equal(a, b)
+    with pytest.raises(InvalidInputError, match="embedding must have shape"):
+        other.set_embedding(torch.zeros(1, 8, 4, 4), (60, 80))
