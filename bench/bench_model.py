@@ -1,0 +1,129 @@
+"""Image-encoder and prompt-decode latency: anyseg vs the original implementation.
+
+Same weights (a random ``--preset`` model saved once and loaded into both), same image, same
+process, same thread count. The original is timed when ``ANYSEG_REFERENCE`` points at a checkout
+of facebookresearch/segment-anything (see bench/_reference.py).
+
+    .venv/bin/python bench/bench_model.py                 # vit_b, ours only
+    ANYSEG_REFERENCE=/path/to/segment-anything .venv/bin/python bench/bench_model.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _reference import build_reference_sam, import_reference
+from anyseg.checkpoint import load, save
+from anyseg.config import get_preset
+from anyseg.modeling import build_sam
+from anyseg.predictor import SamPredictor
+
+
+def timeit(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` in seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def test_image(size: int = 768) -> np.ndarray:
+    """A deterministic photo-like image: smooth gradients plus shapes plus noise."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    img = np.stack([yy * 200, xx * 180, (1 - yy) * 150], -1)
+    for _ in range(12):
+        cx, cy, r = [*rng.uniform(0, 1, 2).tolist(), rng.uniform(0.05, 0.2)]
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 < r**2] = rng.uniform(0, 255, 3)
+    img += rng.normal(0, 8, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def bench_predictor(
+    predictor, image, point, box, repeats: int, decode_repeats: int
+) -> dict[str, float]:
+    labels = np.array([1])
+    res = {"encoder": timeit(lambda: predictor.set_image(image), repeats)}
+    with torch.inference_mode():
+        res["decode 1 point (3 masks)"] = timeit(
+            lambda: predictor.predict(point, labels, multimask_output=True), decode_repeats, 3
+        )
+        res["decode box (1 mask)"] = timeit(
+            lambda: predictor.predict(box=box, multimask_output=False), decode_repeats, 3
+        )
+    return res
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--preset", default="vit_b", help="model size (vit_b, vit_l, vit_h, tiny, test)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed encoder runs (median)")
+    parser.add_argument("--decode-repeats", type=int, default=20, help="timed decode runs (median)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "weights.pth"
+        save(build_sam(get_preset(args.preset)), ckpt)
+        ours = SamPredictor(load(ckpt))
+        ref_module = import_reference()
+        ref = None
+        if ref_module is not None and args.preset in ("vit_b", "vit_l", "vit_h"):
+            ref = ref_module.SamPredictor(build_reference_sam(ref_module, args.preset, ckpt))
+
+    image = test_image()
+    point = np.array([[300.0, 400.0]])
+    box = np.array([100.0, 150.0, 500.0, 600.0])
+    rows = {"anyseg": bench_predictor(ours, image, point, box, args.repeats, args.decode_repeats)}
+    if ref is not None:
+        rows["original"] = bench_predictor(
+            ref, image, point, box, args.repeats, args.decode_repeats
+        )
+        m_ours = ours.predict(point, np.array([1]), return_logits=True)[0]
+        m_ref = ref.predict(point, np.array([1]), return_logits=True)[0]
+        max_diff = float(np.abs(m_ours - m_ref).max())
+
+    print(
+        f"\n{args.preset}, {image.shape[1]}x{image.shape[0]} image, {args.threads} threads, "
+        f"torch {torch.__version__}, median seconds"
+    )
+    header = f"| {'stage':<26} | {'anyseg':>9} |"
+    if ref is not None:
+        header += f" {'original':>9} | {'speed-up':>8} |"
+    print(header)
+    print("|" + "-" * (len(header) - 2) + "|")
+    for stage, t in rows["anyseg"].items():
+        line = f"| {stage:<26} | {t * 1e3:>7.1f}ms |"
+        if ref is not None:
+            r = rows["original"][stage]
+            line += f" {r * 1e3:>7.1f}ms | {r / t:>7.2f}x |"
+        print(line)
+    if ref is not None:
+        print(f"\nmax |logit diff| anyseg vs original (1 point, full res): {max_diff:.2e}")
+    else:
+        print("\n(set ANYSEG_REFERENCE to a segment-anything checkout to time the original too)")
+
+
+if __name__ == "__main__":
+    main()
