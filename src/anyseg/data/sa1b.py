@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from anyseg.errors import InvalidInputError
 from anyseg.ops.rle import decode_rle, encode_mask
@@ -212,16 +213,18 @@ def record_from_masks(
             raise InvalidInputError(
                 f"record_from_masks: {name} has {len(values)} entries, expected {n}"
             )
+    # One pycocotools call for all masks: (N, H, W) -> (H, W, N) Fortran order, as it expects.
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0), dtype=np.uint8))
+    boxes = mask_utils.toBbox(rles) if n else np.zeros((0, 4))
+    areas = mask_utils.area(rles) if n else np.zeros(0)
     annotations = []
     for i in range(n):
-        mask = masks[i].astype(bool)
-        rle = encode_mask(mask)
         annotations.append(
             MaskAnnotation(
                 id=int(ids[i]) if ids is not None else i,
-                segmentation=rle,
-                bbox=_mask_bbox_xywh(mask),
-                area=int(mask.sum()),
+                segmentation={"size": [h, w], "counts": rles[i]["counts"].decode("ascii")},
+                bbox=_four_floats(boxes[i]),
+                area=int(areas[i]),
                 predicted_iou=None if predicted_iou is None else float(predicted_iou[i]),
                 stability_score=None if stability_score is None else float(stability_score[i]),
                 point_coords=(
@@ -232,9 +235,7 @@ def record_from_masks(
                 crop_box=None if crop_box is None else _four_floats(crop_box[i]),
                 label=None if labels is None else labels[i],
                 level=None if levels is None else levels[i],
-                parent_id=None
-                if parent_ids is None or parent_ids[i] is None
-                else int(parent_ids[i]),  # type: ignore[arg-type]
+                parent_id=_opt_int(None if parent_ids is None else parent_ids[i]),
             )
         )
     return ImageRecord(
@@ -283,8 +284,12 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
-def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
-    """Write an RGB uint8 (H, W, 3) image atomically; the format follows the suffix (png/jpg)."""
+def write_image(path: str | os.PathLike[str], image: np.ndarray, *, fast_png: bool = False) -> None:
+    """Write an RGB uint8 (H, W, 3) image atomically; the format follows the suffix (png/jpg).
+
+    ``fast_png`` uses Huffman-only PNG compression: about 1.5x faster, and smaller for noisy
+    images (photos, synthetic scenes), larger for flat ones (drawings, masks).
+    """
     import cv2
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -294,9 +299,11 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
     suffix = Path(path).suffix.lower()
     if suffix not in IMAGE_EXTENSIONS:
         raise InvalidInputError(f"image suffix must be one of {IMAGE_EXTENSIONS}, got {suffix!r}")
-    params = (
-        [cv2.IMWRITE_PNG_COMPRESSION, 1] if suffix == ".png" else [cv2.IMWRITE_JPEG_QUALITY, 95]
-    )
+    if suffix == ".png":
+        strategy = cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY if fast_png else 0
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, strategy]
+    else:
+        params = [cv2.IMWRITE_JPEG_QUALITY, 95]
     ok, buf = cv2.imencode(suffix, np.ascontiguousarray(image[:, :, ::-1]), params)
     if not ok:
         raise InvalidInputError(f"could not encode image for {path}")
@@ -330,13 +337,8 @@ def _pairs_in(images_dir: Path, ann_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _mask_bbox_xywh(mask: np.ndarray) -> tuple[float, float, float, float]:
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return (0.0, 0.0, 0.0, 0.0)
-    cols = np.flatnonzero(mask.any(axis=0))
-    x0, y0 = int(cols[0]), int(rows[0])
-    return (float(x0), float(y0), float(cols[-1] - x0 + 1), float(rows[-1] - y0 + 1))
+def _opt_int(value: int | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _four_floats(values: Any) -> tuple[float, float, float, float]:
