@@ -1,0 +1,111 @@
+"""``anyseg serve IMAGE_DIR``: the annotation tool (a local web app around one SAM model)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="annotate a folder of images in the browser (the data engine's tool)",
+        description=(
+            "Start the annotation tool on IMAGE_DIR: click foreground/background points or drag "
+            "boxes, see the mask at once, accept it; pre-fill proposes masks automatically. "
+            "Accepted masks are stored in a SQLite project (default IMAGE_DIR/.anyseg-project) and "
+            "exported as SA-1B or COCO from the page or with `anyseg export-annotations`."
+        ),
+    )
+    parser.add_argument("image_dir", type=Path, metavar="IMAGE_DIR", help="folder of images")
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="project folder for the database and embedding cache "
+        "(default: IMAGE_DIR/.anyseg-project)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="SAM checkpoint (.pth or .safetensors); default: the bundled model",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free)")
+    parser.add_argument("--author", default=None, help="name stored with every accepted mask")
+    parser.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
+    parser.add_argument(
+        "--prefill-points-per-side",
+        type=int,
+        default=16,
+        metavar="N",
+        help="point grid of the pre-fill generator (default 16, i.e. 256 points)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import socket
+
+    import uvicorn
+
+    from anyseg.errors import InvalidInputError
+    from anyseg.server import PrefillConfig, ServerConfig, create_app
+
+    if not args.image_dir.is_dir():
+        raise InvalidInputError(f"image folder {args.image_dir} does not exist or is not a folder")
+    if not 0 <= args.port <= 65535:
+        raise InvalidInputError(f"--port must be in 0..65535, got {args.port}")
+    if args.prefill_points_per_side < 1:
+        raise InvalidInputError("--prefill-points-per-side must be at least 1")
+    author = args.author
+    if author is None:
+        import getpass
+
+        try:
+            author = getpass.getuser()
+        except (KeyError, OSError):
+            author = None
+    config = ServerConfig(
+        image_dir=args.image_dir,
+        project_dir=args.project,
+        checkpoint=args.checkpoint,
+        host=args.host,
+        port=args.port,
+        author=author,
+        device=args.device,
+        prefill=PrefillConfig(points_per_side=args.prefill_points_per_side),
+    )
+    print(f"anyseg serve: loading the model and scanning {args.image_dir} ...", flush=True)
+    app = create_app(config)
+    service = app.state.service
+    # Bind first so the printed URL carries the real port (also with --port 0).
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
+    port = sock.getsockname()[1]
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    print(
+        f"anyseg serve: {len(service.list_images())} images, project {service.project_dir}\n"
+        f"anyseg serve: open http://{host}:{port}/ in a browser (Ctrl+C to stop)",
+        flush=True,
+    )
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        service.close()
+    return 0

@@ -1,0 +1,672 @@
+// The annotation page: pick an image, click points / drag boxes, see SAM's mask at once, accept it.
+// All image coordinates are (x, y) pixels of the original image; the canvas has the image's size
+// and is scaled by CSS, so event positions are converted with the canvas' on-screen rectangle.
+
+import { api } from "./api.js";
+import { colourFor, decodeRle, renderMask, rgbCss } from "./rle.js";
+
+const $ = (sel) => document.querySelector(sel);
+const CURRENT_RGB = [63, 184, 255];
+const DRAG_THRESHOLD_PX = 5; // screen pixels a press must move to become a box
+
+const state = {
+  images: [],
+  imageId: null,
+  image: null, // {id, file_name, width, height, ...}
+  imgEl: null,
+  ready: false, // embedding available: prompts can be decoded
+  points: [], // [[x, y], ...]
+  labels: [], // 1 foreground, 0 background
+  box: null, // [x0, y0, x1, y1]
+  history: [], // undo stack: {kind: "point"} | {kind: "box", previous}
+  candidates: [], // [{segmentation, score, area, bbox, decoded, render}]
+  chosen: 0,
+  accepted: [], // mask rows + {decoded, renders}
+  proposals: [],
+  editingId: null,
+  selectedId: null,
+  hoverId: null,
+  drag: null, // {start: [x, y], screen: [x, y], current: [x, y], button, negative}
+  predictSeq: 0,
+  openSeq: 0,
+  busy: false,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Status and busy state
+
+function setStatus(text, isError = false) {
+  const el = $("#status");
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+function setBusy(text) {
+  state.busy = Boolean(text);
+  $("#busy").hidden = !text;
+  $("#busy-text").textContent = text || "";
+  for (const id of ["#prefill", "#accept", "#accept-all", "#reject-all"]) $(id).disabled = state.busy;
+}
+
+function showError(err) {
+  setStatus(`Error: ${err.message || err}`, true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images
+
+async function loadImages() {
+  const data = await api.images();
+  state.images = data.images;
+  renderImageList();
+}
+
+function renderImageList() {
+  const list = $("#image-list");
+  list.replaceChildren();
+  for (const img of state.images) {
+    const li = document.createElement("li");
+    li.dataset.id = img.id;
+    li.classList.toggle("active", img.id === state.imageId);
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = img.file_name;
+    name.title = `${img.file_name} (${img.width}×${img.height})`;
+    const badges = document.createElement("span");
+    const ok = document.createElement("span");
+    ok.className = "badge ok count";
+    ok.textContent = `${img.num_accepted}`;
+    ok.title = "accepted masks";
+    badges.append(ok);
+    if (img.num_proposals) {
+      const pr = document.createElement("span");
+      pr.className = "badge prop";
+      pr.textContent = `${img.num_proposals}?`;
+      pr.title = "proposals waiting for review";
+      badges.append(" ", pr);
+    }
+    li.append(name, badges);
+    li.addEventListener("click", () => openImage(img.id));
+    list.append(li);
+  }
+  $("#image-count").textContent = `(${state.images.length})`;
+}
+
+function loadImageElement(url) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error(`could not load ${url}`));
+    img.src = url;
+  });
+}
+
+async function openImage(id) {
+  const seq = ++state.openSeq;
+  const info = state.images.find((im) => im.id === id);
+  if (!info) return;
+  resetPrompts();
+  state.editingId = null;
+  state.selectedId = null;
+  state.imageId = id;
+  state.image = info;
+  state.ready = false;
+  history.replaceState(null, "", `#image=${id}`);
+  renderImageList();
+  const canvas = $("#canvas");
+  canvas.dataset.state = "loading";
+  setStatus(`Opening ${info.file_name}…`);
+  try {
+    const [imgEl] = await Promise.all([loadImageElement(api.imageUrl(id)), loadMasks()]);
+    if (seq !== state.openSeq) return;
+    state.imgEl = imgEl;
+    canvas.width = info.width;
+    canvas.height = info.height;
+    canvas.classList.add("shown");
+    $("#placeholder").hidden = true;
+    redraw();
+    const emb = await api.embeddingState(id);
+    if (seq !== state.openSeq) return;
+    if (emb.state !== "memory" && emb.state !== "disk") {
+      canvas.dataset.state = "embedding";
+      const t0 = performance.now();
+      const tick = setInterval(() => {
+        const s = ((performance.now() - t0) / 1000).toFixed(0);
+        setBusy(`Computing the image embedding (once per image)… ${s} s`);
+      }, 500);
+      setBusy("Computing the image embedding (once per image)…");
+      try {
+        const res = await api.computeEmbedding(id);
+        if (seq !== state.openSeq) return;
+        setStatus(`Embedding ready (${res.source}, ${res.seconds.toFixed(2)} s). Click to segment.`);
+      } finally {
+        clearInterval(tick);
+        if (seq === state.openSeq) setBusy(null);
+      }
+    } else {
+      setStatus(`Embedding cached (${emb.state}). Click to segment.`);
+    }
+    state.ready = true;
+    canvas.dataset.state = "ready";
+  } catch (err) {
+    if (seq === state.openSeq) {
+      canvas.dataset.state = "error";
+      showError(err);
+    }
+  }
+}
+
+function stepImage(delta) {
+  if (!state.images.length) return;
+  const idx = state.images.findIndex((im) => im.id === state.imageId);
+  const next = idx < 0 ? 0 : (idx + delta + state.images.length) % state.images.length;
+  openImage(state.images[next].id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Masks of the open image
+
+async function loadMasks() {
+  const id = state.imageId;
+  const data = await api.masks(id);
+  if (id !== state.imageId) return;
+  state.accepted = data.accepted.map((m) => ({ ...m, decoded: decodeRle(m.segmentation) }));
+  state.proposals = data.proposals.map((m) => ({ ...m, decoded: decodeRle(m.segmentation) }));
+  const info = state.images.find((im) => im.id === id);
+  if (info) {
+    info.num_accepted = state.accepted.length;
+    info.num_proposals = state.proposals.length;
+  }
+  renderImageList();
+  renderMaskLists();
+  redraw();
+}
+
+function describe(m) {
+  const label = m.label ? m.label : "(no label)";
+  return `#${m.id} ${label} · ${m.area} px`;
+}
+
+function renderMaskLists() {
+  const list = $("#accepted-list");
+  list.replaceChildren();
+  for (const m of state.accepted) {
+    const li = document.createElement("li");
+    li.dataset.id = m.id;
+    li.classList.toggle("selected", m.id === state.selectedId);
+    li.classList.toggle("editing", m.id === state.editingId);
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = rgbCss(colourFor(m.id));
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = describe(m);
+    text.title = `${describe(m)}\nby ${m.author || "?"} at ${m.updated_at}`;
+    const edit = document.createElement("button");
+    edit.textContent = "Edit";
+    edit.className = "edit";
+    edit.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      startEdit(m.id);
+    });
+    const del = document.createElement("button");
+    del.textContent = "✕";
+    del.title = "Delete (D)";
+    del.className = "delete";
+    del.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      deleteMask(m.id);
+    });
+    li.append(sw, text, edit, del);
+    li.addEventListener("click", () => {
+      state.selectedId = state.selectedId === m.id ? null : m.id;
+      renderMaskLists();
+      redraw();
+    });
+    list.append(li);
+  }
+  $("#accepted-count").textContent = `(${state.accepted.length})`;
+
+  const plist = $("#proposal-list");
+  plist.replaceChildren();
+  $("#proposals-section").hidden = state.proposals.length === 0;
+  for (const m of state.proposals) {
+    const li = document.createElement("li");
+    li.dataset.id = m.id;
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = rgbCss(colourFor(m.id));
+    const text = document.createElement("span");
+    text.className = "text";
+    const score = m.predicted_iou == null ? "" : ` · iou ${m.predicted_iou.toFixed(2)}`;
+    text.textContent = `#${m.id} · ${m.area} px${score}`;
+    const yes = document.createElement("button");
+    yes.textContent = "✓";
+    yes.title = "Accept this proposal";
+    yes.addEventListener("click", () => resolveProposals([m.id], true));
+    const no = document.createElement("button");
+    no.textContent = "✕";
+    no.title = "Reject this proposal";
+    no.addEventListener("click", () => resolveProposals([m.id], false));
+    li.append(sw, text, yes, no);
+    li.addEventListener("mouseenter", () => {
+      state.hoverId = m.id;
+      redraw();
+    });
+    li.addEventListener("mouseleave", () => {
+      state.hoverId = null;
+      redraw();
+    });
+    plist.append(li);
+  }
+  $("#proposal-count").textContent = `(${state.proposals.length})`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drawing
+
+function outlineThickness() {
+  const canvas = $("#canvas");
+  const shown = canvas.getBoundingClientRect().width || canvas.width;
+  return Math.max(1, Math.round((1.6 * canvas.width) / shown));
+}
+
+function maskRender(m, rgb, opts) {
+  const key = `${opts.thickness}:${opts.fillAlpha}:${opts.dashed ? 1 : 0}`;
+  m.renders = m.renders || {};
+  if (!(key in m.renders)) m.renders[key] = renderMask(m.decoded, rgb, opts);
+  return m.renders[key];
+}
+
+function drawRender(ctx, r) {
+  if (r) ctx.drawImage(r.canvas, r.x, r.y);
+}
+
+function redraw() {
+  const canvas = $("#canvas");
+  const ctx = canvas.getContext("2d");
+  if (!state.imgEl) return;
+  ctx.drawImage(state.imgEl, 0, 0, canvas.width, canvas.height);
+  const t = outlineThickness();
+  for (const m of state.proposals) {
+    const hover = m.id === state.hoverId;
+    const opts = { thickness: t, fillAlpha: hover ? 0.45 : 0.12, dashed: !hover };
+    drawRender(ctx, maskRender(m, colourFor(m.id), opts));
+  }
+  for (const m of state.accepted) {
+    if (m.id === state.editingId) continue;
+    const selected = m.id === state.selectedId;
+    const opts = { thickness: selected ? 2 * t : t, fillAlpha: selected ? 0.4 : 0.18 };
+    drawRender(ctx, maskRender(m, colourFor(m.id), opts));
+  }
+  const cand = state.candidates[state.chosen];
+  if (cand) {
+    drawRender(ctx, maskRender(cand, CURRENT_RGB, { thickness: t, fillAlpha: 0.45 }));
+  }
+  drawPrompts(ctx, t);
+}
+
+function drawPrompts(ctx, t) {
+  const r = 4 * t;
+  ctx.lineWidth = t;
+  const box = state.drag && state.drag.isBox ? dragBox() : state.box;
+  if (box) {
+    ctx.setLineDash([4 * t, 3 * t]);
+    ctx.strokeStyle = "#ffd84a";
+    ctx.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]);
+    ctx.setLineDash([]);
+  }
+  state.points.forEach(([x, y], i) => {
+    ctx.beginPath();
+    ctx.arc(x, y, r, 0, 2 * Math.PI);
+    ctx.fillStyle = state.labels[i] === 1 ? "#37c978" : "#ff5d5d";
+    ctx.fill();
+    ctx.strokeStyle = "#ffffff";
+    ctx.stroke();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompts and prediction
+
+function resetPrompts() {
+  state.points = [];
+  state.labels = [];
+  state.box = null;
+  state.history = [];
+  state.candidates = [];
+  state.chosen = 0;
+  state.predictSeq += 1; // drop answers to earlier prompts
+  renderCandidates();
+}
+
+function toImage(ev) {
+  const canvas = $("#canvas");
+  const rect = canvas.getBoundingClientRect();
+  const x = ((ev.clientX - rect.left) * canvas.width) / rect.width;
+  const y = ((ev.clientY - rect.top) * canvas.height) / rect.height;
+  return [Math.min(Math.max(x, 0), canvas.width), Math.min(Math.max(y, 0), canvas.height)];
+}
+
+function dragBox() {
+  const [ax, ay] = state.drag.start;
+  const [bx, by] = state.drag.current;
+  return [Math.min(ax, bx), Math.min(ay, by), Math.max(ax, bx), Math.max(ay, by)];
+}
+
+function hasPrompt() {
+  return state.points.length > 0 || state.box !== null;
+}
+
+async function predict() {
+  const seq = ++state.predictSeq;
+  if (!hasPrompt()) {
+    state.candidates = [];
+    renderCandidates();
+    redraw();
+    return;
+  }
+  const body = { points: state.points, labels: state.labels, box: state.box };
+  try {
+    const res = await api.predict(state.imageId, body);
+    if (seq !== state.predictSeq) return; // a newer prompt is on its way
+    state.candidates = res.candidates.map((c) => ({ ...c, decoded: decodeRle(c.segmentation) }));
+    state.chosen = res.best;
+    const rt = res._roundTripMs;
+    $("#latency").textContent =
+      `decode ${res.timing.decode_ms.toFixed(1)} ms · click-to-mask ${rt.toFixed(0)} ms`;
+    $("#canvas").dataset.lastRoundTripMs = rt.toFixed(1);
+    setStatus(
+      state.candidates.length > 1
+        ? "Ambiguous prompt: pick a candidate (1/2/3), add points, or accept (Enter)."
+        : "Add points to refine, or accept (Enter).",
+    );
+    renderCandidates();
+    redraw();
+  } catch (err) {
+    if (seq === state.predictSeq) showError(err);
+  }
+}
+
+function renderCandidates() {
+  const bar = $("#candidates");
+  bar.replaceChildren();
+  if (!state.candidates.length) {
+    const hint = document.createElement("span");
+    hint.className = "hint";
+    hint.textContent = state.editingId
+      ? `Editing mask #${state.editingId}: change its prompts, then Accept.`
+      : "Left click: object · Right/Shift click: background · Drag: box";
+    bar.append(hint);
+    return;
+  }
+  state.candidates.forEach((c, i) => {
+    const b = document.createElement("button");
+    b.className = "candidate";
+    b.classList.toggle("active", i === state.chosen);
+    b.textContent = `${i + 1} · score ${c.score.toFixed(2)} · ${c.area} px`;
+    b.addEventListener("click", () => choose(i));
+    bar.append(b);
+  });
+}
+
+function choose(i) {
+  if (i < state.candidates.length) {
+    state.chosen = i;
+    renderCandidates();
+    redraw();
+  }
+}
+
+function addPoint(xy, label) {
+  state.points.push(xy.map((v) => Math.round(v * 10) / 10));
+  state.labels.push(label);
+  state.history.push({ kind: "point" });
+  predict();
+}
+
+function setBox(box) {
+  state.history.push({ kind: "box", previous: state.box });
+  state.box = box.map((v) => Math.round(v * 10) / 10);
+  predict();
+}
+
+function undo() {
+  const last = state.history.pop();
+  if (!last) return;
+  if (last.kind === "point") {
+    state.points.pop();
+    state.labels.pop();
+  } else {
+    state.box = last.previous;
+  }
+  predict();
+}
+
+function clearAll() {
+  const wasEditing = state.editingId !== null;
+  resetPrompts();
+  state.editingId = null;
+  $("#label").value = "";
+  if (wasEditing) renderMaskLists();
+  setStatus("Cleared.");
+  redraw();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accept, edit, delete, proposals
+
+async function acceptCurrent() {
+  const cand = state.candidates[state.chosen];
+  if (!cand || state.busy) {
+    setStatus("Nothing to accept yet: click on the object first.", !cand);
+    return;
+  }
+  const label = $("#label").value.trim() || null;
+  const body = {
+    segmentation: cand.segmentation,
+    predicted_iou: cand.score,
+    prompts: { points: state.points, labels: state.labels, box: state.box },
+    label,
+  };
+  try {
+    let saved;
+    if (state.editingId !== null) {
+      saved = await api.update(state.editingId, body);
+    } else {
+      saved = await api.accept(state.imageId, body);
+    }
+    state.editingId = null;
+    resetPrompts();
+    await loadMasks();
+    setStatus(`Saved mask #${saved.id}${label ? ` (${label})` : ""}.`);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function startEdit(id) {
+  const m = state.accepted.find((a) => a.id === id);
+  if (!m) return;
+  resetPrompts();
+  state.editingId = id;
+  state.selectedId = id;
+  const p = m.prompts || {};
+  state.points = (p.points || []).map((xy) => [...xy]);
+  state.labels = [...(p.labels || [])];
+  state.box = p.box || null;
+  state.history = [
+    ...(state.box ? [{ kind: "box", previous: null }] : []),
+    ...state.points.map(() => ({ kind: "point" })),
+  ];
+  state.candidates = [{ ...m, score: m.predicted_iou ?? 1, renders: {} }];
+  state.chosen = 0;
+  $("#label").value = m.label || "";
+  renderMaskLists();
+  renderCandidates();
+  setStatus(`Editing mask #${id}: add or undo points, then Accept (Enter); Esc cancels.`);
+  redraw();
+}
+
+async function deleteMask(id) {
+  try {
+    await api.remove(id);
+    if (state.editingId === id) clearAll();
+    if (state.selectedId === id) state.selectedId = null;
+    await loadMasks();
+    setStatus(`Deleted mask #${id}.`);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function prefill() {
+  if (!state.ready || state.busy) return;
+  const id = state.imageId;
+  setBusy("Pre-fill: running the automatic mask generator…");
+  try {
+    const res = await api.prefill(id);
+    setStatus(
+      `Pre-fill proposed ${res.proposals.length} masks in ${res.seconds.toFixed(1)} s: ` +
+        "accept or reject them, then click to add what is missing.",
+    );
+  } catch (err) {
+    showError(err);
+  } finally {
+    setBusy(null);
+  }
+  if (id === state.imageId) await loadMasks();
+}
+
+async function resolveProposals(ids, accept) {
+  if (!state.imageId || state.busy) return;
+  try {
+    const fn = accept ? api.acceptProposals : api.rejectProposals;
+    const res = await fn(state.imageId, ids);
+    const n = (accept ? res.accepted : res.rejected).length;
+    state.hoverId = null;
+    await loadMasks();
+    setStatus(`${accept ? "Accepted" : "Rejected"} ${n} proposal${n === 1 ? "" : "s"}.`);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+function installCanvasEvents() {
+  const canvas = $("#canvas");
+  canvas.addEventListener("contextmenu", (ev) => ev.preventDefault());
+  canvas.addEventListener("mousedown", (ev) => {
+    if (!state.ready || state.busy) {
+      if (!state.ready) setStatus("Wait for the embedding to finish…");
+      return;
+    }
+    ev.preventDefault();
+    const negative = ev.button === 2 || ev.shiftKey || ev.altKey;
+    state.drag = {
+      start: toImage(ev),
+      current: toImage(ev),
+      screen: [ev.clientX, ev.clientY],
+      negative,
+      isBox: false,
+    };
+  });
+  window.addEventListener("mousemove", (ev) => {
+    if (!state.drag) return;
+    state.drag.current = toImage(ev);
+    const dx = ev.clientX - state.drag.screen[0];
+    const dy = ev.clientY - state.drag.screen[1];
+    if (!state.drag.negative && Math.hypot(dx, dy) > DRAG_THRESHOLD_PX) state.drag.isBox = true;
+    if (state.drag.isBox) redraw();
+  });
+  window.addEventListener("mouseup", (ev) => {
+    const drag = state.drag;
+    if (!drag) return;
+    state.drag = null;
+    if (drag.isBox) {
+      drag.current = toImage(ev);
+      const [ax, ay] = drag.start;
+      const [bx, by] = drag.current;
+      setBox([Math.min(ax, bx), Math.min(ay, by), Math.max(ax, bx), Math.max(ay, by)]);
+    } else {
+      addPoint(drag.start, drag.negative ? 0 : 1);
+    }
+    redraw();
+  });
+}
+
+function installKeys() {
+  document.addEventListener("keydown", (ev) => {
+    const inInput = ev.target instanceof HTMLInputElement;
+    if (inInput) {
+      if (ev.key === "Enter") {
+        ev.preventDefault();
+        acceptCurrent();
+      } else if (ev.key === "Escape") {
+        ev.target.blur();
+      }
+      return;
+    }
+    if (!$("#help").hidden && (ev.key === "Escape" || ev.key === "?" || ev.key === "h")) {
+      $("#help").hidden = true;
+      return;
+    }
+    const key = ev.key;
+    let handled = true;
+    if ((ev.ctrlKey || ev.metaKey) && key.toLowerCase() === "z") undo();
+    else if (ev.ctrlKey || ev.metaKey || ev.altKey) handled = false;
+    else if (key === "Enter" || key === "a") acceptCurrent();
+    else if (key === "A") resolveProposals(null, true);
+    else if (key === "R") resolveProposals(null, false);
+    else if (key === "z" || key === "Backspace") undo();
+    else if (key === "Escape" || key === "c") clearAll();
+    else if (key === "1" || key === "2" || key === "3") choose(Number(key) - 1);
+    else if (key === "f") prefill();
+    else if (key === "n" || key === "ArrowRight") stepImage(1);
+    else if (key === "p" || key === "ArrowLeft") stepImage(-1);
+    else if ((key === "d" || key === "Delete") && state.selectedId !== null)
+      deleteMask(state.selectedId);
+    else if (key === "e" && state.selectedId !== null) startEdit(state.selectedId);
+    else if (key === "?" || key === "h") $("#help").hidden = !$("#help").hidden;
+    else handled = false;
+    if (handled) ev.preventDefault();
+  });
+}
+
+function installButtons() {
+  $("#undo").addEventListener("click", undo);
+  $("#clear").addEventListener("click", clearAll);
+  $("#accept").addEventListener("click", acceptCurrent);
+  $("#prefill").addEventListener("click", prefill);
+  $("#accept-all").addEventListener("click", () => resolveProposals(null, true));
+  $("#reject-all").addEventListener("click", () => resolveProposals(null, false));
+  $("#help-button").addEventListener("click", () => ($("#help").hidden = false));
+  $("#help-close").addEventListener("click", () => ($("#help").hidden = true));
+  window.addEventListener("resize", () => redraw());
+}
+
+async function main() {
+  installCanvasEvents();
+  installKeys();
+  installButtons();
+  renderCandidates();
+  try {
+    const info = await api.info();
+    $("#project-info").textContent =
+      `${info.image_dir} · model ${info.model.name} (${info.model.fingerprint})` +
+      (info.author ? ` · ${info.author}` : "");
+    await loadImages();
+    const match = /image=(\d+)/.exec(location.hash);
+    const wanted = match ? Number(match[1]) : null;
+    const first = state.images.find((im) => im.id === wanted) || state.images[0];
+    if (first) await openImage(first.id);
+    else setStatus("No images in this folder.");
+  } catch (err) {
+    showError(err);
+  }
+}
+
+window.anyseg = { state, openImage, redraw };
+main();

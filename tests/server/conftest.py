@@ -1,0 +1,89 @@
+"""Fixtures of the annotation-server tests: a tiny image folder, the service and an HTTP client."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anyseg.modeling import Sam
+from anyseg.ops.rle import encode_mask
+from anyseg.server.config import PrefillConfig, ServerConfig
+
+
+def scene(h: int = 96, w: int = 128, flip: bool = False) -> np.ndarray:
+    """A dark background with a red rectangle and a green disc, (H, W, 3) uint8."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:] = (30, 40, 60)
+    img[20:70, 15:60] = (220, 40, 40)
+    yy, xx = np.mgrid[:h, :w]
+    img[(yy - 48) ** 2 + (xx - 95) ** 2 < 18**2] = (40, 200, 60)
+    return img[:, ::-1].copy() if flip else img
+
+
+@pytest.fixture()
+def image_dir(tmp_path: Path) -> Path:
+    """Folder with two PNG/JPEG scenes and a non-image file."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(scene()).save(folder / "scene_a.png")
+    Image.fromarray(scene(flip=True)).save(folder / "scene_b.jpg", quality=95)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+class FakeGenerator:
+    """Stands in for the automatic generator: two fixed rectangles with AMG-style records."""
+
+    def __init__(self, model: Sam, cfg: PrefillConfig) -> None:
+        self.cfg = cfg
+
+    def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
+        h, w = image.shape[:2]
+        out = []
+        for x0, y0, x1, y1 in ((15, 20, 60, 70), (80, 30, 110, 66)):
+            mask = np.zeros((h, w), bool)
+            mask[y0:y1, x0:x1] = True
+            out.append(
+                {
+                    "segmentation": encode_mask(mask),
+                    "area": int(mask.sum()),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "predicted_iou": 0.95,
+                    "point_coords": [[(x0 + x1) / 2, (y0 + y1) / 2]],
+                    "stability_score": 0.97,
+                    "crop_box": [0, 0, w, h],
+                }
+            )
+        return out
+
+
+@pytest.fixture()
+def config(image_dir: Path, tmp_path: Path) -> ServerConfig:
+    return ServerConfig(image_dir=image_dir, project_dir=tmp_path / "project", author="tester")
+
+
+@pytest.fixture()
+def service(config: ServerConfig, test_model: Sam) -> Iterator[Any]:
+    from anyseg.server.service import AnnotationService
+
+    svc = AnnotationService(config, model=test_model, mask_generator=FakeGenerator)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture()
+def client(service: Any) -> Iterator[Any]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*httpx.*")
+        from fastapi.testclient import TestClient
+
+    from anyseg.server.app import create_app
+
+    with TestClient(create_app(service=service)) as c:
+        yield c
