@@ -82,3 +82,25 @@ def test_image_size_mismatch_is_reported(tiny_dataset: Any, fake_predictor: Any)
         evaluate(
             fake_predictor(tiny_dataset), open_sa1b(tiny_dataset.root), EvalConfig(), progress=False
         )
+
+
+def test_amg_protocol_with_the_automatic_generator(tiny_dataset: Any, test_model: Sam) -> None:
+    automatic = pytest.importorskip("anyseg.automatic")
+    if not hasattr(automatic, "SamAutomaticMaskGenerator"):
+        pytest.skip("anyseg.automatic.SamAutomaticMaskGenerator is not in this build yet")
+    config = EvalConfig(
+        protocols=("amg",),
+        max_images=1,
+        amg_points_per_side=4,
+        amg_pred_iou_thresh=0.0,
+        amg_stability_score_thresh=0.0,
+    )
+    result = evaluate(
+        SamPredictor(test_model), open_sa1b(tiny_dataset.root), config, progress=False
+    )
+    amg = result.report.amg
+    assert amg is not None and not result.report.notes
+    assert amg.num_gt == 3 and amg.num_generated >= 0
+    assert set(amg.recall) == {"0.5", "0.75"}
+    assert 0.0 <= amg.recall["0.75"] <= amg.recall["0.5"] <= 1.0
+    assert 0.0 <= amg.mean_best_iou <= 1.0

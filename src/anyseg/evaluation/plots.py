@@ -93,7 +93,7 @@ def plot_iou_histograms(results: Sequence[MaskResult], path: str | os.PathLike[s
 def plot_samples(samples: Sequence[SampleView], path: str | os.PathLike[str]) -> None:
     """A grid: one row per sample, one column per protocol (point, box, interactive).
 
-    Each panel shows the image, the ground truth outline (green), the prediction (blue) and the
+    Each panel shows the image, the ground truth outline (green), the prediction (magenta) and the
     prompts: positive clicks as green stars, negative as red crosses, the box in yellow.
 
     Raises:
@@ -113,6 +113,11 @@ def plot_samples(samples: Sequence[SampleView], path: str | os.PathLike[str]) ->
         for col, kind in enumerate(kinds):
             ax = fig.add_subplot(len(samples), len(kinds), row * len(kinds) + col + 1)
             _draw_sample(ax, sample, kind)
+    fig.suptitle(
+        "green outline: ground truth, magenta: prediction\n"
+        "green star / red cross: positive / negative click, yellow: box",
+        fontsize=8,
+    )
     _save(fig, path)
 
 
@@ -123,7 +128,7 @@ def _draw_sample(ax: Axes, s: SampleView, kind: str) -> None:
     if mask is None:
         return
     overlay = np.zeros((*mask.shape, 4), dtype=np.float32)
-    overlay[mask] = (0.1, 0.4, 1.0, 0.45)
+    overlay[mask] = (1.0, 0.1, 0.6, 0.45)  # magenta: apart from the green outline and clicks
     ax.imshow(overlay)
     ax.contour(s.gt.astype(np.float32), levels=[0.5], colors=["lime"], linewidths=1.0)
     clicks: Sequence[Any] = ()
