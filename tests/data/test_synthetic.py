@@ -126,7 +126,7 @@ def test_config_validation() -> None:
 
 
 def test_write_dataset_independent_of_workers(tmp_path: Path) -> None:
-    cfg = SynthConfig(height=64, width=96, max_objects=8)
+    cfg = SynthConfig(height=64, width=96, min_objects=3, max_objects=8)
     one = write_dataset(tmp_path / "one", 5, seed=9, config=cfg, workers=1, progress=False)
     two = write_dataset(tmp_path / "two", 5, seed=9, config=cfg, workers=2, progress=False)
     assert one.masks_per_level == two.masks_per_level
@@ -145,7 +145,7 @@ def test_write_dataset_independent_of_workers(tmp_path: Path) -> None:
 
 
 def test_write_dataset_refuses_non_empty(tmp_path: Path) -> None:
-    cfg = SynthConfig(height=48, width=48, max_objects=4)
+    cfg = SynthConfig(height=48, width=48, min_objects=2, max_objects=4)
     out = tmp_path / "ds"
     write_dataset(out, 3, config=cfg, workers=1, progress=False)
     (out / "notes.txt").write_text("mine")
@@ -161,7 +161,7 @@ def test_write_dataset_refuses_non_empty(tmp_path: Path) -> None:
 def test_cli(tmp_path: Path, capsys) -> None:
     out = tmp_path / "cli"
     args = ["synth", str(out), "--count", "2", "--seed", "3", "--size-hw", "64", "80"]
-    assert cli_main([*args, "--workers", "1", "--max-objects", "6"]) == 0
+    assert cli_main([*args, "--workers", "1", "--min-objects", "3", "--max-objects", "6"]) == 0
     assert "wrote 2 images (64x80" in capsys.readouterr().out
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["config"]["max_objects"] == 6 and meta["config"]["width"] == 80

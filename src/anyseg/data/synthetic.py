@@ -62,10 +62,10 @@ class SynthConfig:
 
     height: int = field(default=512, metadata={"help": "image height in pixels"})
     width: int = field(default=512, metadata={"help": "image width in pixels"})
-    min_objects: int = field(default=3, metadata={"help": "fewest objects per scene"})
-    max_objects: int = field(default=40, metadata={"help": "most objects per scene"})
-    min_radius: float = field(default=0.025, metadata={"help": "smallest object radius"})
-    max_radius: float = field(default=0.3, metadata={"help": "largest object radius"})
+    min_objects: int = field(default=6, metadata={"help": "fewest objects per scene"})
+    max_objects: int = field(default=50, metadata={"help": "most objects per scene"})
+    min_radius: float = field(default=0.03, metadata={"help": "smallest object radius"})
+    max_radius: float = field(default=0.35, metadata={"help": "largest object radius"})
     part_prob: float = field(default=0.6, metadata={"help": "P(object big enough has parts)"})
     subpart_prob: float = field(default=0.7, metadata={"help": "P(part carries a subpart)"})
     assembly_prob: float = field(
@@ -185,8 +185,9 @@ def generate_scene(seed: int, config: SynthConfig | None = None) -> Scene:
 
     n = round(math.exp(rng.uniform(math.log(cfg.min_objects), math.log(cfg.max_objects + 1))))
     n = min(max(n, cfg.min_objects), cfg.max_objects)
-    r_max = max(cfg.min_radius * 1.5, cfg.max_radius * min(1.0, math.sqrt(8.0 / n)))
+    r_max = max(cfg.min_radius * 1.5, cfg.max_radius * min(1.0, math.sqrt(16.0 / n)))
     radii = np.exp(rng.uniform(math.log(cfg.min_radius), math.log(r_max), n)) * s
+    radii[0] = max(radii[0], rng.uniform(0.6, 1.0) * r_max * s)  # one large anchor object
     # Larger objects mostly lie behind smaller ones, so that small ones stay visible.
     order = np.argsort(-radii * rng.lognormal(0.0, 0.5, n))
     centers: list[tuple[float, float, float]] = []
