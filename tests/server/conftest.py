@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +71,11 @@ class FakeGenerator:
 
 
 @pytest.fixture()
+def fake_generator() -> type[FakeGenerator]:
+    return FakeGenerator
+
+
+@pytest.fixture()
 def config(image_dir: Path, tmp_path: Path) -> ServerConfig:
     return ServerConfig(image_dir=image_dir, project_dir=tmp_path / "project", author="tester")
 
@@ -87,3 +99,78 @@ def client(service: Any) -> Iterator[Any]:
 
     with TestClient(create_app(service=service)) as c:
         yield c
+
+
+# ---- ``anyseg serve`` as a user runs it (subprocess on a free loopback port) ---------------------
+
+URL_RE = re.compile(r"open (http://127\.0\.0\.1:\d+/)")
+
+
+def start_server(
+    image_dir: Path, project: Path, checkpoint: Path, timeout: float = 90.0
+) -> tuple[subprocess.Popen[str], str]:
+    """Run ``anyseg serve`` on a free loopback port; returns the process and the printed URL."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anyseg.cli.main", "serve", str(image_dir),
+         "--project", str(project), "--checkpoint", str(checkpoint),
+         "--port", "0", "--author", "durable"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            seen.append(line)
+            match = URL_RE.search(line)
+            if match:
+                return proc, match.group(1)
+        elif proc.poll() is not None:
+            break
+    stop_server(proc, hard=True)
+    raise RuntimeError("anyseg serve did not print its URL:\n" + "".join(seen))
+
+
+def stop_server(proc: subprocess.Popen[str], hard: bool = False) -> None:
+    """SIGKILL (``hard``: nothing gets to flush) or SIGINT, then reap the process."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL if hard else signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+class ServeProcesses:
+    """Starts ``anyseg serve`` subprocesses and stops them; all are killed at teardown."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(
+        self, image_dir: Path, project: Path, checkpoint: Path
+    ) -> tuple[subprocess.Popen[str], str]:
+        proc, url = start_server(image_dir, project, checkpoint)
+        self.procs.append(proc)
+        return proc, url
+
+    stop = staticmethod(stop_server)
+
+
+@pytest.fixture()
+def serve_process() -> Iterator[ServeProcesses]:
+    procs = ServeProcesses()
+    yield procs
+    for proc in procs.procs:
+        stop_server(proc, hard=True)

@@ -106,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # Ctrl+C is how a person stops the server: not an error
     finally:
         service.close()
+    print("anyseg serve: stopped", flush=True)
     return 0

@@ -136,7 +136,12 @@ def export_project(
     skipped: list[str] = []
     taken: set[str] = set()
     num_masks = 0
-    for image in store.list_images(include_missing=True):
+    # Images that keep their own file name come first, so a re-encoded namesake gets the suffix.
+    images = sorted(
+        store.list_images(include_missing=True),
+        key=lambda i: (Path(i.file_name).suffix.lower() not in _COPYABLE, i.file_name),
+    )
+    for image in images:
         masks = store.list_masks(image.id, "accepted")
         if not masks and not include_empty:
             continue

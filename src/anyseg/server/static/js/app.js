@@ -124,6 +124,7 @@ async function openImage(id) {
     canvas.height = info.height;
     canvas.classList.add("shown");
     $("#placeholder").hidden = true;
+    fitCanvas();
     redraw();
     const emb = await api.embeddingState(id);
     if (seq !== state.openSeq) return;
@@ -264,6 +265,20 @@ function renderMaskLists() {
 
 // ---------------------------------------------------------------------------------------------
 // Drawing
+
+/** Scale the canvas (CSS size) to fit the stage, keeping the image's aspect ratio. */
+function fitCanvas() {
+  const canvas = $("#canvas");
+  const stage = $("#stage");
+  if (!state.image) return;
+  const pad = 16;
+  const scale = Math.min(
+    (stage.clientWidth - pad) / state.image.width,
+    (stage.clientHeight - pad) / state.image.height,
+  );
+  canvas.style.width = `${Math.max(1, Math.floor(state.image.width * scale))}px`;
+  canvas.style.height = `${Math.max(1, Math.floor(state.image.height * scale))}px`;
+}
 
 function outlineThickness() {
   const canvas = $("#canvas");
@@ -478,6 +493,8 @@ async function acceptCurrent() {
     }
     state.editingId = null;
     resetPrompts();
+    // Shortcuts work again after accepting from the label field; the label stays for the next.
+    if (document.activeElement === $("#label")) $("#label").blur();
     await loadMasks();
     setStatus(`Saved mask #${saved.id}${label ? ` (${label})` : ""}.`);
   } catch (err) {
@@ -644,7 +661,10 @@ function installButtons() {
   $("#reject-all").addEventListener("click", () => resolveProposals(null, false));
   $("#help-button").addEventListener("click", () => ($("#help").hidden = false));
   $("#help-close").addEventListener("click", () => ($("#help").hidden = true));
-  window.addEventListener("resize", () => redraw());
+  window.addEventListener("resize", () => {
+    fitCanvas();
+    redraw();
+  });
 }
 
 async function main() {

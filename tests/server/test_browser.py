@@ -1,0 +1,263 @@
+"""End to end in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+Open an image, click a point, the mask appears on the canvas, accept it with a label, it shows
+in the list, pre-fill proposals can be accepted, and the export downloaded from the page holds
+the masks. A screenshot is saved to ``test-artifacts/annotation-tool.png``.
+
+Playwright never downloads a browser here: it drives ``/usr/bin/chromium``
+(``scripts/install-browser.sh`` installs it).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anyseg.ops.rle import decode_rle, encode_mask
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.browser
+
+
+def _require_browser() -> Any:
+    """Playwright's sync API, or fail (CI) / skip (elsewhere) with the reason."""
+    missing = None
+    if not CHROMIUM.is_file():
+        missing = f"{CHROMIUM} is missing: run scripts/install-browser.sh (Debian's chromium)"
+    else:
+        try:
+            from playwright.sync_api import sync_playwright
+
+            return sync_playwright
+        except ImportError:
+            missing = "the Python package playwright is not installed (pip install playwright)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"browser tests must run in CI: {missing}")
+    pytest.skip(missing)
+
+
+@pytest.fixture()
+def browser_images(tmp_path: Path) -> Path:
+    """Two 320x240 scenes: shapes large enough to click on in a screenshot-sized page."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    yy, xx = np.mgrid[:240, :320]
+    img = np.zeros((240, 320, 3), np.uint8)
+    img[:] = (28, 34, 48)
+    img[50:190, 40:150] = (215, 60, 50)
+    img[(yy - 120) ** 2 + (xx - 235) ** 2 < 55**2] = (60, 190, 90)
+    Image.fromarray(img).save(folder / "shapes.png")
+    Image.fromarray(img[::-1].copy()).save(folder / "shapes_flipped.png")
+    return folder
+
+
+@pytest.fixture()
+def live_server(
+    browser_images: Path, tmp_path: Path, test_model: Any, fake_generator: Any
+) -> Iterator[str]:
+    """The app on 127.0.0.1 with a free port, served by uvicorn in a thread."""
+    import uvicorn
+
+    from anyseg.server import ServerConfig, create_app
+    from anyseg.server.service import AnnotationService
+
+    service = AnnotationService(
+        ServerConfig(image_dir=browser_images, project_dir=tmp_path / "proj", author="e2e"),
+        model=test_model,
+        mask_generator=fake_generator,
+    )
+    app = create_app(service=service)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        service.close()
+
+
+@pytest.fixture()
+def page(tmp_path: Path) -> Iterator[Any]:
+    sync_playwright = _require_browser()
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 760},
+            accept_downloads=True,
+        )
+        try:
+            pg = context.new_page()
+            errors: list[str] = []
+            pg.on("pageerror", lambda exc: errors.append(str(exc)))
+            pg.js_errors = errors
+            yield pg
+        finally:
+            context.close()
+
+
+def _click_image(page: Any, x: float, y: float, **kwargs: Any) -> None:
+    """Click at (x, y) pixels of the image shown on the canvas."""
+    box = page.locator("#canvas").bounding_box()
+    w, h = page.evaluate(
+        "[document.querySelector('#canvas').width, document.querySelector('#canvas').height]"
+    )
+    page.mouse.click(box["x"] + x * box["width"] / w, box["y"] + y * box["height"] / h, **kwargs)
+
+
+# Compares the canvas with the bare image inside and outside the chosen candidate's mask.
+_CANVAS_CHECK = """() => {
+  const s = window.anyseg.state;
+  const cand = s.candidates[s.chosen];
+  const canvas = document.querySelector('#canvas');
+  const shown = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  const base = document.createElement('canvas');
+  base.width = canvas.width; base.height = canvas.height;
+  const bctx = base.getContext('2d');
+  bctx.drawImage(s.imgEl, 0, 0);
+  const bare = bctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  const m = cand.decoded.data;
+  let area = 0, changedIn = 0;
+  for (let i = 0; i < m.length; i++) {
+    if (!m[i]) continue;
+    area++;
+    const o = 4 * i;
+    let diff = 0;
+    for (let c = 0; c < 3; c++) diff += Math.abs(shown[o + c] - bare[o + c]);
+    if (diff > 6) changedIn++;
+  }
+  return {area, changedIn, serverArea: cand.area, n: s.candidates.length};
+}"""
+
+
+def test_annotate_in_browser(page: Any, live_server: str) -> None:
+    page.goto(live_server + "/")
+    page.wait_for_selector("#image-list li")
+    names = page.locator("#image-list li .name").all_inner_texts()
+    assert names == ["shapes.png", "shapes_flipped.png"]
+    # Opening the first image computes its embedding once, then the canvas is ready.
+    page.wait_for_function("document.querySelector('#canvas').dataset.state === 'ready'")
+    assert "Embedding ready (computed" in page.inner_text("#status")
+
+    # One click: three candidates (ambiguous prompt) and the chosen mask is drawn.
+    _click_image(page, 95, 120)
+    page.wait_for_selector("#candidates button.candidate")
+    assert page.locator("#candidates button.candidate").count() == 3
+    drawn = page.evaluate(_CANVAS_CHECK)
+    assert drawn["area"] == drawn["serverArea"] > 0  # the JS RLE decoder agrees with the server
+    assert drawn["changedIn"] >= 0.95 * drawn["area"]  # the mask is on the canvas
+    page.keyboard.press("2")
+    assert page.evaluate("window.anyseg.state.chosen") == 1
+    # A background point (right click) refines it to one mask; undo brings back three.
+    _click_image(page, 250, 120, button="right")
+    page.wait_for_function("window.anyseg.state.candidates.length === 1")
+    assert page.evaluate("window.anyseg.state.labels") == [1, 0]
+    page.keyboard.press("z")
+    page.wait_for_function("window.anyseg.state.candidates.length === 3")
+    assert page.evaluate("window.anyseg.state.points.length") == 1
+    chosen = page.evaluate(
+        "(() => { const s = window.anyseg.state; return s.candidates[s.chosen].segmentation; })()"
+    )
+
+    # Accept with a label (Enter in the label field): it shows in the list and the counts.
+    page.fill("#label", "red block")
+    page.press("#label", "Enter")
+    page.wait_for_selector("#accepted-list li")
+    assert "red block" in page.inner_text("#accepted-list li")
+    assert page.inner_text("#image-list li.active .badge.ok") == "1"
+    assert page.evaluate("window.anyseg.state.candidates.length") == 0
+
+    # Semi-automatic: pre-fill proposals, accept all with Shift+A.
+    page.keyboard.press("f")
+    page.wait_for_selector("#proposal-list li")
+    assert page.locator("#proposal-list li").count() == 2
+    page.keyboard.press("Shift+A")
+    page.wait_for_function("document.querySelectorAll('#accepted-list li').length === 3")
+    assert page.locator("#proposals-section").is_hidden()
+
+    # A new click for the screenshot: accepted outlines plus the current candidate.
+    _click_image(page, 235, 120)
+    page.wait_for_selector("#candidates button.candidate")
+    page.wait_for_timeout(100)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "annotation-tool.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+
+    # Export from the page: the downloaded zip holds the accepted masks.
+    with page.expect_download() as info:
+        page.click("#export-both")
+    data = Path(info.value.path()).read_bytes()
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    record = json.loads(zf.read("annotations/shapes.json"))
+    labels = [a.get("label") for a in record["annotations"]]
+    assert labels == ["red block", None, None]
+    assert record["annotations"][0]["segmentation"] == chosen
+    coco = json.loads(zf.read("coco_instances.json"))
+    assert len(coco["annotations"]) == 3 and "images/shapes.png" in zf.namelist()
+    assert page.js_errors == []
+
+
+def test_js_rle_decoder_matches_pycocotools(page: Any, live_server: str) -> None:
+    rng = np.random.default_rng(1)
+    masks = [rng.random((37, 53)) < p for p in (0.0, 0.02, 0.5, 0.98)]
+    masks.append(np.ones((37, 53), bool))
+    big = np.zeros((300, 400), bool)
+    big[10:290, 5:395] = True  # runs over 2^13 need several characters per count
+    masks.append(big)
+    rles = [encode_mask(m) for m in masks]
+    page.goto(live_server + "/static/index.html")
+    decoded = page.evaluate(
+        """async (rles) => {
+          const { decodeRle } = await import('/static/js/rle.js');
+          return rles.map((r) => { const d = decodeRle(r); return {
+            ones: Array.from(d.data.entries()).filter(([, v]) => v).map(([i]) => i),
+            bbox: d.bbox }; });
+        }""",
+        rles,
+    )
+    for mask, rle, got in zip(masks, rles, decoded, strict=True):
+        assert np.array_equal(decode_rle(rle), mask)
+        assert got["ones"] == np.flatnonzero(mask).tolist()  # row-major indices
+        if mask.any():
+            ys, xs = np.nonzero(mask)
+            assert got["bbox"] == [xs.min(), ys.min(), xs.max(), ys.max()]
+        else:
+            assert got["bbox"] is None

@@ -1,0 +1,103 @@
+"""Export of a project: SA-1B folder readable by find_dataset, COCO JSON, and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anyseg.cli.main import main
+from anyseg.data.coco import read_coco
+from anyseg.data.sa1b import find_dataset, read_image, read_image_record
+from anyseg.ops.rle import encode_mask
+from anyseg.server.export import export_project, open_project
+
+
+def _rect(h: int, w: int, x0: int, y0: int, x1: int, y1: int) -> dict[str, Any]:
+    m = np.zeros((h, w), bool)
+    m[y0:y1, x0:x1] = True
+    return encode_mask(m)
+
+
+def test_export_reads_back(service: Any, image_dir: Path, tmp_path: Path) -> None:
+    # Same stem twice, a BMP (not a dataset format) and an EXIF-rotated JPEG.
+    Image.fromarray(np.full((96, 128, 3), 90, np.uint8)).save(image_dir / "scene_a.bmp")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.full((30, 50, 3), 200, np.uint8)).save(image_dir / "rot.jpg", exif=exif)
+    service.rescan()
+    ids = {i.file_name: i.id for i in service.list_images()}
+    a = service.accept_mask(ids["scene_a.png"], _rect(96, 128, 15, 20, 60, 70), label="red")
+    b = service.accept_mask(ids["scene_a.png"], _rect(96, 128, 80, 30, 110, 66))
+    service.accept_mask(ids["scene_a.bmp"], _rect(96, 128, 0, 0, 5, 5), label="corner")
+    service.accept_mask(ids["rot.jpg"], _rect(50, 30, 0, 0, 30, 10), label="top")  # upright H=50
+    summary = export_project(service.store, image_dir, tmp_path / "out", "both")
+    assert (summary.num_images, summary.num_masks) == (3, 4)  # scene_b has no mask: left out
+
+    pairs = find_dataset(tmp_path / "out")
+    names = sorted(p[0].name for p in pairs)
+    assert names == sorted(["rot.jpg", "scene_a.png", f"scene_a-{ids['scene_a.bmp']}.png"])
+    by_name = {p[0].name: p for p in pairs}
+    rec = read_image_record(by_name["scene_a.png"][1])
+    assert [x.id for x in rec.annotations] == [a.id, b.id]
+    assert rec.annotations[0].label == "red" and rec.annotations[1].label is None
+    assert rec.annotations[0].bbox == (15.0, 20.0, 45.0, 50.0)
+    assert rec.annotations[0].crop_box == (0.0, 0.0, 128.0, 96.0)
+    assert np.array_equal(rec.masks()[0], np.asarray(_mask_of(a.segmentation)))
+    rot_img = read_image(by_name["rot.jpg"][0])
+    assert rot_img.shape == (50, 30, 3)  # written upright, as annotated
+    assert read_image_record(by_name["rot.jpg"][1]).size_hw == (50, 30)
+
+    coco = {r.file_name: r for r in read_coco(tmp_path / "out" / "coco_instances.json")}
+    assert sorted(coco) == names
+    assert sorted(a.label for a in coco["scene_a.png"].annotations) == ["object", "red"]
+
+
+def _mask_of(seg: dict[str, Any]) -> np.ndarray:
+    from anyseg.ops.rle import decode_rle
+
+    return decode_rle(seg)
+
+
+def test_cli_export(
+    service: Any, image_dir: Path, config: Any, tmp_path: Path, capsys: Any
+) -> None:
+    image_id = service.list_images()[0].id
+    service.accept_mask(image_id, _rect(96, 128, 15, 20, 60, 70))
+    service.store.replace_proposals(image_id, [])  # proposals are never exported
+    out = tmp_path / "out"
+    project = str(config.resolved_project_dir)
+    assert main(["export-annotations", project, "-o", str(out), "--format", "sa1b"]) == 0
+    assert "exported 1 masks of 1 images" in capsys.readouterr().out
+    assert len(find_dataset(out)) == 1 and not (out / "coco_instances.json").exists()
+    # An earlier export is not overwritten silently.
+    assert main(["export-annotations", project, "-o", str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    args = ["export-annotations", project, "-o", str(out), "--overwrite", "--include-empty"]
+    assert main(args) == 0
+    assert len(find_dataset(out)) == 2 and (out / "coco_instances.json").is_file()
+    # Not a project / images moved.
+    assert main(["export-annotations", str(tmp_path / "nowhere"), "-o", str(out)]) == 1
+    assert "no annotation project" in capsys.readouterr().err
+    moved = tmp_path / "moved"
+    image_dir.rename(moved)
+    with pytest.raises(ValueError, match="--images"):
+        open_project(config.resolved_project_dir)
+    store, folder = open_project(config.resolved_project_dir, moved)
+    assert folder == moved and len(store.list_images()) == 2
+    store.close()
+
+
+def test_default_project_inside_image_folder(image_dir: Path, test_model: Any) -> None:
+    from anyseg.server import ServerConfig
+    from anyseg.server.service import AnnotationService
+
+    svc = AnnotationService(ServerConfig(image_dir=image_dir), model=test_model)
+    svc.close()
+    assert (image_dir / ".anyseg-project" / "annotations.sqlite3").is_file()
+    store, folder = open_project(image_dir)  # the image folder works as PROJECT too
+    assert folder == image_dir.resolve()
+    store.close()
