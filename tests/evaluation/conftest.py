@@ -54,6 +54,8 @@ def make_tiny_dataset(root: Path) -> TinyDataset:
             image_id=k + 1,
             file_name=f"img{k}.png",
             ids=[10 * k + i for i in range(len(masks))],
+            # Image 0 records levels (its small rectangle is a part); image 1 does not.
+            levels=["whole", "whole", "part"] if k == 0 else None,
         )
         write_image_record(root / "annotations" / f"img{k}.json", record)
         images.append(image)

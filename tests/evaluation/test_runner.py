@@ -63,6 +63,13 @@ def test_degraded_predictor_scores_known_values(tiny_dataset: Any, fake_predicto
     assert curve is not None and len(curve) == 9
     assert curve[0] == pytest.approx(expected, abs=1e-12)
     assert curve[1:] == (1.0,) * 8
+    # Breakdowns: every rectangle is "small" (< 32*32 px); the one "part" is 5 wide -> 3/5.
+    groups = result.report.breakdown
+    assert groups["size"]["small"].count == 5
+    assert groups["size"]["small"].miou["point"] == pytest.approx(expected, abs=1e-12)
+    assert {k: g.count for k, g in groups["level"].items()} == {"whole": 2, "part": 1, "unknown": 2}
+    assert groups["level"]["part"].miou["box"] == pytest.approx(0.6, abs=1e-12)
+    assert groups["level"]["part"].miou["point_oracle"] == 1.0
     for m, w in zip(result.masks, tiny_dataset.rect_widths, strict=True):
         assert m.point == pytest.approx(_degraded_iou(w), abs=1e-12)
         assert m.interactive is not None and len(m.interactive) == 9

@@ -37,6 +37,7 @@ from anyseg.evaluation.report import (
     CheckpointInfo,
     DatasetInfo,
     EvalReport,
+    GroupSummary,
     MaskResult,
     ModelInfo,
     ScoreSummary,
@@ -46,10 +47,12 @@ from anyseg.evaluation.report import (
     write_report,
 )
 from anyseg.evaluation.runner import EvalResult, SampleView, evaluate, select_masks
+from anyseg.evaluation.summary import SIZE_BUCKETS, breakdown, interactive_curve, summarize_scores
 
 __all__ = [
     "DEFAULT_PROTOCOLS",
     "PROTOCOLS",
+    "SIZE_BUCKETS",
     "AmgSummary",
     "CheckpointInfo",
     "ClickPoint",
@@ -59,6 +62,7 @@ __all__ = [
     "EvalImage",
     "EvalReport",
     "EvalResult",
+    "GroupSummary",
     "MaskGenerator",
     "MaskResult",
     "ModelInfo",
@@ -67,10 +71,12 @@ __all__ = [
     "Timing",
     "best_match_iou",
     "boundary_distance",
+    "breakdown",
     "build_mask_generator",
     "center_point",
     "evaluate",
     "format_table",
+    "interactive_curve",
     "iou_matrix",
     "mask_iou",
     "next_click",
@@ -82,6 +88,7 @@ __all__ = [
     "region_center",
     "rle_iou_matrix",
     "select_masks",
+    "summarize_scores",
     "tight_box",
     "write_outputs",
     "write_report",

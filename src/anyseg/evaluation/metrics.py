@@ -139,10 +139,13 @@ def mean_or_nan(values: Sequence[float] | np.ndarray) -> float:
 
 
 def histogram(values: Sequence[float] | np.ndarray, bins: int = 10) -> list[int]:
-    """Counts of ``values`` in ``bins`` equal bins over [0, 1] (the last bin includes 1.0)."""
-    arr = np.asarray(values, dtype=np.float64)
-    counts, _ = np.histogram(arr, bins=bins, range=(0.0, 1.0))
-    return [int(c) for c in counts]
+    """Counts of ``values`` in ``bins`` equal bins over [0, 1]: value v goes to bin
+    ``floor(v * bins)`` (so 0.6 is in the bin [0.6, 0.7)), 1.0 to the last bin."""
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if np.any((arr < 0.0) | (arr > 1.0)):
+        raise InvalidInputError("histogram expects values in [0, 1]")
+    index = np.minimum(np.floor(arr * bins).astype(np.int64), bins - 1)
+    return [int(c) for c in np.bincount(index, minlength=bins)]
 
 
 def _rle_bytes(rle: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class MaskResult:
         point, point_oracle, point_single, box: IoU of the protocol's prediction (see SCORE_NAMES).
         interactive: IoU after 1, 2, ..., num_points clicks.
         amg_best_iou: IoU of the best automatically generated mask for this ground truth.
+        level: ``"whole"``, ``"part"`` or ``"subpart"`` when the dataset records it, else None.
     """
 
     image_id: int
@@ -46,6 +47,7 @@ class MaskResult:
     box: float | None = None
     interactive: tuple[float, ...] | None = None
     amg_best_iou: float | None = None
+    level: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,19 @@ class ScoreSummary:
     miou: float
     count: int
     histogram: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """mIoU of each score over one group of masks (e.g. the small ones).
+
+    Attributes:
+        count: masks in the group.
+        miou: {score name (see SCORE_NAMES, plus "interactive" = last click): mIoU}.
+    """
+
+    count: int
+    miou: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -141,6 +156,7 @@ class EvalReport:
     interactive_curve: tuple[float, ...] | None
     amg: AmgSummary | None
     timing: Timing
+    breakdown: dict[str, dict[str, GroupSummary]] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     format_version: int = REPORT_FORMAT
@@ -177,6 +193,13 @@ class EvalReport:
             if amg is None
             else AmgSummary(**{**amg, "mean_best_iou": _nan(amg["mean_best_iou"])}),
             timing=Timing(**data["timing"]),
+            breakdown={
+                kind: {
+                    name: GroupSummary(int(g["count"]), {k: _nan(v) for k, v in g["miou"].items()})
+                    for name, g in groups.items()
+                }
+                for kind, groups in data.get("breakdown", {}).items()
+            },
             environment=dict(data.get("environment", {})),
             notes=tuple(data.get("notes", ())),
             format_version=int(data.get("format_version", REPORT_FORMAT)),
@@ -201,7 +224,8 @@ def format_table(report: EvalReport) -> str:
     """A short plain-text table of the results (what ``anyseg eval`` prints)."""
     d = report.dataset
     lines = [
-        f"checkpoint: {report.checkpoint.description}",
+        f"checkpoint: {report.checkpoint.description}"
+        + (f" (sha256 {report.checkpoint.sha256[:12]})" if report.checkpoint.sha256 else ""),
         f"dataset:    {d.path} ({d.format}): {d.num_images} images, {d.num_masks} masks evaluated",
         "",
         f"{'protocol':<34}{'mIoU':>8}{'masks':>8}",
@@ -216,6 +240,18 @@ def format_table(report: EvalReport) -> str:
         if name in report.scores:
             s = report.scores[name]
             lines.append(f"{labels[name]:<34}{_fmt(s.miou):>8}{s.count:>8}")
+    for kind, groups in report.breakdown.items():
+        names = [n for n in ("point", "point_oracle", "box", "interactive") if n in report.scores]
+        if not names or not groups:
+            continue
+        lines.append("")
+        heads = {"point_oracle": "oracle", "interactive": f"{report.config.num_points} clicks"}
+        lines.append(
+            f"{'by ' + kind:<16}{'masks':>7}" + "".join(f"{heads.get(n, n):>10}" for n in names)
+        )
+        for group, g in groups.items():
+            row = "".join(f"{_fmt(g.miou.get(n, float('nan'))):>10}" for n in names)
+            lines.append(f"{group:<16}{g.count:>7}{row}")
     if report.interactive_curve:
         curve = report.interactive_curve
         lines.append("")

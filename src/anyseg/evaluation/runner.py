@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import platform
 import time
-from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,15 +38,14 @@ from anyseg.evaluation.config import EvalConfig
 from anyseg.evaluation.dataset import EvalDataset
 from anyseg.evaluation.prompts import ClickPoint, center_point, next_click, random_point, tight_box
 from anyseg.evaluation.report import (
-    SCORE_NAMES,
     CheckpointInfo,
     DatasetInfo,
     EvalReport,
     MaskResult,
     ModelInfo,
-    ScoreSummary,
     Timing,
 )
+from anyseg.evaluation.summary import breakdown, interactive_curve, summarize_scores
 from anyseg.ops.rle import rle_area
 
 
@@ -172,6 +170,7 @@ def evaluate(
                         row,
                         image_id=record.image_id,
                         annotation_id=ann.id,
+                        level=ann.level,
                         amg_best_iou=amg_best[k],
                     )
                 )
@@ -202,6 +201,7 @@ def evaluate(
         config=config,
         scores=summarize_scores(results),
         interactive_curve=interactive_curve(results),
+        breakdown=breakdown(results),
         amg=summarize_amg(results, config, amg_generated),
         timing=Timing(
             total_s=time.perf_counter() - t_start,
@@ -234,35 +234,6 @@ def select_masks(record: ImageRecord, config: EvalConfig, image_index: int) -> l
     rng = np.random.default_rng([config.seed, image_index])
     picked = rng.choice(len(eligible), size=cap, replace=False)
     return [eligible[i] for i in sorted(picked.tolist())]
-
-
-def summarize_scores(results: Sequence[MaskResult]) -> dict[str, ScoreSummary]:
-    """mIoU, count and histogram of each point/box score present in ``results``, plus
-    ``interactive`` (the IoU after the last click)."""
-    out: dict[str, ScoreSummary] = {}
-    columns: dict[str, list[float]] = {name: [] for name in (*SCORE_NAMES, "interactive")}
-    for r in results:
-        for name in SCORE_NAMES:
-            value = getattr(r, name)
-            if value is not None:
-                columns[name].append(value)
-        if r.interactive:
-            columns["interactive"].append(r.interactive[-1])
-    for name, values in columns.items():
-        if values:
-            out[name] = ScoreSummary(
-                metrics.mean_or_nan(values), len(values), tuple(metrics.histogram(values))
-            )
-    return out
-
-
-def interactive_curve(results: Sequence[MaskResult]) -> tuple[float, ...] | None:
-    """mIoU after 1, 2, ..., N clicks over the masks with an interactive score; None if none."""
-    rows = [r.interactive for r in results if r.interactive]
-    if not rows:
-        return None
-    arr = np.asarray(rows, dtype=np.float64)  # (masks, clicks)
-    return tuple(float(v) for v in arr.mean(axis=0))
 
 
 # ---------------------------------------------------------------------------------------------
