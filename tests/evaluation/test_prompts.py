@@ -141,3 +141,15 @@ def test_random_point_inside_and_seeded() -> None:
     assert len(draws) > 10
     for x, y in draws:
         assert mask[y, x]
+
+
+def test_region_center_matches_the_full_image_distance_map() -> None:
+    # region_center works on the region's bounding box; the answer is the full map's maximum.
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        region = np.zeros((40, 50), dtype=bool)
+        region[8:30, 5:44] = rng.random((22, 39)) > 0.2
+        x, y, depth = region_center(region)
+        full = boundary_distance(region)
+        assert depth == pytest.approx(float(full.max()), abs=1e-6)
+        assert full[y, x] == pytest.approx(depth, abs=1e-6)

@@ -65,10 +65,16 @@ def region_center(region: np.ndarray) -> tuple[int, int, float] | None:
     Returns:
         (x, y, distance) in image pixels, or None when the region is empty.
     """
-    dist = boundary_distance(region)
-    best = float(dist.max()) if dist.size else 0.0
-    if best <= 0.0:
+    region = _as_mask(region, "region")
+    rows = np.flatnonzero(region.any(axis=1))
+    if rows.size == 0:
         return None
+    cols = np.flatnonzero(region.any(axis=0))
+    y0, x0 = int(rows[0]), int(cols[0])
+    # Exact on the region's bounding box: everything outside it is background, and the padding
+    # ring boundary_distance adds is never farther than that background.
+    dist = boundary_distance(region[y0 : rows[-1] + 1, x0 : cols[-1] + 1])
+    best = float(dist.max())
     ys, xs = np.nonzero(dist == best)  # row-major order
     if ys.size > 1:
         # Tie break: the tied pixel nearest to the tied pixels' mean, first in row-major order.
@@ -76,7 +82,7 @@ def region_center(region: np.ndarray) -> tuple[int, int, float] | None:
         k = int(np.argmin(d2))
     else:
         k = 0
-    return int(xs[k]), int(ys[k]), best
+    return int(xs[k]) + x0, int(ys[k]) + y0, best
 
 
 def center_point(mask: np.ndarray) -> ClickPoint:
