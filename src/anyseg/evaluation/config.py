@@ -81,7 +81,9 @@ class EvalConfig:
             raise InvalidInputError(f"protocols are listed twice: {list(protocols)}")
         for name in ("max_images", "max_masks_per_image"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
                 raise InvalidInputError(f"{name} must be a positive integer or None, got {value!r}")
         _check_int(self.min_mask_area, "min_mask_area", 1)
         _check_int(self.seed, "seed", 0)
