@@ -257,13 +257,13 @@ def _instances(
             luts[inst_level[i], g + 1] = i
             i = inst_parent[i]
         luts[0, g + 1] = whole_of[o]
-    level_maps = luts[:, id_map + 1]  # (3, H, W) instance index per level
-    masks = np.zeros((n_inst, h, w), dtype=bool)
-    areas = np.zeros(n_inst, dtype=np.int64)
+    ids = id_map + 1
+    # Each instance lies inside its object's crop: build masks there, paste the kept ones.
+    crop_masks = []
     for i in range(n_inst):
         x0, y0, x1, y1 = crops[inst_obj[i]]
-        masks[i, y0:y1, x0:x1] = level_maps[inst_level[i], y0:y1, x0:x1] == i
-        areas[i] = np.count_nonzero(masks[i, y0:y1, x0:x1])
+        crop_masks.append(luts[inst_level[i]][ids[y0:y1, x0:x1]] == i)
+    areas = np.array([np.count_nonzero(m) for m in crop_masks], dtype=np.int64)
 
     # Drop tiny masks and parts that (almost) equal their parent; re-attach their children.
     min_area = max(1.0, cfg.min_area_frac * h * w)
@@ -277,13 +277,17 @@ def _instances(
         if keep[i] and p >= 0 and areas[i] >= 0.95 * areas[p]:
             keep[i] = False
     index = np.cumsum(keep) - 1
-    kept = np.flatnonzero(keep)
+    kept = np.flatnonzero(keep).tolist()
     parents = tuple(int(index[up[i]]) if up[i] >= 0 else -1 for i in kept)
     depth: list[int] = []
     for q in parents:
         depth.append(0 if q < 0 else depth[q] + 1)
     levels = tuple(LEVEL_NAMES[min(d, 2)] for d in depth)
-    return masks[kept], levels, parents, tuple(inst_label[i] for i in kept)
+    masks = np.zeros((len(kept), h, w), dtype=bool)
+    for j, i in enumerate(kept):
+        x0, y0, x1, y1 = crops[inst_obj[i]]
+        masks[j, y0:y1, x0:x1] = crop_masks[i]
+    return masks, levels, parents, tuple(inst_label[i] for i in kept)
 
 
 # ---------------------------------------------------------------------------------------------
