@@ -25,6 +25,8 @@ def test_eval_cli_writes_report_and_plots(
             str(out),
             "--points",
             "3",
+            "--max-images",
+            "1",
             "--max-masks-per-image",
             "2",
             "--protocols",
@@ -47,7 +49,8 @@ def test_eval_cli_writes_report_and_plots(
     report = json.loads((out / "report.json").read_text())
     assert report["checkpoint"]["path"] == str(test_checkpoint.resolve())
     assert len(report["checkpoint"]["sha256"]) == 64
-    assert report["dataset"]["num_masks"] == 4 and report["dataset"]["num_images"] == 2
+    assert report["dataset"]["num_masks"] == 2 and report["dataset"]["num_images"] == 1
+    assert report["dataset"]["num_images_total"] == 2
     assert report["config"]["protocols"] == ["point", "interactive"]
     assert report["config"]["max_masks_per_image"] == 2
     assert len(report["interactive_curve"]) == 3
