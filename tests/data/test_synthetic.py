@@ -175,3 +175,17 @@ def test_cli(tmp_path: Path, capsys) -> None:
     assert meta2["config"] == {**meta["config"], "min_objects": 2}
     assert cli_main(["synth", str(tmp_path / "z"), "--size", "64", "--size-hw", "64", "64"]) == 1
     assert "not both" in capsys.readouterr().err
+
+
+def test_bundled_example_scene() -> None:
+    """examples/scene.{png,json} match, and the README's demo point is ambiguous in 3 levels."""
+    root = Path(__file__).resolve().parents[2] / "examples"
+    image = read_image(root / "scene.png")
+    record = read_image_record(root / "scene.json")
+    assert image.shape == (record.height, record.width, 3) == (512, 512, 3)
+    x, y = 331, 196
+    hits = [a for a in record.annotations if a.decode()[y, x]]
+    assert [a.level for a in hits] == ["whole", "part", "subpart"]
+    assert hits[1].parent_id == hits[0].id and hits[2].parent_id == hits[1].id
+    assert hits[0].area > hits[1].area > hits[2].area > 1000
+    assert (root / "scene.png").stat().st_size < 400 * 1024
