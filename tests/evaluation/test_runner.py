@@ -164,6 +164,7 @@ def test_amg_recall_with_fake_generator(tiny_dataset: Any, fake_predictor: Any) 
     assert amg.num_gt == 5 and amg.num_generated == 3
     assert amg.mean_best_iou == pytest.approx((1.0 + 0.6) / 5, abs=1e-12)
     assert result.report.scores.keys() == set()
+    assert result.report.timing.num_predict_calls == 0
 
 
 def test_amg_skipped_with_a_note_without_generator(tiny_dataset: Any, fake_predictor: Any) -> None:

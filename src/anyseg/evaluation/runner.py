@@ -48,6 +48,9 @@ from anyseg.evaluation.report import (
 from anyseg.evaluation.summary import breakdown, interactive_curve, summarize_scores
 from anyseg.ops.rle import rle_area
 
+#: The protocols that prompt the predictor (they need its ``set_image``).
+PROMPT_PROTOCOLS: frozenset[str] = frozenset({"point", "box", "interactive"})
+
 
 class Predictor(Protocol):
     """What the runner needs of a predictor (``anyseg.predictor.SamPredictor`` has it)."""
@@ -148,9 +151,10 @@ def evaluate(
             if not chosen:
                 continue
             image = item.load_image()
-            t0 = time.perf_counter()
-            predictor.set_image(image)
-            timer.set_image_s += time.perf_counter() - t0
+            if protocols & PROMPT_PROTOCOLS:  # "amg" alone encodes inside its generator
+                t0 = time.perf_counter()
+                predictor.set_image(image)
+                timer.set_image_s += time.perf_counter() - t0
             amg_best: list[float | None] = [None] * len(chosen)
             if "amg" in protocols and mask_generator is not None:
                 t0 = time.perf_counter()
