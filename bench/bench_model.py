@@ -30,18 +30,6 @@ from anyseg.modeling import build_sam
 from anyseg.predictor import SamPredictor
 
 
-def timeit(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn`` in seconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def test_image(size: int = 768) -> np.ndarray:
     """A deterministic photo-like image: smooth gradients plus shapes plus noise."""
     rng = np.random.default_rng(0)
@@ -54,19 +42,33 @@ def test_image(size: int = 768) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def bench_predictor(
-    predictor, image, point, box, repeats: int, decode_repeats: int
-) -> dict[str, float]:
+def bench_predictors(
+    predictors: dict[str, object], image, point, box, repeats: int, decode_repeats: int
+) -> dict[str, dict[str, float]]:
+    """Median times per stage for each predictor, runs interleaved so that background load
+    hits every implementation alike."""
     labels = np.array([1])
-    res = {"encoder": timeit(lambda: predictor.set_image(image), repeats)}
-    with torch.inference_mode():
-        res["decode 1 point (3 masks)"] = timeit(
-            lambda: predictor.predict(point, labels, multimask_output=True), decode_repeats, 3
-        )
-        res["decode box (1 mask)"] = timeit(
-            lambda: predictor.predict(box=box, multimask_output=False), decode_repeats, 3
-        )
-    return res
+    stages: dict[str, tuple[Callable[[object], object], int]] = {
+        "encoder": (lambda p: p.set_image(image), repeats),  # type: ignore[attr-defined]
+        "decode 1 point (3 masks)": (
+            lambda p: p.predict(point, labels, multimask_output=True),  # type: ignore[attr-defined]
+            decode_repeats,
+        ),
+        "decode box (1 mask)": (
+            lambda p: p.predict(box=box, multimask_output=False),  # type: ignore[attr-defined]
+            decode_repeats,
+        ),
+    }
+    times: dict[str, dict[str, list[float]]] = {n: {s: [] for s in stages} for n in predictors}
+    for stage, (fn, n) in stages.items():
+        for p in predictors.values():  # warm-up
+            fn(p)
+        for _ in range(n):
+            for name, p in predictors.items():
+                start = time.perf_counter()
+                fn(p)
+                times[name][stage].append(time.perf_counter() - start)
+    return {n: {s: statistics.median(v) for s, v in st.items()} for n, st in times.items()}
 
 
 def main() -> None:
@@ -95,11 +97,11 @@ def main() -> None:
     image = test_image()
     point = np.array([[300.0, 400.0]])
     box = np.array([100.0, 150.0, 500.0, 600.0])
-    rows = {"anyseg": bench_predictor(ours, image, point, box, args.repeats, args.decode_repeats)}
+    predictors: dict[str, object] = {"anyseg": ours}
     if ref is not None:
-        rows["original"] = bench_predictor(
-            ref, image, point, box, args.repeats, args.decode_repeats
-        )
+        predictors["original"] = ref
+    rows = bench_predictors(predictors, image, point, box, args.repeats, args.decode_repeats)
+    if ref is not None:
         m_ours = ours.predict(point, np.array([1]), return_logits=True)[0]
         m_ref = ref.predict(point, np.array([1]), return_logits=True)[0]
         max_diff = float(np.abs(m_ours - m_ref).max())
