@@ -30,17 +30,20 @@ def add_parser(subparsers: Any) -> None:
             "OUT_DIR/dataset.json (config, seed, count, version). Image i depends only on "
             "(seed, i) and the config, not on --workers."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="output folder (new or empty)")
-    parser.add_argument("--count", type=int, default=100, help="number of images")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (>= 0)")
-    parser.add_argument("--size", type=int, default=None, help="square image side in pixels")
+    parser.add_argument("--count", type=int, default=100, help="number of images (default: 100)")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed, >= 0 (default: 0)")
+    parser.add_argument(
+        "--size", type=int, default=None, help="square image side in pixels (default: 512)"
+    )
     parser.add_argument(
         "--size-hw", type=int, nargs=2, metavar=("H", "W"), default=None, help="image height, width"
     )
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--format", choices=("png", "jpg"), default="png", help="image file format")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
+    parser.add_argument(
+        "--format", choices=("png", "jpg"), default="png", help="image file format (default: png)"
+    )
     parser.add_argument(
         "--config", type=Path, default=None, help="JSON config file (or a previous dataset.json)"
     )
@@ -57,6 +60,7 @@ def add_parser(subparsers: Any) -> None:
             dest=f"cfg_{f.name}",
             type=type(getattr(defaults, f.name)),
             default=None,
+            metavar="N" if isinstance(getattr(defaults, f.name), int) else "X",
             help=f"{f.metadata.get('help', '')} (default: {getattr(defaults, f.name)})",
         )
     parser.set_defaults(run=run)

@@ -5,6 +5,7 @@
 - :mod:`anyseg.data.synthetic`: procedural scenes with whole/part/subpart masks (``anyseg synth``).
 """
 
+from anyseg.data.coco import read_coco, write_coco
 from anyseg.data.sa1b import (
     ImageRecord,
     MaskAnnotation,
@@ -20,9 +21,11 @@ __all__ = [
     "ImageRecord",
     "MaskAnnotation",
     "find_dataset",
+    "read_coco",
     "read_image",
     "read_image_record",
     "record_from_masks",
+    "write_coco",
     "write_image",
     "write_image_record",
 ]

@@ -64,16 +64,22 @@ class SynthConfig:
     width: int = field(default=512, metadata={"help": "image width in pixels"})
     min_objects: int = field(default=6, metadata={"help": "fewest objects per scene"})
     max_objects: int = field(default=50, metadata={"help": "most objects per scene"})
-    min_radius: float = field(default=0.03, metadata={"help": "smallest object radius"})
-    max_radius: float = field(default=0.35, metadata={"help": "largest object radius"})
+    min_radius: float = field(
+        default=0.03, metadata={"help": "smallest object radius, fraction of the short side"}
+    )
+    max_radius: float = field(
+        default=0.35, metadata={"help": "largest object radius, fraction of the short side"}
+    )
     part_prob: float = field(default=0.6, metadata={"help": "P(object big enough has parts)"})
     subpart_prob: float = field(default=0.7, metadata={"help": "P(part carries a subpart)"})
     assembly_prob: float = field(
         default=0.35, metadata={"help": "P(parts are touching components, not inner panels)"}
     )
-    part_min_radius: float = field(default=0.06, metadata={"help": "smallest radius with parts"})
+    part_min_radius: float = field(
+        default=0.06, metadata={"help": "smallest object radius (fraction) with parts"}
+    )
     subpart_min_radius: float = field(
-        default=0.08, metadata={"help": "smallest object radius with subparts"}
+        default=0.08, metadata={"help": "smallest object radius (fraction) with subparts"}
     )
     touch_prob: float = field(default=0.3, metadata={"help": "P(object placed touching another)"})
     min_contrast: float = field(
