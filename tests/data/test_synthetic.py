@@ -53,7 +53,7 @@ def test_shapes_and_dtypes(scenes) -> None:
 
 
 def test_mask_hierarchy(scenes) -> None:
-    min_area = SMALL.min_area_frac * 128 * 160
+    min_area = max(4, SMALL.min_area_frac * 128 * 160)
     level_depth = {"whole": 0, "part": 1, "subpart": 2}
     counts = dict.fromkeys(level_depth, 0)
     for sc in scenes:

@@ -11,8 +11,9 @@ recorded as its own mask.
 
 Masks are the *visible* pixels after occlusion; a whole object's mask is the union of its visible
 elements, so it contains its parts' masks, and a part's mask contains its subparts'. Masks below
-``min_area_frac`` of the image, and parts that cover (almost) all of their parent, are dropped;
-the children of a dropped mask move up to its parent and levels follow the final tree depth.
+``min_area_frac`` of the image (or 4 pixels), and parts that cover (almost) all of their parent,
+are dropped; the children of a dropped mask move up to its parent and levels follow the final
+tree depth.
 
 Everything derives from one integer seed; image ``i`` of a dataset written with seed ``s`` is
 ``generate_scene(image_seed(s, i), config)``, whatever the number of workers.
@@ -91,7 +92,7 @@ class SynthConfig:
     max_blur_sigma: float = field(default=1.2, metadata={"help": "largest image blur, pixels"})
     max_noise: float = field(default=6.0, metadata={"help": "largest pixel noise std (0..255)"})
     min_area_frac: float = field(
-        default=2e-4, metadata={"help": "drop masks smaller than this fraction of the image"}
+        default=2e-4, metadata={"help": "drop masks below this fraction of the image (and 4 px)"}
     )
 
     def __post_init__(self) -> None:
@@ -272,7 +273,7 @@ def _instances(
     areas = np.array([np.count_nonzero(m) for m in crop_masks], dtype=np.int64)
 
     # Drop tiny masks and parts that (almost) equal their parent; re-attach their children.
-    min_area = max(1.0, cfg.min_area_frac * h * w)
+    min_area = max(4.0, cfg.min_area_frac * h * w)
     keep = areas >= min_area
     up = list(inst_parent)
     for i in range(n_inst):  # parents come before children
