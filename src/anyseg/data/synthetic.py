@@ -139,7 +139,7 @@ class SynthConfig:
         return cls(**data)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare fields with numpy
 class Scene:
     """One generated image and its visible masks.
 
