@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 ## The main job: segment the bundled example scene with the bundled default model.
 demo: $(STAMP)
-	$(BIN)/anyseg segment examples/scene.png --point 300,200 --multimask -o outputs/demo
+	$(BIN)/anyseg segment examples/scene.png --point 331,196 --multimask -o outputs/demo
 	@echo "outputs written to outputs/demo/"
 
 lint: $(STAMP)
