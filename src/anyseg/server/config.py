@@ -48,6 +48,9 @@ class ServerConfig:
         embedding_lru_size: image embeddings kept in memory (the on-disk cache holds all).
         max_points: most point prompts accepted in one prediction request.
         device: torch device the model runs on.
+        decode_threads: CPU threads for a prompt decode (None: torch's setting, as the
+            encoder). The decoder is small; on a busy CPU one thread answers faster and
+            steadier than several that wait for each other.
     """
 
     image_dir: Path
@@ -60,6 +63,7 @@ class ServerConfig:
     embedding_lru_size: int = 16
     max_points: int = 64
     device: str = "cpu"
+    decode_threads: int | None = None
     prefill: PrefillConfig = PrefillConfig()
 
     @property

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -241,7 +242,7 @@ class AnnotationService:
         coords = np.asarray(prompt.points_xy, dtype=np.float64) if prompt.points_xy else None
         labs = np.asarray(prompt.labels, dtype=np.int64) if prompt.points_xy else None
         box_arr = None if prompt.box_xyxy is None else np.asarray(prompt.box_xyxy, np.float64)
-        with self.model_lock:
+        with self.model_lock, _torch_threads(self.config.decode_threads):
             t0 = time.perf_counter()
             if self._predictor_image != image.sha256:
                 self.predictor.set_embedding(emb.features, emb.original_size, emb.input_size)
@@ -447,6 +448,20 @@ def default_mask_generator(model: Sam, cfg: PrefillConfig) -> MaskGenerator:
         min_mask_region_area=cfg.min_mask_region_area,
         output_mode="coco_rle",
     )
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (unchanged when None); caller holds the lock."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _as_str(counts: Any) -> str:

@@ -1,0 +1,173 @@
+"""Click-to-mask latency of the annotation server (``anyseg serve``), over HTTP on loopback.
+
+For each model preset a random-weight checkpoint is saved, ``anyseg serve`` is started on a free
+127.0.0.1 port exactly as a user starts it, the image embedding is computed once, then clicks are
+sent as the page sends them. Reported per prompt kind (1 point -> 3 masks; 3 points -> 1 mask):
+
+- decode: the predictor call under the model lock (prompt encoder + mask decoder + upscaling to
+  the original resolution + threshold), measured in the server;
+- encode: COCO RLE encoding of the masks, in the server;
+- server: the whole request handler; round trip: what the browser waits for (client-measured).
+
+The mask decoder is the same size for every SAM (vit_b/l/h), so random vit_b weights time the
+decode of the official models; only the embedding time depends on the encoder.
+
+    .venv/bin/python bench/bench_server.py                        # test and vit_b presets
+    .venv/bin/python bench/bench_server.py --presets vit_b --clicks 50 --image 1500x1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+from PIL import Image
+
+from anyseg.checkpoint import save
+from anyseg.config import get_preset
+from anyseg.modeling import build_sam
+
+URL_RE = re.compile(r"open (http://127\.0\.0\.1:\d+/)")
+
+
+def make_image(path: Path, width: int, height: int, seed: int = 0) -> None:
+    """A photo-sized scene of random ellipses (JPEG)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width]
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:] = rng.integers(0, 255, 3)
+    for _ in range(25):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        rx, ry = rng.uniform(20, width / 5), rng.uniform(20, height / 5)
+        img[((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1] = rng.integers(0, 255, 3)
+    Image.fromarray(img).save(path, quality=92)
+
+
+def start_server(
+    image_dir: Path, checkpoint: Path, threads: int | None, decode_threads: int | None
+) -> tuple[subprocess.Popen[str], str]:
+    cmd = [sys.executable, "-m", "anyseg.cli.main", "serve", str(image_dir), "--port", "0",
+           "--checkpoint", str(checkpoint), "--project", str(image_dir / "proj")]  # fmt: skip
+    if threads:
+        cmd += ["--threads", str(threads)]
+    if decode_threads:
+        cmd += ["--decode-threads", str(decode_threads)]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 300
+    lines = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        if select.select([proc.stdout], [], [], 0.5)[0]:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if match := URL_RE.search(line):
+                return proc, match.group(1)
+    proc.kill()
+    raise RuntimeError("anyseg serve did not start:\n" + "".join(lines))
+
+
+def stats(values: list[float]) -> str:
+    arr = np.asarray(values)
+    return f"{np.median(arr):7.1f} {np.percentile(arr, 90):7.1f}"
+
+
+def bench_preset(
+    preset: str,
+    width: int,
+    height: int,
+    clicks: int,
+    threads: int | None,
+    decode_threads: int | None,
+) -> list[str]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="anyseg-bench-server-") as tmp:
+        folder = Path(tmp)
+        make_image(folder / "photo.jpg", width, height)
+        torch.manual_seed(0)
+        checkpoint = save(build_sam(get_preset(preset)), folder / f"{preset}.safetensors")
+        proc, url = start_server(folder, checkpoint, threads, decode_threads)
+        try:
+            with httpx.Client(base_url=url, timeout=600) as http:
+                image_id = http.get("/api/images").json()["images"][0]["id"]
+                t0 = time.perf_counter()
+                first = http.post(f"/api/images/{image_id}/embedding").json()
+                embed_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                again = http.post(f"/api/images/{image_id}/embedding").json()
+                reopen_ms = 1000 * (time.perf_counter() - t0)
+                print(
+                    f"{preset}: embedding {first['source']} in {embed_s:.2f} s; "
+                    f"reopen ({again['source']}) {reopen_ms:.1f} ms",
+                    file=sys.stderr,
+                )
+                rng = np.random.default_rng(1)
+                for kind, npts in (("1 point, 3 masks", 1), ("3 points, 1 mask", 3)):
+                    timings: dict[str, list[float]] = {
+                        "decode": [], "encode": [], "server": [], "round trip": []
+                    }  # fmt: skip
+                    for i in range(clicks + 2):
+                        pts = rng.uniform([0, 0], [width, height], size=(npts, 2)).round(1)
+                        body = {"points": pts.tolist(), "labels": [1] + [0] * (npts - 1)}
+                        t0 = time.perf_counter()
+                        res = http.post(f"/api/images/{image_id}/predict", json=body)
+                        rt = 1000 * (time.perf_counter() - t0)
+                        res.raise_for_status()
+                        if i < 2:
+                            continue  # warm-up
+                        timing = res.json()["timing"]
+                        timings["decode"].append(timing["decode_ms"])
+                        timings["encode"].append(timing["encode_ms"])
+                        timings["server"].append(timing["server_ms"])
+                        timings["round trip"].append(rt)
+                    rows.append(
+                        f"| {preset} | {width}x{height} | {kind} | "
+                        + " | ".join(stats(v) for v in timings.values())
+                        + f" | {embed_s:.2f} s |"
+                    )
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", default="test,vit_b", help="comma-separated model presets")
+    parser.add_argument("--image", default="1024x768", help="image size WxH (default 1024x768)")
+    parser.add_argument("--clicks", type=int, default=30, help="prompts per kind (default 30)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads in the server")
+    parser.add_argument("--decode-threads", type=int, default=None, help="threads per decode")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.image.lower().split("x"))
+    rows = []
+    for preset in args.presets.split(","):
+        rows += bench_preset(
+            preset.strip(), width, height, args.clicks, args.threads, args.decode_threads
+        )
+    threads = f"{args.threads or 'default'} (decode: {args.decode_threads or 'same'})"
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, server threads: {threads}")
+    print("times in ms: median p90")
+    print("| model | image | prompt | decode | encode | server | round trip | first embedding |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
