@@ -14,6 +14,7 @@ decode of the official models; only the embedding time depends on the encoder.
 
     .venv/bin/python bench/bench_server.py                        # test and vit_b presets
     .venv/bin/python bench/bench_server.py --presets vit_b --clicks 50 --image 1500x1000
+    .venv/bin/python bench/bench_server.py --browser          # + clicks in headless Chromium
 """
 
 from __future__ import annotations
@@ -83,6 +84,53 @@ def start_server(
     raise RuntimeError("anyseg serve did not start:\n" + "".join(lines))
 
 
+def browser_clicks(url: str, clicks: int, width: int, height: int) -> list[float]:
+    """Click-to-mask as a person sees it: headless Chromium clicks the page's canvas; the page
+    reports the time from the click to the mask drawn (request, JS RLE decode, rendering)."""
+    from playwright.sync_api import sync_playwright
+
+    rng = np.random.default_rng(2)
+    times = []
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+            viewport={"width": 1280, "height": 800},
+        )
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_function(
+            "document.querySelector('#canvas').dataset.state === 'ready'", timeout=600_000
+        )
+        box = page.locator("#canvas").bounding_box()
+        assert box is not None
+        for i in range(clicks + 2):
+            page.keyboard.press("Escape")  # one point per prompt: the ambiguous, 3-mask case
+            done = int(page.evaluate("document.querySelector('#canvas').dataset.predictions || 0"))
+            x, y = rng.uniform(0.05, 0.95, 2)
+            page.mouse.click(box["x"] + x * box["width"], box["y"] + y * box["height"])
+            page.wait_for_function(
+                f"Number(document.querySelector('#canvas').dataset.predictions) > {done}"
+            )
+            if i >= 2:
+                times.append(
+                    float(page.evaluate("document.querySelector('#canvas').dataset.clickToMaskMs"))
+                )
+        context.close()
+    return times
+
+
 def stats(values: list[float]) -> str:
     arr = np.asarray(values)
     return f"{np.median(arr):7.1f} {np.percentile(arr, 90):7.1f}"
@@ -95,6 +143,7 @@ def bench_preset(
     clicks: int,
     threads: int | None,
     decode_threads: int | None,
+    browser: bool = False,
 ) -> list[str]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="anyseg-bench-server-") as tmp:
@@ -141,6 +190,12 @@ def bench_preset(
                         + " | ".join(stats(v) for v in timings.values())
                         + f" | {embed_s:.2f} s |"
                     )
+            if browser:
+                page_ms = browser_clicks(url, clicks, width, height)
+                rows.append(
+                    f"| {preset} | {width}x{height} | browser click, 3 masks: click-to-mask "
+                    f"(request + JS decode + drawing) | | | | {stats(page_ms)} | |"
+                )
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
@@ -154,15 +209,28 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=30, help="prompts per kind (default 30)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads in the server")
     parser.add_argument("--decode-threads", type=int, default=None, help="threads per decode")
+    parser.add_argument(
+        "--browser", action="store_true", help="also time clicks in headless Chromium"
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.image.lower().split("x"))
     rows = []
     for preset in args.presets.split(","):
         rows += bench_preset(
-            preset.strip(), width, height, args.clicks, args.threads, args.decode_threads
+            preset.strip(),
+            width,
+            height,
+            args.clicks,
+            args.threads,
+            args.decode_threads,
+            args.browser,
         )
     threads = f"{args.threads or 'default'} (decode: {args.decode_threads or 'same'})"
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, server threads: {threads}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs (load average {load}), "
+        f"server threads: {threads}"
+    )
     print("times in ms: median p90")
     print("| model | image | prompt | decode | encode | server | round trip | first embedding |")
     print("|---|---|---|---|---|---|---|---|")

@@ -374,6 +374,7 @@ function hasPrompt() {
 }
 
 async function predict() {
+  const t0 = performance.now(); // click-to-mask: from the prompt change to the mask drawn
   const seq = ++state.predictSeq;
   if (!hasPrompt()) {
     state.candidates = [];
@@ -387,17 +388,22 @@ async function predict() {
     if (seq !== state.predictSeq) return; // a newer prompt is on its way
     state.candidates = res.candidates.map((c) => ({ ...c, decoded: decodeRle(c.segmentation) }));
     state.chosen = res.best;
-    const rt = res._roundTripMs;
+    renderCandidates();
+    redraw();
+    const total = performance.now() - t0;
     $("#latency").textContent =
-      `decode ${res.timing.decode_ms.toFixed(1)} ms · click-to-mask ${rt.toFixed(0)} ms`;
-    $("#canvas").dataset.lastRoundTripMs = rt.toFixed(1);
+      `decode ${res.timing.decode_ms.toFixed(0)} ms · ` +
+      `round trip ${res._roundTripMs.toFixed(0)} ms · click-to-mask ${total.toFixed(0)} ms`;
+    const canvas = $("#canvas");
+    canvas.dataset.roundTripMs = res._roundTripMs.toFixed(2);
+    canvas.dataset.clickToMaskMs = total.toFixed(2);
+    canvas.dataset.decodeMs = res.timing.decode_ms.toFixed(2);
+    canvas.dataset.predictions = String(Number(canvas.dataset.predictions || 0) + 1);
     setStatus(
       state.candidates.length > 1
         ? "Ambiguous prompt: pick a candidate (1/2/3), add points, or accept (Enter)."
         : "Add points to refine, or accept (Enter).",
     );
-    renderCandidates();
-    redraw();
   } catch (err) {
     if (seq === state.predictSeq) showError(err);
   }
