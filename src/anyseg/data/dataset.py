@@ -1,0 +1,430 @@
+"""Training samples from SA-1B-layout folders and COCO instance files.
+
+A sample is one image resized so its long side equals the model's input size, normalized and
+zero-padded to a square (exactly what ``Sam.preprocess`` produces), with up to N of its masks in
+the same frame. Masks are decoded lazily (only the sampled ones, when the sample is drawn).
+Randomness (which masks, the flip, the seed of the sample's prompts) comes from a generator seeded
+by ``(dataset seed, draw key)``, so a sample is the same whichever worker or process draws it.
+
+Bad records are reported (``dataset.skipped`` and a logged warning naming the file and annotation
+id) and skipped: unreadable or invalid JSON, RLE whose size does not match the image, empty masks,
+masks covering more than ``max_mask_area_fraction`` of the image, missing image files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+import torch
+
+from anyseg.data.sa1b import (
+    ImageRecord,
+    MaskAnnotation,
+    find_dataset,
+    read_image,
+    read_image_record,
+)
+from anyseg.errors import AnysegError, InvalidInputError
+from anyseg.ops.rle import decode_rle, rle_area
+from anyseg.ops.transforms import get_preprocess_shape, resize_longest_side
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SkippedItem:
+    """A record left out of the data set: ``annotation_id`` is None when the whole image is."""
+
+    file: str
+    annotation_id: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        what = (
+            self.file
+            if self.annotation_id is None
+            else f"{self.file} annotation {self.annotation_id}"
+        )
+        return f"skipped {what}: {self.reason}"
+
+
+class _Entry(NamedTuple):
+    image_path: Path
+    json_path: Path | None  # SA-1B: re-read at draw time; COCO: None (record kept in memory)
+    record: ImageRecord | None
+    annotation_ids: tuple[int, ...]  # the usable ones
+
+
+class Sample(NamedTuple):
+    """One training image and its sampled masks, in the model's input frame.
+
+    Fields:
+        image: (3, S, S) float32, normalized with the model's pixel mean/std, zero-padded.
+        masks: (M, S, S) bool, 0 <= M <= max masks; False in the padding.
+        input_hw: (h, w) of the resized image inside the padded square.
+        original_hw: (H, W) of the image file.
+        prompt_seed: seed of this sample's simulated prompts (non-negative int63).
+        image_id: the record's image id.
+        annotation_ids: ids of the M masks, in order.
+        flipped: whether the image and masks were flipped horizontally.
+    """
+
+    image: torch.Tensor
+    masks: torch.Tensor
+    input_hw: tuple[int, int]
+    original_hw: tuple[int, int]
+    prompt_seed: int
+    image_id: int
+    annotation_ids: tuple[int, ...]
+    flipped: bool
+
+
+class Batch(NamedTuple):
+    """Samples collated for one step: masks of all images concatenated.
+
+    Fields:
+        images: (B, 3, S, S) float32 normalized, padded.
+        masks: (M, S, S) bool, M = total masks over the B images.
+        mask_image_index: (M,) long, which image each mask belongs to (non-decreasing).
+        input_hw: (B, 2) long, (h, w) of each resized image inside the square.
+        prompt_seeds: (B,) long.
+        image_ids: (B,) long.
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    mask_image_index: torch.Tensor
+    input_hw: torch.Tensor
+    prompt_seeds: torch.Tensor
+    image_ids: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(*(t.to(device, non_blocking=True) for t in self))
+
+    def pin_memory(self) -> Batch:
+        return Batch(*(t.pin_memory() for t in self))
+
+
+def collate(samples: Sequence[Sample]) -> Batch:
+    """Stack images and concatenate masks (see :class:`Batch`)."""
+    if not samples:
+        raise InvalidInputError("collate needs at least one sample")
+    counts = [s.masks.shape[0] for s in samples]
+    return Batch(
+        images=torch.stack([s.image for s in samples]),
+        masks=torch.cat([s.masks for s in samples]),
+        mask_image_index=torch.repeat_interleave(
+            torch.arange(len(samples)), torch.tensor(counts, dtype=torch.long)
+        ),
+        input_hw=torch.tensor([s.input_hw for s in samples], dtype=torch.long),
+        prompt_seeds=torch.tensor([s.prompt_seed for s in samples], dtype=torch.long),
+        image_ids=torch.tensor([s.image_id for s in samples], dtype=torch.long),
+    )
+
+
+class SegmentationDataset(torch.utils.data.Dataset[Sample]):
+    """Map-style dataset of :class:`Sample` (see the module docstring).
+
+    Items are addressed by ``index`` (seeded with the index itself: fixed samples, for
+    evaluation) or by ``(index, draw_key)`` (what the training sampler passes: a different
+    draw of the same image for every ``draw_key``).
+
+    Args:
+        source: SA-1B folder or COCO instances ``.json``.
+        img_size: the model's square input side S.
+        pixel_mean, pixel_std: the model's normalization (0..255 scale), RGB.
+        max_masks: masks sampled per image (without replacement; all when fewer).
+        hflip_prob: probability of a horizontal flip (0 for evaluation).
+        max_mask_area_fraction: drop masks covering more of the image than this.
+        min_mask_pixels: drop masks smaller than this after resizing to the input frame.
+        seed: base seed of every draw.
+        data_format: "auto" (a .json file is COCO, a folder SA-1B), "sa1b" or "coco".
+        coco_images: folder of a COCO file's images (default: the JSON's folder, or its
+            ``images/`` subfolder when the file is not found there).
+        max_images: keep only the first N images (0 = all).
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        img_size: int,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        max_masks: int = 64,
+        hflip_prob: float = 0.0,
+        max_mask_area_fraction: float = 0.9,
+        min_mask_pixels: int = 1,
+        seed: int = 0,
+        data_format: str = "auto",
+        coco_images: str | Path | None = None,
+        max_images: int = 0,
+    ) -> None:
+        if img_size <= 0 or max_masks <= 0:
+            raise InvalidInputError(
+                f"img_size and max_masks must be positive, got {img_size}, {max_masks}"
+            )
+        self.img_size = img_size
+        self.mean = np.asarray(pixel_mean, dtype=np.float32)
+        self.std = np.asarray(pixel_std, dtype=np.float32)
+        self.max_masks = max_masks
+        self.hflip_prob = hflip_prob
+        self.max_mask_area_fraction = max_mask_area_fraction
+        self.min_mask_pixels = min_mask_pixels
+        self.seed = seed
+        self.skipped: list[SkippedItem] = []
+        source = Path(source)
+        if data_format == "auto":
+            data_format = "coco" if source.suffix.lower() == ".json" else "sa1b"
+        if data_format == "sa1b":
+            self._entries = self._index_sa1b(source)
+        elif data_format == "coco":
+            self._entries = self._index_coco(source, coco_images)
+        else:
+            raise InvalidInputError(f"data format must be auto, sa1b or coco, got {data_format!r}")
+        if max_images > 0:
+            self._entries = self._entries[:max_images]
+        for item in self.skipped:
+            log.warning("%s", item)
+        if not self._entries:
+            raise InvalidInputError(
+                f"{source}: no usable image (skipped {len(self.skipped)} record(s); first: "
+                f"{self.skipped[0] if self.skipped else 'none'})"
+            )
+
+    # ---------------------------------------------------------------- indexing
+    def _usable_ids(self, record: ImageRecord, file: str) -> tuple[int, ...]:
+        ids = []
+        image_area = max(record.width * record.height, 1)
+        for ann in record.annotations:
+            area = rle_area(ann.segmentation)
+            if area == 0:
+                self.skipped.append(SkippedItem(file, ann.id, "empty mask"))
+            elif area > self.max_mask_area_fraction * image_area:
+                self.skipped.append(
+                    SkippedItem(
+                        file,
+                        ann.id,
+                        f"mask covers {area / image_area:.0%} of the image "
+                        f"(> max_mask_area_fraction {self.max_mask_area_fraction})",
+                    )
+                )
+            else:
+                ids.append(ann.id)
+        return tuple(ids)
+
+    def _index_sa1b(self, root: Path) -> list[_Entry]:
+        entries = []
+        pairs = find_dataset(root)
+        paired = {j for _, j in pairs}
+        for folder in (root / "annotations", root):
+            for json_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+                if json_path not in paired:
+                    self.skipped.append(SkippedItem(str(json_path), None, "image file not found"))
+        for image_path, json_path in pairs:
+            record = self._read_sa1b(json_path)
+            if record is None:
+                continue
+            ids = self._usable_ids(record, str(json_path))
+            if not ids:
+                self.skipped.append(SkippedItem(str(json_path), None, "no usable mask"))
+                continue
+            entries.append(_Entry(image_path, json_path, None, ids))
+        return entries
+
+    def _read_sa1b(self, json_path: Path, report: bool = True) -> ImageRecord | None:
+        """Read a record; on a bad annotation keep the good ones (each bad one reported)."""
+        try:
+            return read_image_record(json_path)
+        except OSError as exc:
+            if report:
+                self.skipped.append(SkippedItem(str(json_path), None, f"unreadable: {exc}"))
+            return None
+        except AnysegError:
+            pass
+        # Something in the file is invalid: parse annotation by annotation.
+        try:
+            data = json.loads(json_path.read_text(encoding="utf-8"))
+            image_info = data["image"]
+            base = ImageRecord.from_json_dict(
+                {"image": image_info, "annotations": []}, str(json_path)
+            )
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            if report:
+                self.skipped.append(SkippedItem(str(json_path), None, f"invalid record: {exc}"))
+            return None
+        good: list[MaskAnnotation] = []
+        for ann in data.get("annotations") or []:
+            try:
+                one = ImageRecord.from_json_dict(
+                    {"image": image_info, "annotations": [ann]}, str(json_path)
+                )
+                good.extend(one.annotations)
+            except (ValueError, TypeError) as exc:
+                if report:
+                    ann_id = ann.get("id") if isinstance(ann, dict) else None
+                    self.skipped.append(
+                        SkippedItem(
+                            str(json_path), ann_id if isinstance(ann_id, int) else None, str(exc)
+                        )
+                    )
+        return ImageRecord(base.image_id, base.file_name, base.width, base.height, tuple(good))
+
+    def _index_coco(self, json_path: Path, images_dir: str | Path | None) -> list[_Entry]:
+        from anyseg.data.coco import coco_to_records
+
+        try:
+            data: Any = json.loads(json_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"{json_path}: cannot read COCO instances ({exc})") from exc
+        try:
+            records = coco_to_records(data, str(json_path))
+        except AnysegError:
+            records = self._coco_lenient(data, json_path)
+        roots = (
+            [Path(images_dir)]
+            if images_dir is not None
+            else [json_path.parent, json_path.parent / "images"]
+        )
+        entries = []
+        for record in records:
+            image_path = next(
+                (r / record.file_name for r in roots if (r / record.file_name).is_file()), None
+            )
+            if image_path is None:
+                self.skipped.append(
+                    SkippedItem(
+                        str(json_path),
+                        None,
+                        f"image {record.file_name!r} (image_id {record.image_id}) not found in "
+                        f"{', '.join(str(r) for r in roots)}",
+                    )
+                )
+                continue
+            ids = self._usable_ids(record, f"{json_path} image_id {record.image_id}")
+            if ids:
+                entries.append(_Entry(image_path, None, record, ids))
+        return entries
+
+    def _coco_lenient(self, data: Any, json_path: Path) -> list[ImageRecord]:
+        from anyseg.data.coco import coco_to_records
+
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            raise InvalidInputError(f"{json_path}: not a COCO instances file (no 'images' list)")
+        base = {k: v for k, v in data.items() if k not in ("images", "annotations")}
+        images = {im.get("id"): im for im in data["images"] if isinstance(im, dict)}
+        per_image: dict[Any, list[Any]] = {i: [] for i in images}
+        for ann in data.get("annotations") or []:
+            image_id = ann.get("image_id") if isinstance(ann, dict) else None
+            try:
+                coco_to_records(
+                    {**base, "images": [images[image_id]], "annotations": [ann]}, str(json_path)
+                )
+            except (ValueError, TypeError, KeyError) as exc:
+                ann_id = ann.get("id") if isinstance(ann, dict) else None
+                self.skipped.append(
+                    SkippedItem(
+                        str(json_path), ann_id if isinstance(ann_id, int) else None, str(exc)
+                    )
+                )
+                continue
+            per_image[image_id].append(ann)
+        records = []
+        for image_id, anns in per_image.items():
+            try:
+                records.extend(
+                    coco_to_records(
+                        {**base, "images": [images[image_id]], "annotations": anns}, str(json_path)
+                    )
+                )
+            except (ValueError, TypeError) as exc:
+                self.skipped.append(SkippedItem(str(json_path), None, str(exc)))
+        return records
+
+    # ---------------------------------------------------------------- drawing
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def image_path(self, index: int) -> Path:
+        return self._entries[index].image_path
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        index, draw_key = (key, key) if isinstance(key, int) else (int(key[0]), int(key[1]))
+        entry = self._entries[index]
+        rng = np.random.default_rng([self.seed, draw_key, index])
+        record = entry.record
+        if record is None and entry.json_path is not None:
+            record = self._read_sa1b(entry.json_path, report=False)
+        s = self.img_size
+        empty = self._empty_sample(record, entry)
+        if record is None:
+            return empty
+        try:
+            image = read_image(entry.image_path)
+        except (OSError, AnysegError) as exc:
+            log.warning("skipped %s: %s", entry.image_path, exc)
+            return empty
+        if image.shape[:2] != record.size_hw:
+            log.warning(
+                "skipped %s: image is %dx%d but its record says %dx%d",
+                entry.image_path,
+                image.shape[0],
+                image.shape[1],
+                record.height,
+                record.width,
+            )
+            return empty
+        usable = set(entry.annotation_ids)
+        anns = [a for a in record.annotations if a.id in usable]
+        chosen = rng.permutation(len(anns))[: self.max_masks]
+        flip = bool(rng.random() < self.hflip_prob)
+        prompt_seed = int(rng.integers(0, 2**62))
+
+        h, w = get_preprocess_shape(record.height, record.width, s)
+        resized = resize_longest_side(image, s)  # (h, w, 3) uint8
+        masks = np.zeros((len(chosen), s, s), dtype=bool)
+        keep = []
+        for j, i in enumerate(chosen):
+            full = decode_rle(anns[i].segmentation).astype(np.uint8)
+            interp = cv2.INTER_AREA if h < record.height else cv2.INTER_LINEAR
+            small = cv2.resize(full * 255, (w, h), interpolation=interp) >= 128
+            if int(small.sum()) >= self.min_mask_pixels:
+                masks[j, :h, :w] = small
+                keep.append(j)
+        masks = masks[keep]
+        ids = tuple(anns[chosen[j]].id for j in keep)
+        if flip:
+            resized = resized[:, ::-1]
+            masks[:, :h, :w] = masks[:, :h, :w][:, :, ::-1].copy()
+        padded = np.zeros((s, s, 3), dtype=np.float32)
+        padded[:h, :w] = (resized.astype(np.float32) - self.mean) / self.std
+        return Sample(
+            image=torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1))),
+            masks=torch.from_numpy(np.ascontiguousarray(masks)),
+            input_hw=(h, w),
+            original_hw=record.size_hw,
+            prompt_seed=prompt_seed,
+            image_id=record.image_id,
+            annotation_ids=ids,
+            flipped=flip,
+        )
+
+    def _empty_sample(self, record: ImageRecord | None, entry: _Entry) -> Sample:
+        s = self.img_size
+        hw = record.size_hw if record is not None else (s, s)
+        return Sample(
+            image=torch.zeros(3, s, s),
+            masks=torch.zeros(0, s, s, dtype=torch.bool),
+            input_hw=get_preprocess_shape(hw[0], hw[1], s),
+            original_hw=hw,
+            prompt_seed=0,
+            image_id=record.image_id if record is not None else -1,
+            annotation_ids=(),
+            flipped=False,
+        )

@@ -1,0 +1,428 @@
+"""Training configuration: one frozen dataclass tree shared by library, CLI and config files.
+
+The defaults are the paper's recipe (SAM, Kirillov et al. 2023, §3 and appendix A) for ViT-H:
+AdamW (β1 0.9, β2 0.999), lr 8e-4 after a 250-step linear warmup, ×0.1 decays at 60k and 86,666 of
+90k steps, weight decay 0.1, layer-wise lr decay 0.8, drop path 0.4, up to 64 masks per image,
+focal : dice = 20 : 1, IoU-head MSE weight 1, 11 decoder passes per mask (first prompt, 8 sampled
+points, 2 mask-only refinements). Smaller models want smaller numbers; ``configs/*.toml`` hold
+scaled recipes and say why.
+
+Config files are TOML (``.toml``) or YAML (``.yaml``/``.yml``) with one table per section::
+
+    [model]
+    preset = "test"
+    [model.image_encoder]
+    depth = 4
+    [optim]
+    lr = 1e-3
+    [run]
+    steps = 500
+
+Unknown keys are an error that names them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from anyseg.errors import InvalidInputError
+
+LossResolution = Literal["input", "low_res"]
+IouSupervision = Literal["all", "best"]
+DataFormat = Literal["auto", "sa1b", "coco"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which architecture to train.
+
+    ``preset`` names an entry of ``anyseg.config.PRESETS`` ("vit_b", "vit_l", "vit_h", "tiny",
+    "test"); the three override tables replace fields of that preset's ``ImageEncoderConfig``,
+    ``PromptEncoderConfig`` and ``MaskDecoderConfig`` (e.g. ``image_encoder = {img_size = 256,
+    embed_dim = 160, depth = 6, num_heads = 4, window_size = 8, global_attn_indexes = [2, 5]}``).
+    Ignored when training starts from ``run.init_checkpoint`` (the checkpoint fixes the shapes).
+    The drop-path rate is set in ``optim.drop_path_rate``, not here.
+    """
+
+    preset: str = "vit_h"
+    image_encoder: Mapping[str, Any] = field(default_factory=dict)
+    prompt_encoder: Mapping[str, Any] = field(default_factory=dict)
+    mask_decoder: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and how one training sample is drawn from it.
+
+    ``train``/``val``: an SA-1B-layout folder (``images/`` + ``annotations/``, or ``sa_N.jpg``
+    beside ``sa_N.json``) or a COCO instances JSON file (its images are looked up in
+    ``coco_images``, default: the JSON's folder). ``val`` is optional (held-out evaluation).
+    """
+
+    train: str = ""
+    val: str | None = None
+    format: DataFormat = "auto"
+    coco_images: str | None = None
+    # Paper: "up to 64 randomly sampled masks per GPU" (one image per GPU).
+    max_masks_per_image: int = 64
+    # Paper appendix A: discard masks covering more than 90% of the image.
+    max_mask_area_fraction: float = 0.9
+    # Masks smaller than this many pixels after resizing to the model's input are dropped.
+    min_mask_pixels: int = 1
+    # The paper's ViT-H recipe uses no augmentation; a horizontal flip helps small data sets.
+    hflip_prob: float = 0.5
+    # Images per optimizer (micro-)step on each process; the paper: 1 per GPU, 256 GPUs.
+    images_per_batch: int = 1
+    num_workers: int = 2
+    # Held-out evaluation uses at most this many images (0 = all).
+    val_max_images: int = 0
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """Simulated interactive prompting (paper appendix A, "Training algorithm")."""
+
+    # Probability that the first prompt is a (jittered) box rather than a foreground point.
+    box_prob: float = 0.5
+    # Box jitter: Gaussian noise per coordinate, std = fraction × box side (width for x, height
+    # for y), each offset clipped to ±max_px pixels of the model's input frame.
+    box_noise_fraction: float = 0.1
+    box_noise_max_px: float = 20.0
+    # Points sampled from the error region after the first prompt (paper: 8).
+    num_iterative_points: int = 8
+    # Passes with no new point, the previous logits only (paper: 2 — one at a random place
+    # among the sampled points, one at the end). 1 puts it at the end; 0 disables them.
+    mask_only_iterations: int = 2
+
+    @property
+    def num_passes(self) -> int:
+        """Decoder passes per mask per step (paper: 1 + 8 + 2 = 11)."""
+        return 1 + self.num_iterative_points + self.mask_only_iterations
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Mask and IoU-head losses (paper §3 and appendix A, "Losses")."""
+
+    focal_weight: float = 20.0
+    dice_weight: float = 1.0
+    iou_weight: float = 1.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    # "input": logits upscaled (bilinear) to the padded input size and compared with the
+    # full-resolution ground truth, as the paper implies; "low_res": ground truth averaged down to
+    # the decoder's low-res logits (4x the embedding size) — cheaper, for CPU training.
+    resolution: LossResolution = "input"
+    # With 3 masks, the mask loss back-propagates through the lowest-loss mask only; the IoU head
+    # is trained on "all" three outputs (it ranks them at inference) or only the "best" one.
+    iou_supervision: IouSupervision = "all"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW, layer-wise lr decay, drop path, warmup + step decay (paper appendix A)."""
+
+    lr: float = 8e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    # Encoder lr scale = layer_decay ** (depth + 1 - layer); 1.0 disables it.
+    layer_decay: float = 0.8
+    drop_path_rate: float = 0.4
+    warmup_steps: int = 250
+    # The lr is multiplied by decay_factor at each of these fractions of run.steps
+    # (paper: 60k and 86,666 of 90k steps).
+    decay_fractions: tuple[float, ...] = (60000 / 90000, 86666 / 90000)
+    decay_factor: float = 0.1
+    # Gradient-norm clipping (None = off; the paper does not mention it).
+    grad_clip: float | None = None
+    # Train the prompt encoder and mask decoder only (the common fine-tuning case).
+    freeze_image_encoder: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Length, devices, outputs."""
+
+    steps: int = 90000
+    seed: int = 0
+    out_dir: str = "runs/train"
+    # "auto": cuda when available, else cpu.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = False
+    grad_accum_steps: int = 1
+    log_every: int = 10
+    # Held-out evaluation every N steps (0: only at the end; needs data.val).
+    eval_every: int = 0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    tensorboard: bool = True
+    # Official-layout weights written at the end: model.safetensors and/or model.pth.
+    model_formats: tuple[str, ...] = ("safetensors",)
+    # Start from the weights of an official-layout checkpoint (.pth/.safetensors).
+    init_checkpoint: str | None = None
+    # Torch threads per process (0: leave torch's default).
+    num_threads: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataConfig = field(default_factory=DataConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+def _validate(cfg: TrainConfig) -> None:
+    def need(ok: bool, what: str, got: object) -> None:
+        if not ok:
+            raise InvalidInputError(f"training config: expected {what}, got {got!r}")
+
+    d, p, lo, o, r = cfg.data, cfg.prompts, cfg.loss, cfg.optim, cfg.run
+    need(d.max_masks_per_image >= 1, "data.max_masks_per_image >= 1", d.max_masks_per_image)
+    need(
+        0 < d.max_mask_area_fraction <= 1,
+        "0 < data.max_mask_area_fraction <= 1",
+        d.max_mask_area_fraction,
+    )
+    need(0 <= d.hflip_prob <= 1, "0 <= data.hflip_prob <= 1", d.hflip_prob)
+    need(d.images_per_batch >= 1, "data.images_per_batch >= 1", d.images_per_batch)
+    need(d.num_workers >= 0, "data.num_workers >= 0", d.num_workers)
+    need(d.format in get_args(DataFormat), f"data.format in {get_args(DataFormat)}", d.format)
+    need(0 <= p.box_prob <= 1, "0 <= prompts.box_prob <= 1", p.box_prob)
+    need(p.box_noise_fraction >= 0, "prompts.box_noise_fraction >= 0", p.box_noise_fraction)
+    need(p.box_noise_max_px >= 0, "prompts.box_noise_max_px >= 0", p.box_noise_max_px)
+    need(p.num_iterative_points >= 0, "prompts.num_iterative_points >= 0", p.num_iterative_points)
+    need(
+        p.mask_only_iterations in (0, 1, 2),
+        "prompts.mask_only_iterations in 0, 1, 2",
+        p.mask_only_iterations,
+    )
+    need(
+        lo.resolution in get_args(LossResolution),
+        "loss.resolution 'input' or 'low_res'",
+        lo.resolution,
+    )
+    need(
+        lo.iou_supervision in get_args(IouSupervision),
+        "loss.iou_supervision 'all' or 'best'",
+        lo.iou_supervision,
+    )
+    need(o.lr > 0 and math.isfinite(o.lr), "optim.lr > 0", o.lr)
+    need(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "optim.beta1/beta2 in [0, 1)", (o.beta1, o.beta2))
+    need(0 < o.layer_decay <= 1, "0 < optim.layer_decay <= 1", o.layer_decay)
+    need(0 <= o.drop_path_rate < 1, "0 <= optim.drop_path_rate < 1", o.drop_path_rate)
+    need(o.warmup_steps >= 0, "optim.warmup_steps >= 0", o.warmup_steps)
+    need(
+        all(0 < f <= 1 for f in o.decay_fractions),
+        "optim.decay_fractions in (0, 1]",
+        o.decay_fractions,
+    )
+    need(o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip > 0 or unset", o.grad_clip)
+    need(r.steps >= 1, "run.steps >= 1", r.steps)
+    need(r.device in ("auto", "cpu", "cuda"), "run.device 'auto', 'cpu' or 'cuda'", r.device)
+    need(r.grad_accum_steps >= 1, "run.grad_accum_steps >= 1", r.grad_accum_steps)
+    need(r.log_every >= 1, "run.log_every >= 1", r.log_every)
+    need(r.eval_every >= 0, "run.eval_every >= 0", r.eval_every)
+    need(r.checkpoint_every >= 0, "run.checkpoint_every >= 0", r.checkpoint_every)
+    need(r.keep_checkpoints >= 1, "run.keep_checkpoints >= 1", r.keep_checkpoints)
+    need(
+        set(r.model_formats) <= {"safetensors", "pth"},
+        "run.model_formats from 'safetensors', 'pth'",
+        r.model_formats,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# dict <-> dataclass
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "config") -> TrainConfig:
+    """Build a :class:`TrainConfig` from nested mappings; unknown keys raise, naming them."""
+    if not isinstance(data, Mapping):
+        raise InvalidInputError(
+            f"{source}: expected a table of sections, got {type(data).__name__}"
+        )
+    return _build(TrainConfig, data, source, "")
+
+
+def _build(cls: Any, data: Mapping[str, Any], source: str, prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = prefix.rstrip(".") or "top level"
+        raise InvalidInputError(
+            f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)} in {where}; "
+            f"expected one of: {', '.join(sorted(names))}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise InvalidInputError(
+                    f"{source}: [{prefix}{name}] must be a table, got {value!r}"
+                )
+            kwargs[name] = _build(hint, value, source, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(hint, value, f"{source}: {prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Check (and lightly convert: int -> float, list -> tuple) one value against its type."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise InvalidInputError(f"{where}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin is not None and type(None) in args:  # Optional[X] / X | None
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if hint is Any:
+        return value
+    if origin in (tuple,) or hint is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise InvalidInputError(f"{where}: expected a list, got {value!r}")
+        elem = args[0] if args else Any
+        return tuple(_coerce(elem, v, where) for v in value)
+    if (origin is not None and issubclass(origin, Mapping)) or hint is Mapping:
+        if not isinstance(value, Mapping):
+            raise InvalidInputError(f"{where}: expected a table, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise InvalidInputError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInputError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInputError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise InvalidInputError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Nested plain dict (tuples as lists, None values dropped) — the inverse of
+    :func:`config_from_dict`."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {
+                f.name: plain(getattr(v, f.name))
+                for f in fields(v)
+                if getattr(v, f.name) is not None
+            }
+        if isinstance(v, Mapping):
+            return {str(k): plain(x) for k, x in v.items() if x is not None}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    out: dict[str, Any] = plain(cfg)
+    return out
+
+
+def override(cfg: TrainConfig, **sections: Mapping[str, Any]) -> TrainConfig:
+    """A copy with fields replaced per section, e.g. ``override(cfg, run={"steps": 10})``."""
+    changes: dict[str, Any] = {}
+    for name, values in sections.items():
+        if name not in {f.name for f in fields(TrainConfig)}:
+            raise InvalidInputError(f"unknown config section {name!r}")
+        changes[name] = replace(getattr(cfg, name), **values)
+    return replace(cfg, **changes)
+
+
+# --------------------------------------------------------------------------------------------
+# files
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) training config."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"training config {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    text = path.read_text(encoding="utf-8")
+    try:
+        if suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            data: Any = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise InvalidInputError(
+                f"training config {str(path)!r}: expected a .toml, .yaml or .yml file"
+            )
+    except InvalidInputError:
+        raise
+    except Exception as exc:  # parser errors carry line numbers
+        raise InvalidInputError(f"training config {str(path)!r} is not valid: {exc}") from exc
+    return config_from_dict(data, source=str(path))
+
+
+def dump_toml(cfg: TrainConfig) -> str:
+    """The config as TOML text (what ``config.resolved.toml`` holds); loads back equal."""
+    lines: list[str] = []
+
+    def emit_table(name: str, table: Mapping[str, Any]) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
+        subs = {k: v for k, v in table.items() if isinstance(v, Mapping)}
+        if scalars or not subs:
+            lines.append(f"[{name}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
+            lines.append("")
+        for k, v in subs.items():
+            if v:
+                emit_table(f"{name}.{k}", v)
+
+    for section, table in config_to_dict(cfg).items():
+        emit_table(section, table)
+    return "\n".join(lines)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if math.isnan(v):
+            return "nan"
+        return repr(v)
+    if isinstance(v, str):
+        escaped = v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise InvalidInputError(f"cannot write {v!r} to TOML")

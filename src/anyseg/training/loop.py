@@ -1,0 +1,391 @@
+"""The training loop: ``train(cfg)`` runs (or resumes) a run and writes its outputs.
+
+Run folder (``cfg.run.out_dir``)::
+
+    config.resolved.toml       the full config of the run (loads back with --config)
+    metrics.csv, eval.csv      per-step training metrics, held-out evaluations
+    tensorboard/               TensorBoard events (when tensorboard is installed)
+    checkpoints/step_*.pt      training state, for --resume
+    model.safetensors          final weights, official layout (``anyseg.load`` reads them)
+    loss_curve.png             loss and IoU curves
+
+Multi-process: launch with ``torchrun --nproc_per_node N -m anyseg.cli.main train ...`` (or
+``anyseg train`` under torchrun); each process trains on its shard of the sample stream
+(``distributed.StepSampler``) inside ``DistributedDataParallel``; process 0 writes the outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from anyseg.data.dataset import Batch, SegmentationDataset, collate
+from anyseg.modeling import Sam
+from anyseg.training import state as st
+from anyseg.training.config import TrainConfig, dump_toml
+from anyseg.training.distributed import (
+    DistInfo,
+    StepSampler,
+    all_reduce_mean,
+    init_process_group,
+)
+from anyseg.training.metrics import MetricsLogger, plot_training
+from anyseg.training.optim import build_optimizer
+from anyseg.training.prompts import pass_schedule
+from anyseg.training.step import InteractiveSam, schedule_generator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Mean metrics of an evaluation pass: loss per mask, IoU after the first and last pass."""
+
+    loss: float
+    iou_first: float
+    iou_last: float
+    masks: int
+    images: int
+
+
+@dataclass
+class TrainResult:
+    """What a finished run returns (process 0 also wrote it to ``out_dir``)."""
+
+    model: Sam
+    out_dir: Path
+    step: int
+    last_loss: float
+    steps_per_s: float
+    eval: EvalResult | None
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("run.device is 'cuda' but no CUDA device is available")
+        return torch.device("cuda", info.local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def make_dataset(cfg: TrainConfig, source: str, sam: Sam, train: bool) -> SegmentationDataset:
+    d = cfg.data
+    return SegmentationDataset(
+        source,
+        img_size=sam.img_size,
+        pixel_mean=sam.config.pixel_mean,
+        pixel_std=sam.config.pixel_std,
+        max_masks=d.max_masks_per_image,
+        hflip_prob=d.hflip_prob if train else 0.0,
+        max_mask_area_fraction=d.max_mask_area_fraction,
+        min_mask_pixels=d.min_mask_pixels,
+        seed=cfg.run.seed if train else cfg.run.seed + 1,
+        data_format=d.format,
+        coco_images=d.coco_images,
+        max_images=0 if train else d.val_max_images,
+    )
+
+
+def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def evaluate(
+    model: Sam,
+    dataset: SegmentationDataset,
+    cfg: TrainConfig,
+    max_images: int = 0,
+) -> EvalResult:
+    """Run the simulated interaction (no gradient, eval mode, fixed prompts per image) over the
+    first ``max_images`` images of ``dataset`` (0 = all) and average per mask."""
+    was_training = model.training
+    module = InteractiveSam(model, cfg.prompts, cfg.loss, freeze_image_encoder=False).eval()
+    device = model.device
+    n = len(dataset) if max_images <= 0 else min(max_images, len(dataset))
+    sums = torch.zeros(3, dtype=torch.float64)
+    masks = 0
+    for i in range(n):
+        batch = collate([dataset[i]]).to(device)
+        if batch.masks.shape[0] == 0:
+            continue
+        schedule = pass_schedule(
+            cfg.prompts.num_iterative_points,
+            cfg.prompts.mask_only_iterations,
+            schedule_generator(cfg.run.seed + 1, i, 0),
+        )
+        with _autocast(device, cfg.run.bf16):
+            out = module(batch, schedule)
+        m = int(out.num_masks)
+        sums += torch.tensor([float(out.loss), float(out.iou_first), float(out.iou_last)]) * m
+        masks += m
+    model.train(was_training)
+    means = (sums / max(masks, 1)).tolist()
+    return EvalResult(means[0], means[1], means[2], masks, n)
+
+
+def _loader(
+    dataset: SegmentationDataset, sampler: StepSampler, workers: int, pin: bool
+) -> torch.utils.data.DataLoader[Batch]:
+    return torch.utils.data.DataLoader(
+        dataset,  # type: ignore[arg-type]
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=pin,
+        # One torch thread per worker: decoding and resizing are numpy/OpenCV work and the
+        # training process needs the cores.
+        worker_init_fn=_worker_init if workers > 0 else None,
+        persistent_workers=False,
+        prefetch_factor=2 if workers > 0 else None,
+    )
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: str | Path | None = None,
+    info: DistInfo | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (or resume) a model as configured; see the module docstring for the outputs.
+
+    Args:
+        cfg: the run's configuration (with ``resume``, normally the checkpoint's own config with
+            a few overrides such as ``run.steps``).
+        resume: a training checkpoint or run folder to continue from.
+        info: this process's rank/world size (default: read torchrun's environment).
+        progress: print a line per ``run.log_every`` steps (process 0 only).
+    """
+    info = info or DistInfo.from_env()
+    device = resolve_device(cfg.run.device, info)
+    if cfg.run.num_threads > 0:
+        torch.set_num_threads(cfg.run.num_threads)
+    created_group = init_process_group(info, device)
+    try:
+        return _train(cfg, resume, info, device, progress)
+    finally:
+        if created_group:
+            torch.distributed.destroy_process_group()
+
+
+def _train(
+    cfg: TrainConfig,
+    resume: str | Path | None,
+    info: DistInfo,
+    device: torch.device,
+    progress: bool,
+) -> TrainResult:
+    out_dir = Path(cfg.run.out_dir)
+    if not cfg.data.train:
+        raise ValueError("no training data: set data.train in the config or pass --data DIR")
+    ckpt = st.load_training_checkpoint(resume) if resume is not None else None
+    model = (
+        st.model_from_checkpoint(ckpt, cfg.optim.drop_path_rate)
+        if ckpt is not None
+        else st.build_training_model(cfg)
+    )
+    if cfg.optim.freeze_image_encoder:
+        model.image_encoder.requires_grad_(False)
+    model.to(device)
+    module = InteractiveSam(model, cfg.prompts, cfg.loss, cfg.optim.freeze_image_encoder)
+    module.train()
+    wrapped: torch.nn.Module = module
+    if info.world_size > 1:
+        wrapped = DistributedDataParallel(
+            module,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,  # e.g. no box prompt in a step leaves parameters unused
+        )
+    total_steps = cfg.run.steps
+    optimizer, scheduler = build_optimizer(
+        model, cfg.optim, model.config.image_encoder.depth, total_steps
+    )
+    start_step = 0
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_step = int(ckpt["step"])
+        st.restore_rng(ckpt)
+        if start_step >= total_steps:
+            raise ValueError(
+                f"the checkpoint is at step {start_step} and run.steps is {total_steps}: "
+                "pass --steps N with N larger to continue"
+            )
+
+    dataset = make_dataset(cfg, cfg.data.train, model, train=True)
+    val_set = make_dataset(cfg, cfg.data.val, model, train=False) if cfg.data.val else None
+    sampler = StepSampler(
+        len(dataset),
+        cfg.run.seed,
+        cfg.data.images_per_batch,
+        info,
+        cfg.run.grad_accum_steps,
+        start_step,
+        total_steps,
+    )
+    batches = iter(_loader(dataset, sampler, cfg.data.num_workers, device.type == "cuda"))
+
+    logger: MetricsLogger | None = None
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.resolved.toml").write_text(dump_toml(cfg), encoding="utf-8")
+        logger = MetricsLogger(out_dir, cfg.run.tensorboard, start_step if ckpt else None)
+        if progress:
+            n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            print(
+                f"anyseg train: {len(dataset)} images ({len(dataset.skipped)} records skipped), "
+                f"{n_params / 1e6:.2f}M trainable parameters, {info.world_size} process(es) on "
+                f"{device}, {cfg.prompts.num_passes} decoder passes per mask, steps "
+                f"{start_step}..{total_steps}",
+                flush=True,
+            )
+
+    eval_result: EvalResult | None = None
+    last_loss = float("nan")
+    t_start = time.perf_counter()
+    t_window, steps_window = t_start, 0
+    steps_per_s = 0.0
+    accum = cfg.run.grad_accum_steps
+    for step in range(start_step, total_steps):
+        # Drop path uses the global generator: key it by (seed, step, rank) so a resumed run
+        # draws what the uninterrupted run would have.
+        torch.manual_seed((cfg.run.seed * 1_000_003 + step) * 257 + info.rank)
+        sums = torch.zeros(7, device=device)
+        for micro in range(accum):
+            batch = next(batches).to(device)
+            schedule = pass_schedule(
+                cfg.prompts.num_iterative_points,
+                cfg.prompts.mask_only_iterations,
+                schedule_generator(cfg.run.seed, step, micro),
+            )
+            sync = micro == accum - 1 or info.world_size == 1
+            no_sync = getattr(wrapped, "no_sync", None)
+            ctx = contextlib.nullcontext() if sync or no_sync is None else no_sync()
+            with ctx:
+                with _autocast(device, cfg.run.bf16):
+                    out = wrapped(batch, schedule)
+                (out.loss / accum).backward()
+            sums += (
+                torch.stack(
+                    [
+                        out.loss.detach().float(),
+                        out.focal,
+                        out.dice,
+                        out.iou_mse,
+                        out.iou_first,
+                        out.iou_last,
+                        out.num_masks.to(device).float(),
+                    ]
+                )
+                / accum
+            )
+        if cfg.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        means = all_reduce_mean(sums, info).tolist()
+        last_loss = means[0]
+        if not all(map(_finite, means[:4])):
+            raise RuntimeError(f"training diverged at step {done}: loss {means[0]}")
+        steps_window += 1
+        now = time.perf_counter()
+        if done % cfg.run.log_every == 0 or done == total_steps:
+            steps_per_s = steps_window / max(now - t_window, 1e-9)
+            t_window, steps_window = now, 0
+        if logger is not None:
+            row = {
+                "step": done,
+                "lr": lr,
+                "loss": means[0],
+                "focal": means[1],
+                "dice": means[2],
+                "iou_mse": means[3],
+                "iou_first": means[4],
+                "iou_last": means[5],
+                "masks": round(means[6] * info.world_size),
+                "steps_per_s": steps_per_s,
+                "elapsed_s": now - t_start,
+            }
+            logger.log_train(row)
+            if progress and (done % cfg.run.log_every == 0 or done == total_steps):
+                print(
+                    f"step {done}/{total_steps}  loss {means[0]:.4f}  focal {means[1]:.4f}  "
+                    f"dice {means[2]:.4f}  iou_mse {means[3]:.4f}  IoU first {means[4]:.3f} "
+                    f"last {means[5]:.3f}  lr {lr:.2e}  {steps_per_s:.2f} steps/s",
+                    flush=True,
+                )
+        is_last = done == total_steps
+        if val_set is not None and (
+            is_last or (cfg.run.eval_every > 0 and done % cfg.run.eval_every == 0)
+        ):
+            if info.is_main:
+                eval_result = evaluate(model, val_set, cfg)
+                assert logger is not None
+                logger.log_eval({"step": done, **eval_result.__dict__})
+                if progress:
+                    print(
+                        f"eval step {done}: loss {eval_result.loss:.4f}  IoU first "
+                        f"{eval_result.iou_first:.3f} last {eval_result.iou_last:.3f} "
+                        f"({eval_result.masks} masks, {eval_result.images} images)",
+                        flush=True,
+                    )
+                module.train()
+            _barrier(info)
+        if info.is_main and (
+            is_last or (cfg.run.checkpoint_every > 0 and done % cfg.run.checkpoint_every == 0)
+        ):
+            st.save_training_checkpoint(
+                out_dir / "checkpoints" / f"step_{done:07d}.pt",
+                model,
+                optimizer,
+                scheduler,
+                done,
+                cfg,
+            )
+            st.prune_checkpoints(out_dir / "checkpoints", cfg.run.keep_checkpoints)
+
+    if info.is_main:
+        st.export_weights(model, out_dir, cfg.run.model_formats)
+        assert logger is not None
+        logger.close()
+        try:
+            png = plot_training(out_dir)
+            if progress:
+                print(f"wrote {out_dir} (weights, metrics, {png.name})", flush=True)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"anyseg train: no loss curve: {exc}", file=sys.stderr)
+    _barrier(info)
+    model.eval()
+    return TrainResult(model, out_dir, total_steps, last_loss, steps_per_s, eval_result)
+
+
+def _finite(x: float) -> bool:
+    return x == x and abs(x) != float("inf")
+
+
+def _barrier(info: DistInfo) -> None:
+    if info.world_size > 1 and torch.distributed.is_initialized():
+        torch.distributed.barrier()

@@ -1,0 +1,81 @@
+"""Training config: TOML/YAML files, unknown keys, round trip, paper defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from anyseg.errors import InvalidInputError
+from anyseg.training.config import (
+    TrainConfig,
+    config_from_dict,
+    dump_toml,
+    load_config,
+    override,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_are_the_paper_recipe() -> None:
+    cfg = TrainConfig()
+    assert cfg.optim.lr == 8e-4 and (cfg.optim.beta1, cfg.optim.beta2) == (0.9, 0.999)
+    assert cfg.optim.weight_decay == 0.1 and cfg.optim.layer_decay == 0.8
+    assert cfg.optim.drop_path_rate == 0.4 and cfg.optim.warmup_steps == 250
+    assert cfg.run.steps == 90000
+    assert round(cfg.optim.decay_fractions[0] * 90000) == 60000
+    assert round(cfg.optim.decay_fractions[1] * 90000) == 86666
+    assert cfg.loss.focal_weight / cfg.loss.dice_weight == 20 and cfg.loss.focal_gamma == 2
+    assert cfg.prompts.num_passes == 11
+    assert cfg.data.max_masks_per_image == 64
+    with pytest.raises(AttributeError):
+        cfg.run.steps = 3  # type: ignore[misc]
+
+
+def test_toml_and_yaml_give_the_same_config(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(
+        '[model]\npreset = "test"\n[model.image_encoder]\ndepth = 3\nglobal_attn_indexes = [2]\n'
+        "[optim]\nlr = 1e-3\ndecay_fractions = [0.5]\n[run]\nsteps = 7\n"
+    )
+    (tmp_path / "a.yaml").write_text(
+        "model:\n  preset: test\n  image_encoder: {depth: 3, global_attn_indexes: [2]}\n"
+        "optim:\n  lr: 0.001\n  decay_fractions: [0.5]\nrun:\n  steps: 7\n"
+    )
+    a, b = load_config(tmp_path / "a.toml"), load_config(tmp_path / "a.yaml")
+    assert a == b
+    assert a.optim.lr == 1e-3 and a.optim.decay_fractions == (0.5,) and a.run.steps == 7
+    assert a.model.image_encoder["depth"] == 3
+
+
+def test_unknown_keys_are_named(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("[optim]\nlr = 1e-3\nlearning_rate = 2\n")
+    with pytest.raises(InvalidInputError, match=r"optim\.learning_rate"):
+        load_config(tmp_path / "bad.toml")
+    with pytest.raises(InvalidInputError, match=r"unknown key.*optimizer"):
+        config_from_dict({"optimizer": {}})
+    with pytest.raises(InvalidInputError, match=r"expected an integer.*run\.steps|run\.steps"):
+        config_from_dict({"run": {"steps": "many"}})
+    with pytest.raises(InvalidInputError, match="box_prob"):
+        config_from_dict({"prompts": {"box_prob": 2.0}})
+    with pytest.raises(InvalidInputError, match=r"\.json"):
+        p = tmp_path / "c.json"
+        p.write_text("{}")
+        load_config(p)
+
+
+def test_dump_toml_round_trips(tmp_path: Path) -> None:
+    cfg = override(
+        config_from_dict({"model": {"preset": "test", "mask_decoder": {"mlp_dim": 96}}}),
+        run={"steps": 12, "init_checkpoint": "w.pth"},
+        data={"train": 'a "quoted" path'},
+    )
+    path = tmp_path / "r.toml"
+    path.write_text(dump_toml(cfg))
+    assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.toml")))
+def test_shipped_configs_load(name: str) -> None:
+    cfg = load_config(REPO / "configs" / name)
+    assert cfg.run.steps >= 1
