@@ -18,7 +18,9 @@ def test_export_writes_graphs_and_a_self_checking_manifest(exported: Exported) -
     names = sorted(p.name for p in exported.out_dir.iterdir())
     # Nothing temporary left behind.
     assert names == ["decoder.onnx", "decoder_int8.onnx", "encoder.onnx", "export.json"]
-    manifest = json.loads((exported.out_dir / "export.json").read_text())
+    manifest_path = exported.out_dir / "export.json"
+    assert manifest_path.stat().st_mode & 0o044  # readable by others, as the .onnx files
+    manifest = json.loads(manifest_path.read_text())
     files = manifest["files"]
     assert set(files) == {"decoder", "decoder_int8", "encoder"}
     assert [i["name"] for i in files["decoder"]["inputs"]] == [

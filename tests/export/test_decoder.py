@@ -56,7 +56,11 @@ def test_graph_has_the_original_onnx_contract(exported: Exported) -> None:
         "has_mask_input": ([1], "tensor(float)"),
         "orig_im_size": ([2], "tensor(float)"),
     }
-    assert [o.name for o in sess.get_outputs()] == ["masks", "iou_predictions", "low_res_masks"]
+    assert [(o.name, o.shape) for o in sess.get_outputs()] == [
+        ("masks", [1, 4, "H", "W"]),
+        ("iou_predictions", [1, 4]),
+        ("low_res_masks", [1, 4, 64, 64]),
+    ]
     meta = read_metadata(exported.decoder)
     assert meta["kind"] == "decoder" and meta["img_size"] == 256
     assert meta["options"]["return_single_mask"] is False

@@ -263,6 +263,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> Path:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp files are private; a manifest is not
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -348,5 +348,6 @@ def export_decoder(
             opset,
         ),
         metadata,
+        {spec.name: spec.shape for spec in wrapper.output_specs()},
     )
     return wrapper

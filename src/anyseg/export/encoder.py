@@ -81,5 +81,6 @@ def export_encoder(
             opset,
         ),
         metadata,
+        {spec.name: spec.shape for spec in wrapper.output_specs()},
     )
     return wrapper

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,14 @@ def _to_json(value: Any) -> str:
 
 
 def write_onnx_atomically(
-    path: Path, writer: Callable[[Path], None], metadata: Mapping[str, Any]
+    path: Path,
+    writer: Callable[[Path], None],
+    metadata: Mapping[str, Any],
+    output_shapes: Mapping[str, Sequence[int | str]] | None = None,
 ) -> Path:
     """Run ``writer(tmp_path)`` in a temporary folder beside ``path``, add ``metadata`` to the
-    model's ``metadata_props`` (values JSON-encoded unless they are strings) and move the
+    model's ``metadata_props`` (values JSON-encoded unless they are strings), declare
+    ``output_shapes`` (ints, or names of dynamic axes) on the graph outputs, and move the
     result (and any external-data files the exporter wrote) into place.
 
     Nothing is left at ``path`` if the export fails.
@@ -65,12 +69,29 @@ def write_onnx_atomically(
             entry = model.metadata_props.add()
             entry.key = key
             entry.value = _to_json(value)
+        _declare_output_shapes(model, output_shapes or {})
         onnx.save(model, str(tmp))
         for item in sorted(tmp_dir.iterdir(), key=lambda p: p.name == path.name):
             os.replace(item, path.parent / item.name)  # the .onnx file last
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return path
+
+
+def _declare_output_shapes(model: Any, shapes: Mapping[str, Sequence[int | str]]) -> None:
+    """Replace the exporter's inferred output shapes (e.g. ``Resizemasks_dim_0``) by the
+    documented ones."""
+    for output in model.graph.output:
+        if output.name not in shapes:
+            continue
+        shape = output.type.tensor_type.shape
+        del shape.dim[:]
+        for d in shapes[output.name]:
+            dim = shape.dim.add()
+            if isinstance(d, int):
+                dim.dim_value = d
+            else:
+                dim.dim_param = d
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
