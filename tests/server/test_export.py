@@ -101,3 +101,39 @@ def test_default_project_inside_image_folder(image_dir: Path, test_model: Any) -
     store, folder = open_project(image_dir)  # the image folder works as PROJECT too
     assert folder == image_dir.resolve()
     store.close()
+
+
+def _annotate_both_images(service: Any) -> None:
+    for image in service.list_images():
+        pred = service.predict(image.id, [[40, 45]], [1])
+        service.accept_mask(image.id, pred.candidates[pred.best].segmentation, label="thing")
+
+
+def test_training_reads_the_export(service: Any, tmp_path: Path) -> None:
+    """Both exported forms load as training data (the SA-1B folder and the COCO file)."""
+    from anyseg.data.dataset import SegmentationDataset
+
+    _annotate_both_images(service)
+    out = tmp_path / "out"
+    export_project(service.store, service.image_dir, out, "both")
+    cfg = service.model.config
+    for source in (out, out / "coco_instances.json"):
+        data = SegmentationDataset(source, 256, cfg.pixel_mean, cfg.pixel_std)
+        assert len(data) == 2, source
+        sample = data[0]
+        assert tuple(sample.image.shape) == (3, 256, 256) and sample.masks.shape[0] == 1
+
+
+@pytest.mark.slow
+def test_train_command_on_the_export(service: Any, tmp_path: Path) -> None:
+    """What a user does after annotating: export, then `anyseg train --data OUT`."""
+    _annotate_both_images(service)
+    out = tmp_path / "out"
+    export_project(service.store, service.image_dir, out, "sa1b")
+    config = Path(__file__).resolve().parents[2] / "configs" / "test.toml"
+    if not config.is_file():
+        pytest.skip(f"{config} is not in this checkout")
+    run_dir = tmp_path / "run"
+    args = ["train", "--config", str(config), "--data", str(out), "--out", str(run_dir)]
+    assert main([*args, "--steps", "1", "--quiet"]) == 0
+    assert (run_dir / "model.safetensors").is_file()
