@@ -226,21 +226,12 @@ def _manifest(
     parity: dict[str, Any],
 ) -> dict[str, Any]:
     from anyseg import __version__
-    from anyseg.checkpoint import sha256_file
 
     onnx = require("onnx")
     ort = require("onnxruntime")
     return {
         "format": "anyseg-onnx-export/1",
-        "files": {
-            key: {
-                "path": name,
-                "bytes": (out / name).stat().st_size,
-                "sha256": sha256_file(out / name),
-                **graphs[key],
-            }
-            for key, name in files.items()
-        },
+        "files": {key: _file_entry(out, name, graphs[key]) for key, name in files.items()},
         "opset": opset,
         "decoder_options": asdict(options),
         "config": model.config.to_dict(),
@@ -255,6 +246,21 @@ def _manifest(
             "python": platform.python_version(),
         },
     }
+
+
+def _file_entry(out: Path, name: str, graph: dict[str, Any]) -> dict[str, Any]:
+    from anyseg.checkpoint import sha256_file
+    from anyseg.export.onnx_io import external_data_name
+
+    entry: dict[str, Any] = {
+        "path": name,
+        "bytes": (out / name).stat().st_size,
+        "sha256": sha256_file(out / name),
+    }
+    data = out / external_data_name(out / name)
+    if data.is_file():  # weights of a model over 2 GB, loaded from beside the .onnx file
+        entry["external_data"] = {"path": data.name, "bytes": data.stat().st_size}
+    return {**entry, **graph}
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> Path:

@@ -20,12 +20,12 @@ METADATA_PREFIX = "anyseg."
 def prepare_output_dir(directory: str | os.PathLike[str]) -> Path:
     """Create ``directory`` (and parents) and check that files can be written into it."""
     d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise OSError(f"output path {d} exists and is not a folder")
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OSError(f"cannot create output folder {d}: {exc.strerror or exc}") from None
-    if not d.is_dir():
-        raise OSError(f"output path {d} exists and is not a folder")
     try:
         fd, probe = tempfile.mkstemp(dir=d, prefix=".anyseg-write-test.")
         os.close(fd)
@@ -60,8 +60,10 @@ def write_onnx_atomically(
     try:
         tmp = tmp_dir / path.name
         writer(tmp)
-        # External data (models over 2 GB) stays where the exporter put it, beside the file.
-        model = onnx.load(str(tmp), load_external_data=False)
+        # Over 2 GB (vit_h's encoder) the exporter writes one external file per tensor beside
+        # the model; those are gathered into a single ``<name>.data`` file.
+        extra = [p for p in tmp_dir.iterdir() if p.name != path.name]
+        model = onnx.load(str(tmp), load_external_data=bool(extra))
         existing = {p.key for p in model.metadata_props}
         for key, value in metadata.items():
             if key in existing:
@@ -70,12 +72,32 @@ def write_onnx_atomically(
             entry.key = key
             entry.value = _to_json(value)
         _declare_output_shapes(model, output_shapes or {})
-        onnx.save(model, str(tmp))
+        if extra:
+            for p in extra:
+                p.unlink()
+            onnx.save_model(
+                model,
+                str(tmp),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=external_data_name(path),
+                size_threshold=1024,
+            )
+        else:
+            onnx.save(model, str(tmp))
         for item in sorted(tmp_dir.iterdir(), key=lambda p: p.name == path.name):
             os.replace(item, path.parent / item.name)  # the .onnx file last
+        stale = path.parent / external_data_name(path)
+        if not extra and stale.is_file():
+            stale.unlink()  # the weights of the large model this file replaced
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return path
+
+
+def external_data_name(path: Path) -> str:
+    """Name of the weights file beside ``path`` when a model is too large for one file."""
+    return f"{path.name}.data"
 
 
 def _declare_output_shapes(model: Any, shapes: Mapping[str, Sequence[int | str]]) -> None:
