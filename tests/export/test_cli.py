@@ -85,6 +85,17 @@ def test_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert not (tmp_path / "o").exists()
 
 
+def test_unloadable_checkpoint_leaves_no_output_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    code = main(["export", "--checkpoint", str(bad), "-o", str(tmp_path / "o")])
+    assert code == 1
+    assert error_line(capsys).startswith("anyseg export: error:")
+    assert not (tmp_path / "o").exists()
+
+
 def test_unwritable_output(
     test_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -75,8 +75,15 @@ def run(args: argparse.Namespace) -> int:
     require("onnxruntime")
     if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise CheckpointError(f"checkpoint not found: {args.checkpoint}")
-    prepare_output_dir(args.output)
-    model = load_model(args.checkpoint)
+    out = Path(args.output)
+    created = not out.exists()
+    prepare_output_dir(out)
+    try:
+        model = load_model(args.checkpoint)
+    except Exception:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # leave nothing behind for a model that did not load
+        raise
     result = export_model(
         model,
         args.output,
