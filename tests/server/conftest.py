@@ -97,7 +97,7 @@ def client(service: Any) -> Iterator[Any]:
 
     from anyseg.server.app import create_app
 
-    with TestClient(create_app(service=service)) as c:
+    with TestClient(create_app(service=service), base_url="http://127.0.0.1:8000") as c:
         yield c
 
 

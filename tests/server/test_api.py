@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -299,3 +300,32 @@ def test_export_zip(client: Any) -> None:
     only_coco = zipfile.ZipFile(io.BytesIO(client.get("/api/export?format=coco").content))
     assert "annotations/scene_a.json" not in only_coco.namelist()
     assert client.get("/api/export?format=voc").status_code == 400
+
+
+def test_other_sites_cannot_change_anything(client: Any) -> None:
+    image = _first_image(client)
+    url = f"/api/images/{image['id']}/proposals/accept"
+    evil = client.post(url, headers={"Origin": "http://evil.example"})
+    assert evil.status_code == 403 and "other web pages" in evil.json()["error"]
+    own = client.post(url, headers={"Origin": "http://127.0.0.1:8000"})
+    assert own.status_code == 200
+    # DNS rebinding: a foreign host name pointing at the loopback server.
+    rebound = client.get("/api/images", headers={"Host": "evil.example:8000"})
+    assert rebound.status_code == 403
+    assert client.get("/api/images", headers={"Host": "localhost:8000"}).status_code == 200
+
+
+def test_internal_errors_are_json(client: Any, service: Any, monkeypatch: Any) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("model exploded")
+
+    monkeypatch.setattr(service, "predict", broken)
+    image = _first_image(client)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client_no_raise = type(client)(
+            client.app, base_url=str(client.base_url), raise_server_exceptions=False
+        )
+    res = client_no_raise.post(f"/api/images/{image['id']}/predict", json={"box": [1, 1, 5, 5]})
+    assert res.status_code == 500 and "model exploded" in res.json()["error"]
+    assert client.get("/api/health").status_code == 200

@@ -106,6 +106,49 @@ class BodyLimitMiddleware:
         await _send_json(send, 413, {"error": f"request body larger than {self.max_bytes} bytes"})
 
 
+_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+_UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def _host_name(netloc: str) -> str:
+    """Host part of ``host[:port]`` / ``[v6]:port``, lower case."""
+    netloc = netloc.strip().lower()
+    if netloc.startswith("["):
+        return netloc[1 : netloc.find("]")] if "]" in netloc else netloc
+    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+
+
+class OriginGuardMiddleware:
+    """Keeps other web sites out of a server that listens on this machine only.
+
+    - A change (POST/PUT/PATCH/DELETE) sent by a page of another origin is refused (403): the
+      browser names the page's origin, and it must be this server's own.
+    - When listening on loopback, a request whose Host is not a loopback name is refused (403),
+      which defeats DNS rebinding (a foreign name resolving to 127.0.0.1).
+    """
+
+    def __init__(self, app: ASGIApp, loopback_only: bool) -> None:
+        self.app = app
+        self.loopback_only = loopback_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers", []))
+            host = headers.get(b"host", b"").decode("latin-1")
+            if self.loopback_only and _host_name(host) not in _LOOPBACK_NAMES:
+                await _send_json(send, 403, {"error": f"host {host!r} is not served here"})
+                return
+            origin = headers.get(b"origin")
+            if scope["method"] in _UNSAFE_METHODS and origin is not None:
+                origin_netloc = origin.decode("latin-1").split("://", 1)[-1].rstrip("/").lower()
+                if origin_netloc != host.lower():
+                    await _send_json(
+                        send, 403, {"error": "requests from other web pages are not accepted"}
+                    )
+                    return
+        await self.app(scope, receive, send)
+
+
 async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
     await send(
@@ -172,6 +215,8 @@ def create_app(
     app = FastAPI(title="anyseg annotate", version=__version__, docs_url=None, redoc_url=None)
     app.state.service = svc
     app.add_middleware(BodyLimitMiddleware, max_bytes=svc.config.max_body_bytes)
+    loopback = _host_name(svc.config.host) in _LOOPBACK_NAMES
+    app.add_middleware(OriginGuardMiddleware, loopback_only=loopback)
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
@@ -184,6 +229,12 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"error": f"internal error ({type(exc).__name__}): {exc}"}, status_code=500
+        )
 
     from fastapi.exceptions import RequestValidationError
 
