@@ -199,6 +199,7 @@ def _train(
     if not cfg.data.train:
         raise ValueError("no training data: set data.train in the config or pass --data DIR")
     ckpt = st.load_training_checkpoint(resume) if resume is not None else None
+    torch.manual_seed(cfg.run.seed)  # the random initialisation is a function of the seed
     model = (
         st.model_from_checkpoint(ckpt, cfg.optim.drop_path_rate)
         if ckpt is not None
@@ -380,6 +381,37 @@ def _train(
     _barrier(info)
     model.eval()
     return TrainResult(model, out_dir, total_steps, last_loss, steps_per_s, eval_result)
+
+
+def _spawn_worker(
+    rank: int, cfg: TrainConfig, resume: str | Path | None, nprocs: int, port: int, threads: int
+) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if threads > 0:
+        torch.set_num_threads(threads)
+    train(cfg, resume=resume, info=DistInfo(rank, nprocs, rank), progress=rank == 0)
+
+
+def train_multiprocess(
+    cfg: TrainConfig, nprocs: int, resume: str | Path | None = None, port: int = 0
+) -> None:
+    """Run ``train`` in ``nprocs`` local processes (DDP over loopback; gloo on CPU) without
+    torchrun. Each process uses ``run.num_threads`` torch threads (default 1). The outputs are
+    written by process 0; load the weights from ``run.out_dir/model.safetensors``."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    if nprocs < 1:
+        raise ValueError(f"nprocs must be >= 1, got {nprocs}")
+    if port == 0:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+    threads = cfg.run.num_threads or 1
+    mp.spawn(_spawn_worker, args=(cfg, resume, nprocs, port, threads), nprocs=nprocs, join=True)
 
 
 def _finite(x: float) -> bool:
