@@ -142,6 +142,11 @@ def _click_image(page: Any, x: float, y: float, **kwargs: Any) -> None:
     page.mouse.click(box["x"] + x * box["width"] / w, box["y"] + y * box["height"] / h, **kwargs)
 
 
+def _predictions(page: Any) -> int:
+    """How many predictions the page has drawn so far."""
+    return int(page.evaluate("document.querySelector('#canvas').dataset.predictions || 0"))
+
+
 # Compares the canvas with the bare image inside and outside the chosen candidate's mask.
 _CANVAS_CHECK = """() => {
   const s = window.anyseg.state;
@@ -212,6 +217,27 @@ def test_annotate_in_browser(page: Any, live_server: str) -> None:
     page.wait_for_function("document.querySelectorAll('#accepted-list li').length === 3")
     assert page.locator("#proposals-section").is_hidden()
 
+    # Re-edit the first mask: its prompts come back, one more point, accept replaces it.
+    first_id = int(page.get_attribute("#accepted-list li:first-child", "data-id"))
+    page.click("#accepted-list li:first-child button.edit")
+    assert page.evaluate("window.anyseg.state.editingId") == first_id
+    (point,) = page.evaluate("window.anyseg.state.points")
+    assert point == pytest.approx([95, 120], abs=1)
+    done = _predictions(page)
+    _click_image(page, 60, 70)
+    page.wait_for_function(
+        f"Number(document.querySelector('#canvas').dataset.predictions) > {done}"
+    )
+    assert page.evaluate("window.anyseg.state.candidates.length") == 1
+    edited = page.evaluate("window.anyseg.state.candidates[0].segmentation")
+    page.keyboard.press("Enter")
+    page.wait_for_function("window.anyseg.state.accepted[0].prompts.points.length === 2")
+    assert page.evaluate("window.anyseg.state.editingId") is None
+    assert page.locator("#accepted-list li").count() == 3
+    # Delete the last (a former proposal) with its button.
+    page.click("#accepted-list li:last-child button.delete")
+    page.wait_for_function("document.querySelectorAll('#accepted-list li').length === 2")
+
     # A new click for the screenshot: accepted outlines plus the current candidate.
     _click_image(page, 235, 120)
     page.wait_for_selector("#candidates button.candidate")
@@ -228,10 +254,11 @@ def test_annotate_in_browser(page: Any, live_server: str) -> None:
     zf = zipfile.ZipFile(io.BytesIO(data))
     record = json.loads(zf.read("annotations/shapes.json"))
     labels = [a.get("label") for a in record["annotations"]]
-    assert labels == ["red block", None, None]
-    assert record["annotations"][0]["segmentation"] == chosen
+    assert labels == ["red block", None]
+    assert record["annotations"][0]["id"] == first_id
+    assert record["annotations"][0]["segmentation"] == edited != chosen
     coco = json.loads(zf.read("coco_instances.json"))
-    assert len(coco["annotations"]) == 3 and "images/shapes.png" in zf.namelist()
+    assert len(coco["annotations"]) == 2 and "images/shapes.png" in zf.namelist()
     assert page.js_errors == []
 
 
