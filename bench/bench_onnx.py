@@ -6,7 +6,9 @@ same size for vit_b, vit_l and vit_h), with random weights perturbed as the pari
 through the predictor API (``SamPredictor.predict`` vs ``OnnxPredictor.predict``) on a cached
 embedding, masks upscaled to a 768x1024 image. The encoder rows time the "test" and "tiny"
 presets' image encoders on one normalised image. Same thread count for PyTorch and
-onnxruntime; runs interleaved, median.
+onnxruntime, idle threads of both sleeping instead of spinning (OMP_WAIT_POLICY=PASSIVE,
+onnxruntime allow_spinning=0: on a shared, oversubscribed CPU a spinning OpenMP barrier makes
+PyTorch several times slower at 2 threads); runs interleaved, median.
 
     .venv/bin/python bench/bench_onnx.py [--threads 2] [--repeats 20]
 """
@@ -15,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads OpenMP
 
 import numpy as np
 import torch
@@ -142,18 +147,28 @@ def main() -> None:
     parser.add_argument(
         "--encoder-repeats", type=int, default=5, help="timed calls per encoder row"
     )
+    parser.add_argument(
+        "--encoder-presets",
+        default="test,tiny",
+        help="comma-separated presets whose image encoder is timed (vit_b is slow on a CPU)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import onnxruntime as ort
 
+    unknown = [p for p in args.encoder_presets.split(",") if p not in PRESETS]
+    if unknown:
+        parser.error(f"unknown presets {unknown}; known: {sorted(PRESETS)}")
+
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         rows = bench_decoder(tmp, args.threads, args.repeats)
-        for preset in ("test", "tiny"):
+        for preset in args.encoder_presets.split(","):
             rows += bench_encoder(tmp, preset, args.threads, args.encoder_repeats)
     print(
         f"torch {torch.__version__}, onnxruntime {ort.__version__}, {args.threads} threads, "
-        f"CPU; decoder masks upscaled to {IMAGE_HW[0]}x{IMAGE_HW[1]}"
+        f"CPU ({os.cpu_count()} cores seen), OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
+        f"decoder masks upscaled to {IMAGE_HW[0]}x{IMAGE_HW[1]}"
     )
     header = ("what", "runtime", "median ms", "max |logit| dev", "model size")
     print("| " + " | ".join(header) + " |")

@@ -143,8 +143,9 @@ class OnnxPredictor:
     Args:
         decoder: path to the decoder graph (``decoder.onnx``).
         encoder: path to the encoder graph (``encoder.onnx``); needed by :meth:`set_image`.
-        quantize: dynamically int8-quantize the decoder at load time (weights only on disk
-            stay float32); faster and smaller, with a measured deviation (see the README).
+        quantize: dynamically int8-quantize the decoder at load time (the file on disk is
+            not changed); smaller and faster, with a deviation that
+            :func:`~anyseg.export.parity.compare_predictors` measures.
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
         providers: onnxruntime execution providers.
     """
