@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,21 @@ pytest.importorskip("onnxruntime", reason="ONNX export needs the optional packag
 ORT_THREADS = 1
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """PyTorch on one thread inside the block; the previous count is restored after it."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
 
 
 @dataclass(frozen=True)
@@ -48,31 +58,25 @@ class Exported:
 @pytest.fixture(scope="session")
 def exported(test_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Exported:
     """The test model exported with encoder and int8 decoder (the CLI path, run once)."""
-    import contextlib
     import io
 
     from anyseg.cli.main import main
 
     out = tmp_path_factory.mktemp("onnx") / "export"
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf):
-            code = main(
-                [
-                    "export",
-                    "--checkpoint",
-                    str(test_checkpoint),
-                    "-o",
-                    str(out),
-                    "--encoder",
-                    "--quantize",
-                    "--threads",
-                    str(ORT_THREADS),
-                ]
-            )
-    finally:
-        torch.set_num_threads(before)
+    with one_torch_thread(), contextlib.redirect_stdout(buf):
+        code = main(
+            [
+                "export",
+                "--checkpoint",
+                str(test_checkpoint),
+                "-o",
+                str(out),
+                "--encoder",
+                "--quantize",
+                "--threads",
+                str(ORT_THREADS),
+            ]
+        )
     assert code == 0, buf.getvalue()
     return Exported(out, test_checkpoint, buf.getvalue())

@@ -22,16 +22,16 @@ from anyseg.export.runtime import decoder_feed
 from anyseg.predictor import SamPredictor
 
 from ..conftest import make_test_model
-from .conftest import ORT_THREADS, Exported
+from .conftest import ORT_THREADS, Exported, one_torch_thread
 
 SIZE = (96, 128)  # (H, W) of the test image: not square
 
 
 @pytest.fixture(scope="module")
 def reference() -> SamPredictor:
-    torch.set_num_threads(1)
-    pred = SamPredictor(make_test_model())
-    pred.set_image(random_image(SIZE, seed=3))
+    with one_torch_thread():
+        pred = SamPredictor(make_test_model())
+        pred.set_image(random_image(SIZE, seed=3))
     return pred
 
 

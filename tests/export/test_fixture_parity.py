@@ -14,7 +14,7 @@ from anyseg.export import OnnxPredictor, compare_predictors, default_cases, expo
 from anyseg.export.quantize import quantize_decoder
 from anyseg.predictor import SamPredictor
 
-from .conftest import ORT_THREADS
+from .conftest import ORT_THREADS, one_torch_thread
 
 # (fixture case, multimask) on the non-square coffee crop (300x451 -> model frame 681x1024).
 CASES = (
@@ -28,10 +28,10 @@ CASES = (
 
 @pytest.fixture(scope="module")
 def fixture_model(shared_fixtures: Path, tmp_path_factory: pytest.TempPathFactory):
-    torch.set_num_threads(1)
     model = load(shared_fixtures / "tiny_sam.pth")
     out = tmp_path_factory.mktemp("tiny_onnx")
-    export_decoder(model, out / "decoder.onnx")
+    with one_torch_thread():
+        export_decoder(model, out / "decoder.onnx")
     ref = np.load(shared_fixtures / "ref_coffee_crop.npz")
     return model, out / "decoder.onnx", ref
 

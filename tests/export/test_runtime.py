@@ -20,7 +20,7 @@ from anyseg.export import (
 )
 from anyseg.predictor import SamPredictor
 
-from .conftest import ORT_THREADS, Exported
+from .conftest import ORT_THREADS, Exported, one_torch_thread
 
 SIZE = (75, 100)  # (H, W)
 
@@ -32,9 +32,9 @@ def image() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def reference(exported: Exported, image: np.ndarray) -> SamPredictor:
-    torch.set_num_threads(1)
-    pred = SamPredictor(load(exported.checkpoint))
-    pred.set_image(image)
+    with one_torch_thread():
+        pred = SamPredictor(load(exported.checkpoint))
+        pred.set_image(image)
     return pred
 
 
