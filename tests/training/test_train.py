@@ -203,3 +203,13 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["train", "--config", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "run.stepz" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bf16_autocast_and_gradient_accumulation_run(tmp_path: Path, tiny_dataset: Path) -> None:
+    cfg = tiny_config(
+        tiny_dataset, tmp_path / "bf16", run={"steps": 2, "bf16": True, "grad_accum_steps": 2}
+    )
+    result = train(cfg, progress=False)
+    losses = _losses(tmp_path / "bf16")
+    assert sorted(losses) == [1, 2] and all(0 < v < 10 for v in losses.values())
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())

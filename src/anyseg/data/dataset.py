@@ -223,10 +223,18 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
         entries = []
         pairs = find_dataset(root)
         paired = {j for _, j in pairs}
-        for folder in (root / "annotations", root):
-            for json_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-                if json_path not in paired:
-                    self.skipped.append(SkippedItem(str(json_path), None, "image file not found"))
+        # Annotation files without an image (find_dataset pairs only what exists); in the flat
+        # layout a JSON without a same-stem image of its own (e.g. dataset.json) is not a record.
+        orphans = sorted((root / "annotations").glob("*.json"))
+        if not (root / "annotations").is_dir():
+            orphans = [
+                j
+                for j in sorted(root.glob("*.json"))
+                if j.name != "dataset.json" and j.stem.startswith("sa_")
+            ]
+        for json_path in orphans:
+            if json_path not in paired:
+                self.skipped.append(SkippedItem(str(json_path), None, "image file not found"))
         for image_path, json_path in pairs:
             record = self._read_sa1b(json_path)
             if record is None:
