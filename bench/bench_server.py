@@ -72,16 +72,16 @@ def start_server(
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()  # raw reads: a buffered readline could sit on the URL line
     deadline = time.monotonic() + 300
-    lines = []
+    seen = b""
     while time.monotonic() < deadline and proc.poll() is None:
-        if select.select([proc.stdout], [], [], 0.5)[0]:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if match := URL_RE.search(line):
+        if select.select([fd], [], [], 0.5)[0]:
+            seen += os.read(fd, 65536)
+            if match := URL_RE.search(seen.decode(errors="replace")):
                 return proc, match.group(1)
     proc.kill()
-    raise RuntimeError("anyseg serve did not start:\n" + "".join(lines))
+    raise RuntimeError("anyseg serve did not start:\n" + seen.decode(errors="replace"))
 
 
 def browser_clicks(url: str, clicks: int, width: int, height: int) -> list[float]:

@@ -121,22 +121,24 @@ def start_server(
         env=env,
     )  # fmt: skip
     assert proc.stdout is not None
+    # Raw reads on the pipe (not readline): a buffered reader can hold the URL line while
+    # select() sees nothing more to read.
+    fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
-    seen = []
+    seen = b""
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
+        if select.select([fd], [], [], 0.5)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            seen.append(line)
-            match = URL_RE.search(line)
+            seen += chunk
+            match = URL_RE.search(seen.decode(errors="replace"))
             if match:
                 return proc, match.group(1)
         elif proc.poll() is not None:
             break
     stop_server(proc, hard=True)
-    raise RuntimeError("anyseg serve did not print its URL:\n" + "".join(seen))
+    raise RuntimeError("anyseg serve did not print its URL:\n" + seen.decode(errors="replace"))
 
 
 def stop_server(proc: subprocess.Popen[str], hard: bool = False) -> None:
