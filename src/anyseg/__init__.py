@@ -6,6 +6,7 @@ Public API (the names users of the original ``segment_anything`` know are kept):
   :func:`load_default` the embedded default model; :func:`save` writes either format.
 - :func:`build_sam`, :data:`sam_model_registry`, :class:`Sam`, :class:`SamPredictor`.
 - :class:`SamAutomaticMaskGenerator` (fully automatic mask generation).
+- :class:`OnnxPredictor`, :func:`export_model` (ONNX export; needs the ``onnx`` extra).
 """
 
 from __future__ import annotations
@@ -50,11 +51,16 @@ def __getattr__(name: str) -> Any:
         from anyseg.automatic import SamAutomaticMaskGenerator
 
         return SamAutomaticMaskGenerator
+    if name in ("OnnxPredictor", "export_model"):
+        from anyseg import export
+
+        return getattr(export, name)
     raise AttributeError(f"module 'anyseg' has no attribute {name!r}")
 
 
 __all__ = [
     "PRESETS",
+    "OnnxPredictor",
     "Sam",
     "SamAutomaticMaskGenerator",
     "SamConfig",
@@ -62,6 +68,7 @@ __all__ = [
     "__version__",
     "build_sam",
     "download",
+    "export_model",
     "load",
     "load_default",
     "load_model",
