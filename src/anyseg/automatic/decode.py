@@ -1,0 +1,227 @@
+"""Decoding grid prompts for automatic mask generation, without wasted work.
+
+The original decodes every prompt to three low-res masks, upscales all of them to the image size
+and only then filters by predicted IoU. Here the mask decoder runs in two steps (the same
+modules and arithmetic as :meth:`anyseg.modeling.MaskDecoder.predict_masks`):
+
+1. :func:`decode_tokens`: prompt encoding, the two-way transformer and the IoU head. The image
+   embedding stays batch 1 until the prompts change it, and the transformer is evaluated in
+   its re-associated form (:mod:`anyseg.automatic.transformer`, about 2x less work).
+2. :func:`decode_low_res_masks`: output upscaling and hypernetwork products, only for the prompts
+   that still have a mask after the IoU filter. The predicted IoU does not depend on this step,
+   so skipping it for rejected prompts changes no record.
+
+:func:`upscale_logits` brings low-res logits to the crop's size in chunks (bounded memory),
+skipping the rows/columns of the padded model input that are cropped away anyway; it is
+bit-identical to ``Sam.postprocess_masks``.
+
+Fast mode runs the encoder under bfloat16 autocast (:func:`precision`) and the decoder as a
+bfloat16 copy (:func:`bfloat16_decoder`); :func:`low_res_stability` lets the generator drop
+masks that are clearly unstable before upscaling them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from anyseg.automatic.transformer import two_way_transformer
+from anyseg.modeling import Sam
+from anyseg.modeling.mask_decoder import MaskDecoder
+from anyseg.ops.masks import stability_score
+
+# Upper bound on the float32 scratch memory of one upscaling chunk.
+UPSCALE_CHUNK_BYTES = 256 * 1024 * 1024
+# Prompts per transformer call: their (4096, 256) image-side activations stay near the cache.
+TRANSFORMER_CHUNK = 8
+# Prompts per output-upscaling call: about 8 MB of float32 activations each, kept in cache.
+UPSCALE_PROMPT_CHUNK = 2
+
+
+@dataclass(frozen=True)
+class TokenOutputs:
+    """The transformer's outputs for B prompts (multimask: tokens 1..3 are the masks).
+
+    Attributes:
+        iou_preds: (B, 3) float32 predicted IoU of the three multimask outputs.
+        mask_tokens: (B, 1 + 3, C) output mask tokens (token 0 is the single-mask output).
+        image_features: (B, h*w, C) image side of the transformer, per prompt.
+        grid_hw: (h, w) of the image embedding.
+    """
+
+    iou_preds: torch.Tensor
+    mask_tokens: torch.Tensor
+    image_features: torch.Tensor
+    grid_hw: tuple[int, int]
+
+
+@contextlib.contextmanager
+def precision(fast: bool, device: torch.device) -> Iterator[None]:
+    """bfloat16 autocast on ``device`` when ``fast``, else plain float32."""
+    if fast:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def bfloat16_decoder(model: Sam) -> MaskDecoder:
+    """A bfloat16 copy of the model's mask decoder (fast mode: about 2x less decoder time)."""
+    return copy.deepcopy(model.mask_decoder).to(torch.bfloat16)
+
+
+def decode_tokens(
+    model: Sam,
+    embedding: torch.Tensor,
+    points_input: torch.Tensor,
+    decoder: MaskDecoder | None = None,
+) -> TokenOutputs:
+    """Run the prompt encoder, the two-way transformer and the IoU head for single-point prompts.
+
+    Args:
+        model: the SAM model.
+        embedding: (1, C, h, w) image embedding of the crop.
+        points_input: (B, 2) foreground points, xy in the model frame (float64 as the original).
+        decoder: the mask decoder to use (default ``model.mask_decoder``); its dtype is the
+            compute dtype.
+
+    Returns:
+        The transformer outputs; no mask is computed yet.
+    """
+    decoder = model.mask_decoder if decoder is None else decoder
+    dtype = decoder.iou_token.weight.dtype
+    coords = points_input[:, None, :]  # (B, 2) -> (B, 1, 2)
+    labels = torch.ones(coords.shape[:2], dtype=torch.int, device=coords.device)
+    sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+    b = sparse.shape[0]
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat([output_tokens[None].expand(b, -1, -1), sparse.to(dtype)], dim=1)
+    # Without mask prompts the dense embedding is the same for every prompt: keep batch 1.
+    src = (embedding + dense[:1]).to(dtype)  # (1, C, h, w)
+    image_pe = model.prompt_encoder.get_dense_pe().to(dtype)
+    _, _, h, w = src.shape
+    hs_parts, feature_parts = [], []
+    for start in range(0, b, TRANSFORMER_CHUNK):
+        hs, features = two_way_transformer(
+            decoder.transformer, src, image_pe, tokens[start : start + TRANSFORMER_CHUNK]
+        )
+        hs_parts.append(hs)
+        feature_parts.append(features)
+    hs = torch.cat(hs_parts)
+    iou_all = decoder.iou_prediction_head(hs[:, 0, :]).float()  # (B, 1 + M)
+    return TokenOutputs(
+        iou_preds=iou_all[:, 1:],
+        mask_tokens=hs[:, 1 : 1 + decoder.num_mask_tokens, :],
+        image_features=torch.cat(feature_parts),
+        grid_hw=(h, w),
+    )
+
+
+def decode_low_res_masks(
+    model: Sam, tokens: TokenOutputs, prompts: torch.Tensor, decoder: MaskDecoder | None = None
+) -> torch.Tensor:
+    """Low-res logits of the three multimask outputs of the selected prompts.
+
+    Evaluates the decoder's output upscaling (two stride-2 2x2 transposed convolutions with a
+    channel LayerNorm and GELUs) and the hypernetwork products channels-last: each transposed
+    convolution is one matrix product per image cell, the LayerNorm a plain ``layer_norm`` over
+    the last dim, and the 4x4 sub-pixel layout is unscrambled only on the final masks.
+
+    Args:
+        model: the SAM model.
+        tokens: :func:`decode_tokens` outputs for B prompts.
+        prompts: (P,) int64 indices of the prompts to decode.
+        decoder: the decoder that produced ``tokens`` (default ``model.mask_decoder``).
+
+    Returns:
+        (P, 3, 4h, 4w) float32 logits (256x256 for the official models).
+    """
+    decoder = model.mask_decoder if decoder is None else decoder
+    up1, norm, act1, up2, act2 = decoder.output_upscaling
+    assert isinstance(up1, nn.ConvTranspose2d) and isinstance(up2, nn.ConvTranspose2d)
+    h, w = tokens.grid_hw
+    c1, c2 = up1.out_channels, up2.out_channels
+    # (C_in, C_out, 2, 2) -> (C_in, 2*2*C_out): the four sub-pixels of a cell, channels last.
+    w1 = up1.weight.permute(0, 2, 3, 1).reshape(up1.in_channels, 4 * c1)
+    w2 = up2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
+    assert up1.bias is not None and up2.bias is not None
+    b1, b2 = up1.bias.repeat(4), up2.bias.repeat(4)
+    norm_weight, norm_bias = cast(torch.Tensor, norm.weight), cast(torch.Tensor, norm.bias)
+    norm_eps = float(cast(float, norm.eps))  # LayerNorm2d over channels = layer_norm, last dim
+    out = []
+    for start in range(0, prompts.numel(), UPSCALE_PROMPT_CHUNK):
+        chunk = prompts[start : start + UPSCALE_PROMPT_CHUNK]
+        p = chunk.numel()
+        x = torch.addmm(b1, tokens.image_features[chunk].reshape(p * h * w, -1), w1)
+        x = x.reshape(p * h * w * 4, c1)  # rows: (prompt, i, j, a, b)
+        x = act1(F.layer_norm(x, (c1,), norm_weight, norm_bias, norm_eps))
+        x = act2(torch.addmm(b2, x, w2)).reshape(p, h * w * 16, c2)  # rows: (i, j, a, b, a', b')
+        mask_tokens = tokens.mask_tokens[chunk]
+        hyper_in = torch.stack(
+            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],
+            dim=2,
+        )  # (P, C/8, M)
+        masks = (x @ hyper_in[..., 1:]).reshape(p, h, w, 2, 2, 2, 2, -1)
+        # (P, i, j, a, b, a', b', M) -> (P, M, i, a, a', j, b, b'): y = 4i+2a+a', x = 4j+2b+b'
+        masks = masks.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(p, -1, 4 * h, 4 * w)
+        out.append(masks.float())
+    return torch.cat(out) if out else torch.zeros(0, decoder.num_mask_tokens - 1, 4 * h, 4 * w)
+
+
+def upscale_chunk_size(model: Sam, crop_hw: tuple[int, int]) -> int:
+    """How many masks :func:`upscale_logits` should take at once to stay within budget."""
+    side = model.img_size
+    per_mask = 4 * (side * side + crop_hw[0] * crop_hw[1])
+    return max(1, UPSCALE_CHUNK_BYTES // per_mask)
+
+
+def upscale_logits(
+    model: Sam,
+    low_res: torch.Tensor,
+    input_hw: tuple[int, int],
+    crop_hw: tuple[int, int],
+) -> torch.Tensor:
+    """Low-res logits (K, 4h, 4w) -> logits at the crop's size (K, H, W).
+
+    Same result, bit for bit, as ``model.postprocess_masks`` (bilinear to the padded input size,
+    crop to ``input_hw``, bilinear to ``crop_hw``), but the low-res rows/columns that only feed
+    the padding are not upscaled: with the scale kept at exactly 4 (input side S = 4 * 4h), the
+    interpolation weights of the kept pixels are unchanged, and the kept pixels read at most one
+    low-res row/column past ``ceil(input / 4)``.
+    """
+    s = model.img_size
+    lh, lw = low_res.shape[-2:]
+    factor = s // lh
+    rows = min(lh, math.ceil(input_hw[0] / factor) + 1)
+    cols = min(lw, math.ceil(input_hw[1] / factor) + 1)
+    if factor * lh != s or factor * lw != s:  # not an integer scale: the plain recipe
+        rows, cols = lh, lw
+    x = low_res[:, None, :rows, :cols]  # (K, 4h, 4w) -> (K, 1, rows, cols)
+    x = F.interpolate(
+        x, (rows * s // lh, cols * s // lw), mode="bilinear", align_corners=False
+    )  # same scale factor as upscaling (4h, 4w) to (S, S)
+    x = x[..., : input_hw[0], : input_hw[1]]
+    x = F.interpolate(x, tuple(crop_hw), mode="bilinear", align_corners=False)
+    return x[:, 0]
+
+
+def low_res_stability(
+    low_res: torch.Tensor, input_hw: tuple[int, int], img_size: int, threshold: float, offset: float
+) -> torch.Tensor:
+    """Stability score of low-res logits (K, 4h, 4w) over the part that covers the image.
+
+    An approximation of the full-resolution score (pixel counts at 1/16 of the area), used in
+    fast mode to skip upscaling masks that are clearly unstable. Returns (K,) float32.
+    """
+    scale = img_size / low_res.shape[-1]
+    rows = max(1, round(input_hw[0] / scale))
+    cols = max(1, round(input_hw[1] / scale))
+    return stability_score(low_res[:, :rows, :cols], threshold, offset)
