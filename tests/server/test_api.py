@@ -47,6 +47,9 @@ def test_page_and_static_files(client: Any) -> None:
     for path in (
         "/static/js/app.js",
         "/static/js/rle.js",
+        "/static/js/draw.js",
+        "/static/js/input.js",
+        "/static/js/state.js",
         "/static/js/api.js",
         "/static/style.css",
     ):

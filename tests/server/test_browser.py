@@ -125,6 +125,7 @@ def page(tmp_path: Path) -> Iterator[Any]:
         )
         try:
             pg = context.new_page()
+            pg.set_default_timeout(20_000)
             errors: list[str] = []
             pg.on("pageerror", lambda exc: errors.append(str(exc)))
             pg.js_errors = errors
@@ -140,6 +141,19 @@ def _click_image(page: Any, x: float, y: float, **kwargs: Any) -> None:
         "[document.querySelector('#canvas').width, document.querySelector('#canvas').height]"
     )
     page.mouse.click(box["x"] + x * box["width"] / w, box["y"] + y * box["height"] / h, **kwargs)
+
+
+def _drag_image(page: Any, a: tuple[float, float], b: tuple[float, float]) -> None:
+    """Press at image pixel ``a``, move to ``b`` in steps, release."""
+    box = page.locator("#canvas").bounding_box()
+    w, h = page.evaluate(
+        "[document.querySelector('#canvas').width, document.querySelector('#canvas').height]"
+    )
+    to_screen = lambda p: (box["x"] + p[0] * box["width"] / w, box["y"] + p[1] * box["height"] / h)  # noqa: E731
+    page.mouse.move(*to_screen(a))
+    page.mouse.down()
+    page.mouse.move(*to_screen(b), steps=8)
+    page.mouse.up()
 
 
 def _predictions(page: Any) -> int:
@@ -237,6 +251,19 @@ def test_annotate_in_browser(page: Any, live_server: str) -> None:
     # Delete the last (a former proposal) with its button.
     page.click("#accepted-list li:last-child button.delete")
     page.wait_for_function("document.querySelectorAll('#accepted-list li').length === 2")
+
+    # Drag a box: one mask for the box prompt.
+    done = _predictions(page)
+    _drag_image(page, (175, 60), (295, 180))
+    page.wait_for_function(
+        f"Number(document.querySelector('#canvas').dataset.predictions) > {done}"
+    )
+    box = page.evaluate("window.anyseg.state.box")
+    assert box == pytest.approx([175, 60, 295, 180], abs=1.5)
+    assert page.evaluate("window.anyseg.state.points") == []
+    assert page.evaluate("window.anyseg.state.candidates.length") == 1
+    page.keyboard.press("Escape")
+    assert page.evaluate("window.anyseg.state.box") is None
 
     # A new click for the screenshot: accepted outlines plus the current candidate.
     _click_image(page, 235, 120)

@@ -3,54 +3,10 @@
 // and is scaled by CSS, so event positions are converted with the canvas' on-screen rectangle.
 
 import { api } from "./api.js";
-import { colourFor, decodeRle, renderMask, rgbCss } from "./rle.js";
-
-const $ = (sel) => document.querySelector(sel);
-const CURRENT_RGB = [63, 184, 255];
-const DRAG_THRESHOLD_PX = 5; // screen pixels a press must move to become a box
-
-const state = {
-  images: [],
-  imageId: null,
-  image: null, // {id, file_name, width, height, ...}
-  imgEl: null,
-  ready: false, // embedding available: prompts can be decoded
-  points: [], // [[x, y], ...]
-  labels: [], // 1 foreground, 0 background
-  box: null, // [x0, y0, x1, y1]
-  history: [], // undo stack: {kind: "point"} | {kind: "box", previous}
-  candidates: [], // [{segmentation, score, area, bbox, decoded, render}]
-  chosen: 0,
-  accepted: [], // mask rows + {decoded, renders}
-  proposals: [],
-  editingId: null,
-  selectedId: null,
-  hoverId: null,
-  drag: null, // {start: [x, y], screen: [x, y], current: [x, y], button, negative}
-  predictSeq: 0,
-  openSeq: 0,
-  busy: false,
-};
-
-// ---------------------------------------------------------------------------------------------
-// Status and busy state
-
-function setStatus(text, isError = false) {
-  const el = $("#status");
-  el.textContent = text;
-  el.classList.toggle("error", isError);
-}
-
-function setBusy(text) {
-  state.busy = Boolean(text);
-  $("#busy").hidden = !text;
-  $("#busy-text").textContent = text || "";
-  for (const id of ["#prefill", "#accept", "#accept-all", "#reject-all"]) $(id).disabled = state.busy;
-}
-
-function showError(err) {
-  setStatus(`Error: ${err.message || err}`, true);
-}
+import { fitCanvas, redraw } from "./draw.js";
+import { installEvents } from "./input.js";
+import { colourFor, decodeRle, rgbCss } from "./rle.js";
+import { $, setBusy, setStatus, showError, state } from "./state.js";
 
 // ---------------------------------------------------------------------------------------------
 // Images
@@ -264,84 +220,6 @@ function renderMaskLists() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Drawing
-
-/** Scale the canvas (CSS size) to fit the stage, keeping the image's aspect ratio. */
-function fitCanvas() {
-  const canvas = $("#canvas");
-  const stage = $("#stage");
-  if (!state.image) return;
-  const pad = 16;
-  const scale = Math.min(
-    (stage.clientWidth - pad) / state.image.width,
-    (stage.clientHeight - pad) / state.image.height,
-  );
-  canvas.style.width = `${Math.max(1, Math.floor(state.image.width * scale))}px`;
-  canvas.style.height = `${Math.max(1, Math.floor(state.image.height * scale))}px`;
-}
-
-function outlineThickness() {
-  const canvas = $("#canvas");
-  const shown = canvas.getBoundingClientRect().width || canvas.width;
-  return Math.max(1, Math.round((1.6 * canvas.width) / shown));
-}
-
-function maskRender(m, rgb, opts) {
-  const key = `${opts.thickness}:${opts.fillAlpha}:${opts.dashed ? 1 : 0}`;
-  m.renders = m.renders || {};
-  if (!(key in m.renders)) m.renders[key] = renderMask(m.decoded, rgb, opts);
-  return m.renders[key];
-}
-
-function drawRender(ctx, r) {
-  if (r) ctx.drawImage(r.canvas, r.x, r.y);
-}
-
-function redraw() {
-  const canvas = $("#canvas");
-  const ctx = canvas.getContext("2d");
-  if (!state.imgEl) return;
-  ctx.drawImage(state.imgEl, 0, 0, canvas.width, canvas.height);
-  const t = outlineThickness();
-  for (const m of state.proposals) {
-    const hover = m.id === state.hoverId;
-    const opts = { thickness: t, fillAlpha: hover ? 0.45 : 0.12, dashed: !hover };
-    drawRender(ctx, maskRender(m, colourFor(m.id), opts));
-  }
-  for (const m of state.accepted) {
-    if (m.id === state.editingId) continue;
-    const selected = m.id === state.selectedId;
-    const opts = { thickness: selected ? 2 * t : t, fillAlpha: selected ? 0.4 : 0.18 };
-    drawRender(ctx, maskRender(m, colourFor(m.id), opts));
-  }
-  const cand = state.candidates[state.chosen];
-  if (cand) {
-    drawRender(ctx, maskRender(cand, CURRENT_RGB, { thickness: t, fillAlpha: 0.45 }));
-  }
-  drawPrompts(ctx, t);
-}
-
-function drawPrompts(ctx, t) {
-  const r = 4 * t;
-  ctx.lineWidth = t;
-  const box = state.drag && state.drag.isBox ? dragBox() : state.box;
-  if (box) {
-    ctx.setLineDash([4 * t, 3 * t]);
-    ctx.strokeStyle = "#ffd84a";
-    ctx.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]);
-    ctx.setLineDash([]);
-  }
-  state.points.forEach(([x, y], i) => {
-    ctx.beginPath();
-    ctx.arc(x, y, r, 0, 2 * Math.PI);
-    ctx.fillStyle = state.labels[i] === 1 ? "#37c978" : "#ff5d5d";
-    ctx.fill();
-    ctx.strokeStyle = "#ffffff";
-    ctx.stroke();
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
 // Prompts and prediction
 
 function resetPrompts() {
@@ -363,11 +241,6 @@ function toImage(ev) {
   return [Math.min(Math.max(x, 0), canvas.width), Math.min(Math.max(y, 0), canvas.height)];
 }
 
-function dragBox() {
-  const [ax, ay] = state.drag.start;
-  const [bx, by] = state.drag.current;
-  return [Math.min(ax, bx), Math.min(ay, by), Math.max(ax, bx), Math.max(ay, by)];
-}
 
 function hasPrompt() {
   return state.points.length > 0 || state.box !== null;
@@ -575,108 +448,21 @@ async function resolveProposals(ids, accept) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Events
-
-function installCanvasEvents() {
-  const canvas = $("#canvas");
-  canvas.addEventListener("contextmenu", (ev) => ev.preventDefault());
-  canvas.addEventListener("mousedown", (ev) => {
-    if (!state.ready || state.busy) {
-      if (!state.ready) setStatus("Wait for the embedding to finish…");
-      return;
-    }
-    ev.preventDefault();
-    const negative = ev.button === 2 || ev.shiftKey || ev.altKey;
-    state.drag = {
-      start: toImage(ev),
-      current: toImage(ev),
-      screen: [ev.clientX, ev.clientY],
-      negative,
-      isBox: false,
-    };
-  });
-  window.addEventListener("mousemove", (ev) => {
-    if (!state.drag) return;
-    state.drag.current = toImage(ev);
-    const dx = ev.clientX - state.drag.screen[0];
-    const dy = ev.clientY - state.drag.screen[1];
-    if (!state.drag.negative && Math.hypot(dx, dy) > DRAG_THRESHOLD_PX) state.drag.isBox = true;
-    if (state.drag.isBox) redraw();
-  });
-  window.addEventListener("mouseup", (ev) => {
-    const drag = state.drag;
-    if (!drag) return;
-    state.drag = null;
-    if (drag.isBox) {
-      drag.current = toImage(ev);
-      const [ax, ay] = drag.start;
-      const [bx, by] = drag.current;
-      setBox([Math.min(ax, bx), Math.min(ay, by), Math.max(ax, bx), Math.max(ay, by)]);
-    } else {
-      addPoint(drag.start, drag.negative ? 0 : 1);
-    }
-    redraw();
-  });
-}
-
-function installKeys() {
-  document.addEventListener("keydown", (ev) => {
-    const inInput = ev.target instanceof HTMLInputElement;
-    if (inInput) {
-      if (ev.key === "Enter") {
-        ev.preventDefault();
-        acceptCurrent();
-      } else if (ev.key === "Escape") {
-        ev.target.blur();
-      }
-      return;
-    }
-    if (!$("#help").hidden && (ev.key === "Escape" || ev.key === "?" || ev.key === "h")) {
-      $("#help").hidden = true;
-      return;
-    }
-    const key = ev.key;
-    let handled = true;
-    if ((ev.ctrlKey || ev.metaKey) && key.toLowerCase() === "z") undo();
-    else if (ev.ctrlKey || ev.metaKey || ev.altKey) handled = false;
-    else if (key === "Enter" || key === "a") acceptCurrent();
-    else if (key === "A") resolveProposals(null, true);
-    else if (key === "R") resolveProposals(null, false);
-    else if (key === "z" || key === "Backspace") undo();
-    else if (key === "Escape" || key === "c") clearAll();
-    else if (key === "1" || key === "2" || key === "3") choose(Number(key) - 1);
-    else if (key === "f") prefill();
-    else if (key === "n" || key === "ArrowRight") stepImage(1);
-    else if (key === "p" || key === "ArrowLeft") stepImage(-1);
-    else if ((key === "d" || key === "Delete") && state.selectedId !== null)
-      deleteMask(state.selectedId);
-    else if (key === "e" && state.selectedId !== null) startEdit(state.selectedId);
-    else if (key === "?" || key === "h") $("#help").hidden = !$("#help").hidden;
-    else handled = false;
-    if (handled) ev.preventDefault();
-  });
-}
-
-function installButtons() {
-  $("#undo").addEventListener("click", undo);
-  $("#clear").addEventListener("click", clearAll);
-  $("#accept").addEventListener("click", acceptCurrent);
-  $("#prefill").addEventListener("click", prefill);
-  $("#accept-all").addEventListener("click", () => resolveProposals(null, true));
-  $("#reject-all").addEventListener("click", () => resolveProposals(null, false));
-  $("#help-button").addEventListener("click", () => ($("#help").hidden = false));
-  $("#help-close").addEventListener("click", () => ($("#help").hidden = true));
-  window.addEventListener("resize", () => {
-    fitCanvas();
-    redraw();
-  });
-}
-
 async function main() {
-  installCanvasEvents();
-  installKeys();
-  installButtons();
+  installEvents({
+    addPoint,
+    setBox,
+    undo,
+    clearAll,
+    acceptCurrent,
+    resolveProposals,
+    choose,
+    prefill,
+    stepImage,
+    deleteMask,
+    startEdit,
+    toImage,
+  });
   renderCandidates();
   try {
     const info = await api.info();
