@@ -183,3 +183,20 @@ def test_sam_forward_end_to_end(test_model) -> None:
     )
     assert out[0]["masks"].shape == (1, 3, 128, 100) and out[0]["masks"].dtype == torch.bool
     assert out[1]["low_res_logits"].shape == (1, 3, 64, 64)
+
+
+def test_prompt_localizing_init_ties_cross_attention(test_model) -> None:
+    from anyseg.modeling.init import prompt_localizing_init
+
+    before = {k: v.clone() for k, v in test_model.state_dict().items()}
+    prompt_localizing_init(test_model, attention_gain=2.0, embedding_scale=0.1)
+    attn = test_model.mask_decoder.transformer.layers[0].cross_attn_image_to_token
+    assert torch.equal(attn.q_proj.weight, attn.k_proj.weight)
+    w = attn.q_proj.weight  # (internal, C) with orthonormal rows scaled by the gain
+    torch.testing.assert_close(w @ w.T, 4.0 * torch.eye(w.shape[0]), atol=1e-4, rtol=1e-4)
+    assert torch.all(test_model.image_encoder.neck[3].weight == 0.1)
+    # the self-attention and everything else keep their values and the layout is unchanged
+    after = test_model.state_dict()
+    assert set(after) == set(before)
+    sa = "mask_decoder.transformer.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(after[sa], before[sa])
