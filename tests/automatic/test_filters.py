@@ -50,7 +50,8 @@ def blobs(monkeypatch: pytest.MonkeyPatch) -> None:
         return TokenOutputs(
             iou_preds=blob_iou(points_input),
             mask_tokens=points_input[:, None, :].expand(b, 4, 2),
-            image_features=torch.zeros(b, 1, 1),
+            feature_chunks=(torch.zeros(b, 1, 1),),
+            chunk=b,
             grid_hw=(16, 16),
         )
 

@@ -38,12 +38,11 @@ from anyseg.modeling import Sam
 from anyseg.modeling.mask_decoder import MaskDecoder
 from anyseg.ops.masks import stability_score
 
-# Upper bound on the float32 scratch memory of one upscaling chunk.
-UPSCALE_CHUNK_BYTES = 256 * 1024 * 1024
-# Prompts per transformer call: their (4096, 256) image-side activations stay near the cache.
-TRANSFORMER_CHUNK = 8
-# Prompts per output-upscaling call: about 8 MB of float32 activations each, kept in cache.
-UPSCALE_PROMPT_CHUNK = 2
+# Work is split so that each large activation stays under ~16 MB. Besides cache locality, this
+# keeps allocations below glibc's largest mmap threshold (32 MB): bigger buffers are mapped and
+# unmapped on every use, and the page faults cost more than the arithmetic (the original's
+# (64, 4096, 256) activations spend a large share of its time in the kernel this way).
+CHUNK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -53,14 +52,21 @@ class TokenOutputs:
     Attributes:
         iou_preds: (B, 3) float32 predicted IoU of the three multimask outputs.
         mask_tokens: (B, 1 + 3, C) output mask tokens (token 0 is the single-mask output).
-        image_features: (B, h*w, C) image side of the transformer, per prompt.
+        feature_chunks: image side of the transformer per prompt, in chunks of (<= chunk, h*w, C)
+            (kept apart: one (B, h*w, C) tensor would be a 268 MB allocation for B = 64).
+        chunk: prompts per chunk.
         grid_hw: (h, w) of the image embedding.
     """
 
     iou_preds: torch.Tensor
     mask_tokens: torch.Tensor
-    image_features: torch.Tensor
+    feature_chunks: tuple[torch.Tensor, ...]
+    chunk: int
     grid_hw: tuple[int, int]
+
+    def image_features(self, prompts: list[int]) -> torch.Tensor:
+        """(P, h*w, C) image features of the given prompts."""
+        return torch.stack([self.feature_chunks[i // self.chunk][i % self.chunk] for i in prompts])
 
 
 @contextlib.contextmanager
@@ -109,9 +115,10 @@ def decode_tokens(
     image_pe = model.prompt_encoder.get_dense_pe().to(dtype)
     _, _, h, w = src.shape
     hs_parts, feature_parts = [], []
-    for start in range(0, b, TRANSFORMER_CHUNK):
+    chunk = max(1, CHUNK_BYTES // (src[0].numel() * src.element_size()))
+    for start in range(0, b, chunk):
         hs, features = two_way_transformer(
-            decoder.transformer, src, image_pe, tokens[start : start + TRANSFORMER_CHUNK]
+            decoder.transformer, src, image_pe, tokens[start : start + chunk]
         )
         hs_parts.append(hs)
         feature_parts.append(features)
@@ -120,7 +127,8 @@ def decode_tokens(
     return TokenOutputs(
         iou_preds=iou_all[:, 1:],
         mask_tokens=hs[:, 1 : 1 + decoder.num_mask_tokens, :],
-        image_features=torch.cat(feature_parts),
+        feature_chunks=tuple(feature_parts),
+        chunk=chunk,
         grid_hw=(h, w),
     )
 
@@ -157,10 +165,13 @@ def decode_low_res_masks(
     norm_weight, norm_bias = cast(torch.Tensor, norm.weight), cast(torch.Tensor, norm.bias)
     norm_eps = float(cast(float, norm.eps))  # LayerNorm2d over channels = layer_norm, last dim
     out = []
-    for start in range(0, prompts.numel(), UPSCALE_PROMPT_CHUNK):
-        chunk = prompts[start : start + UPSCALE_PROMPT_CHUNK]
+    # The largest activation: 16 h*w sub-pixels x C/8 channels per prompt.
+    step = max(1, CHUNK_BYTES // (16 * h * w * c2 * w1.element_size()))
+    for start in range(0, prompts.numel(), step):
+        chunk = prompts[start : start + step]
         p = chunk.numel()
-        x = torch.addmm(b1, tokens.image_features[chunk].reshape(p * h * w, -1), w1)
+        features = tokens.image_features(chunk.tolist())  # (P, hw, C)
+        x = torch.addmm(b1, features.reshape(p * h * w, -1), w1)
         x = x.reshape(p * h * w * 4, c1)  # rows: (prompt, i, j, a, b)
         x = act1(F.layer_norm(x, (c1,), norm_weight, norm_bias, norm_eps))
         x = act2(torch.addmm(b2, x, w2)).reshape(p, h * w * 16, c2)  # rows: (i, j, a, b, a', b')
@@ -180,7 +191,7 @@ def upscale_chunk_size(model: Sam, crop_hw: tuple[int, int]) -> int:
     """How many masks :func:`upscale_logits` should take at once to stay within budget."""
     side = model.img_size
     per_mask = 4 * (side * side + crop_hw[0] * crop_hw[1])
-    return max(1, UPSCALE_CHUNK_BYTES // per_mask)
+    return max(1, CHUNK_BYTES // per_mask)
 
 
 def upscale_logits(

@@ -97,10 +97,12 @@ def _folding_pays(attn: Attention, tokens: int) -> bool:
 
 def _token_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Tokens (B, T, C) attend to image cells k, v (Bi, N, C) -> (B, T, C)."""
-    if (k.shape[0] == 1 and q.shape[0] > 1) or not _folding_pays(attn, q.shape[1]):
-        return attn(q=q, k=k, v=v)  # image side shared (project it once), or small model
     b, t, c = q.shape
     h, d = _heads(attn)
+    if k.shape[0] == 1 and b > 1:
+        return _token_to_shared_image(attn, q, k, v)
+    if not _folding_pays(attn, t):
+        return attn(q=q, k=k, v=v)  # small model: the plain attention is cheaper
     qh = attn.q_proj(q).reshape(b, t, h, d) / math.sqrt(d)  # (B, T, D) -> (B, T, H, d)
     wk = attn.k_proj.weight.reshape(h, d, c)  # (D, C) -> (H, d, C)
     folded = torch.einsum("bthd,hdc->bhtc", qh, wk).reshape(b, h * t, c)  # (B, H*T, C)
@@ -111,6 +113,19 @@ def _token_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     out = torch.einsum("bhtc,hdc->bthd", mixed.reshape(b, h, t, c), wv)  # (B, T, H, d)
     out = out + attn.v_proj.bias.reshape(h, d)  # ... so the value bias passes through
     return attn.out_proj(out.reshape(b, t, h * d))  # (B, T, H, d) -> (B, T, D) -> (B, T, C)
+
+
+def _token_to_shared_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Tokens (B, T, C) attend to one image k, v (1, N, C): the image is projected once and all
+    B*T queries of a head form one matrix product (no per-prompt copy of the image)."""
+    b, t, _ = q.shape
+    n = k.shape[1]
+    h, d = _heads(attn)
+    qh = attn.q_proj(q).reshape(b * t, h, d).transpose(0, 1) / math.sqrt(d)  # (H, B*T, d)
+    kh = attn.k_proj(k).reshape(n, h, d).permute(1, 2, 0)  # (1, N, D) -> (H, d, N)
+    vh = attn.v_proj(v).reshape(n, h, d).transpose(0, 1)  # (1, N, D) -> (H, N, d)
+    out = torch.softmax(qh @ kh, dim=-1) @ vh  # (H, B*T, d)
+    return attn.out_proj(out.transpose(0, 1).reshape(b, t, h * d))  # (H, B*T, d) -> (B, T, D)
 
 
 def _image_to_token_residual(
@@ -126,10 +141,11 @@ def _image_to_token_residual(
     kh = attn.k_proj(k).reshape(b, t, h, d) / math.sqrt(d)  # (B, T, D) -> (B, T, H, d)
     vh = attn.v_proj(v).reshape(b, t, h, d)
     if q.shape[0] == 1 and b > 1:
-        # Image side shared: project the queries once, scores per head (B, H, N, T).
-        qh = attn.q_proj(q).reshape(1, n, h, d).transpose(1, 2)  # (1, N, H, d) -> (1, H, N, d)
-        scores = qh @ kh.permute(0, 2, 3, 1)  # (B, H, N, T)
-        probs = _softmax_short_rows(scores).permute(0, 2, 1, 3)  # (B, N, H, T)
+        # Image side shared: project the queries once; per head one product with all B*T keys.
+        qh = attn.q_proj(q).reshape(n, h, d).transpose(0, 1)  # (1, N, D) -> (H, N, d)
+        scores = qh @ kh.permute(2, 3, 0, 1).reshape(h, d, b * t)  # (H, N, B*T)
+        scores = scores.reshape(h, n, b, t).permute(2, 1, 0, 3)  # (B, N, H, T)
+        probs = _softmax_short_rows(scores)
     else:
         wq = attn.q_proj.weight.reshape(h, d, c)
         folded = torch.einsum("hdc,bthd->bcht", wq, kh).reshape(b, c, h * t)  # (B, C, H*T)
@@ -140,7 +156,7 @@ def _image_to_token_residual(
     values = torch.einsum("bthd,chd->bhtc", vh, wo)  # (B, H, T, C)
     # Each head's probabilities sum to 1 over T, so the output bias spreads as bias / H.
     values = (values + attn.out_proj.bias / h).reshape(b, h * t, c)  # (B, H*T, C)
-    return torch.baddbmm(residual, probs.reshape(b, n, h * t), values)  # (B, N, C)
+    return torch.bmm(probs.reshape(b, n, h * t), values).add_(residual)  # (B, N, C)
 
 
 def _softmax_short_rows(x: Tensor) -> Tensor:
