@@ -45,7 +45,7 @@ def blob_logits(points_input: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture()
 def blobs(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_tokens(model: Sam, embedding: torch.Tensor, points_input: torch.Tensor, decoder=None):
+    def fake_tokens(model: Sam, image, points_input: torch.Tensor, decoder=None):
         b = len(points_input)
         return TokenOutputs(
             iou_preds=blob_iou(points_input),

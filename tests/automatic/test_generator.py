@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from anyseg.automatic import AmgConfig, SamAutomaticMaskGenerator
-from anyseg.automatic.decode import decode_low_res_masks, decode_tokens, upscale_logits
+from anyseg.automatic.decode import (
+    decode_low_res_masks,
+    decode_tokens,
+    prepare_image,
+    upscale_logits,
+)
 from anyseg.automatic.grids import build_all_layer_point_grids, generate_crop_boxes
 from anyseg.modeling import Sam
 from anyseg.ops.boxes import (
@@ -137,7 +142,8 @@ def test_split_decoder_equals_the_model_decoder(test_model: Sam) -> None:
     embedding = torch.randn(1, 32, 16, 16)
     points = torch.rand(5, 2, dtype=torch.float64) * 256
     with torch.inference_mode():
-        tokens = decode_tokens(test_model, embedding, points)
+        image = prepare_image(test_model, embedding, test_model.mask_decoder)
+        tokens = decode_tokens(test_model, image, points)
         low_res = decode_low_res_masks(test_model, tokens, torch.tensor([1, 3, 4]))
         sparse, dense = test_model.prompt_encoder(
             points=(points[:, None], torch.ones(5, 1, dtype=torch.int)), boxes=None, masks=None

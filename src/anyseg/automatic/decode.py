@@ -33,7 +33,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from anyseg.automatic.transformer import two_way_transformer
+from anyseg.automatic.transformer import (
+    ImageSide,
+    folding_pays,
+    prepare_image_side,
+    two_way_transformer,
+)
 from anyseg.modeling import Sam
 from anyseg.modeling.mask_decoder import MaskDecoder
 from anyseg.ops.masks import stability_score
@@ -84,9 +89,18 @@ def bfloat16_decoder(model: Sam) -> MaskDecoder:
     return copy.deepcopy(model.mask_decoder).to(torch.bfloat16)
 
 
+def prepare_image(model: Sam, embedding: torch.Tensor, decoder: MaskDecoder) -> ImageSide:
+    """What every prompt batch of one image shares: the (1, C, h, w) embedding plus the dense
+    prompt embedding (no mask prompts in AMG), and the first block's projections of it."""
+    dtype = decoder.iou_token.weight.dtype
+    _, dense = model.prompt_encoder(points=None, boxes=None, masks=None)  # (1, C, h, w)
+    image_pe = model.prompt_encoder.get_dense_pe().to(dtype)
+    return prepare_image_side(decoder.transformer, (embedding + dense).to(dtype), image_pe)
+
+
 def decode_tokens(
     model: Sam,
-    embedding: torch.Tensor,
+    image: ImageSide,
     points_input: torch.Tensor,
     decoder: MaskDecoder | None = None,
 ) -> TokenOutputs:
@@ -94,7 +108,7 @@ def decode_tokens(
 
     Args:
         model: the SAM model.
-        embedding: (1, C, h, w) image embedding of the crop.
+        image: the image side from :func:`prepare_image` (with the same ``decoder``).
         points_input: (B, 2) foreground points, xy in the model frame (float64 as the original).
         decoder: the mask decoder to use (default ``model.mask_decoder``); its dtype is the
             compute dtype.
@@ -106,20 +120,22 @@ def decode_tokens(
     dtype = decoder.iou_token.weight.dtype
     coords = points_input[:, None, :]  # (B, 2) -> (B, 1, 2)
     labels = torch.ones(coords.shape[:2], dtype=torch.int, device=coords.device)
-    sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+    sparse, _ = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
     b = sparse.shape[0]
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
     tokens = torch.cat([output_tokens[None].expand(b, -1, -1), sparse.to(dtype)], dim=1)
-    # Without mask prompts the dense embedding is the same for every prompt: keep batch 1.
-    src = (embedding + dense[:1]).to(dtype)  # (1, C, h, w)
-    image_pe = model.prompt_encoder.get_dense_pe().to(dtype)
-    _, _, h, w = src.shape
+    n, c = image.keys.shape[1:]
+    grid_hw = model.prompt_encoder.image_embedding_size
     hs_parts, feature_parts = [], []
-    chunk = max(1, CHUNK_BYTES // (src[0].numel() * src.element_size()))
+    chunk = max(1, CHUNK_BYTES // (n * c * image.keys.element_size()))
     for start in range(0, b, chunk):
-        hs, features = two_way_transformer(
-            decoder.transformer, src, image_pe, tokens[start : start + chunk]
-        )
+        part = tokens[start : start + chunk]
+        if folding_pays(decoder.transformer, tokens.shape[1]):
+            hs, features = two_way_transformer(decoder.transformer, image, part)
+        else:  # very small models: the plain transformer is cheaper
+            grid = image.keys.transpose(1, 2).reshape(1, c, *grid_hw)  # (1, N, C) -> (1, C, h, w)
+            pe = image.key_pe.transpose(1, 2).reshape(1, c, *grid_hw)
+            hs, features = decoder.transformer(grid, pe, part)
         hs_parts.append(hs)
         feature_parts.append(features)
     hs = torch.cat(hs_parts)
@@ -129,7 +145,7 @@ def decode_tokens(
         mask_tokens=hs[:, 1 : 1 + decoder.num_mask_tokens, :],
         feature_chunks=tuple(feature_parts),
         chunk=chunk,
-        grid_hw=(h, w),
+        grid_hw=(int(grid_hw[0]), int(grid_hw[1])),
     )
 
 

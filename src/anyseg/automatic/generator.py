@@ -24,11 +24,13 @@ from anyseg.automatic.decode import (
     decode_tokens,
     low_res_stability,
     precision,
+    prepare_image,
     upscale_chunk_size,
     upscale_logits,
 )
 from anyseg.automatic.grids import CropBox, build_all_layer_point_grids, generate_crop_boxes
 from anyseg.automatic.records import Candidates, MaskRecord, records_from_candidates
+from anyseg.automatic.transformer import ImageSide
 from anyseg.image_io import MIN_SIDE, ImageLike, to_rgb_uint8
 from anyseg.modeling import Sam
 from anyseg.ops.boxes import (
@@ -146,7 +148,7 @@ class SamAutomaticMaskGenerator:
         # Encode the crop
         with precision(self.fast, self.model.device):
             self.predictor.set_image(image[y0:y1, x0:x1])
-        embedding = self.predictor.get_image_embedding()
+        image_side = prepare_image(self.model, self.predictor.get_image_embedding(), self.decoder)
         assert self.predictor.input_size is not None
         input_hw = self.predictor.input_size
 
@@ -157,7 +159,7 @@ class SamAutomaticMaskGenerator:
         parts = []
         for start in range(0, len(points_xy), cfg.points_per_batch):
             batch = points_xy[start : start + cfg.points_per_batch]
-            parts.append(self._process_batch(batch, embedding, input_hw, crop, image.shape[:2]))
+            parts.append(self._process_batch(batch, image_side, input_hw, crop, image.shape[:2]))
             counter.tick()
         self.predictor.reset_image()
         candidates = Candidates.cat(parts)
@@ -181,7 +183,7 @@ class SamAutomaticMaskGenerator:
     def _process_batch(
         self,
         points_xy: np.ndarray,
-        embedding: torch.Tensor,
+        image_side: ImageSide,
         input_hw: tuple[int, int],
         crop: CropBox,
         image_hw: tuple[int, ...],
@@ -196,7 +198,7 @@ class SamAutomaticMaskGenerator:
         points_input = torch.as_tensor(
             apply_coords(points_xy, crop_hw, model.img_size), device=device
         )
-        tokens = decode_tokens(model, embedding, points_input, self.decoder)
+        tokens = decode_tokens(model, image_side, points_input, self.decoder)
 
         # Filter by predicted IoU, before any mask is computed
         iou_preds = tokens.iou_preds.flatten()  # (B, 3) -> (B*3,): prompt-major, as the original

@@ -15,15 +15,17 @@ into the *prompt-token* side, so that the per-prompt work on the image side is a
   ``P (v Wo)`` uses ``v Wo`` (56 x 256) per head.
 
 While the image side is still shared by all prompts (the first block), its projections are
-computed once instead, as the model does; and where ``heads x tokens`` is not below the internal
-width (very small test models) the model's own attention runs unchanged. Mathematically the
-outputs are those of the model's transformer; in float32 they differ by rounding only (~1e-5 on
-logits of ±20). The parameters are read from the model's own modules.
+computed once per image (:func:`prepare_image_side`) and each head attends with all prompts'
+tokens in one product. Where ``heads x tokens`` is not below the internal width (very small
+test models, :func:`folding_pays`), callers use the model's transformer instead. Mathematically
+the outputs are those of the model's transformer; in float32 they differ by rounding only
+(~1e-5 on logits of ±20). The parameters are read from the model's own modules.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -31,41 +33,89 @@ from torch import Tensor
 from anyseg.modeling.transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
 
 
+@dataclass(frozen=True)
+class ImageSide:
+    """Image-side tensors of the first block, the same for every prompt of one image: computed
+    once per image instead of once per prompt batch.
+
+    Attributes:
+        keys: (1, N, C) image embedding (with the dense prompt embedding), tokens last.
+        key_pe: (1, N, C) positional encoding of the image cells.
+        t2i_keys: (H, d, N) first block's token->image keys, per head.
+        t2i_values: (H, N, d) first block's token->image values, per head.
+        i2t_queries: (H, d, N) first block's image->token queries, per head.
+    """
+
+    keys: Tensor
+    key_pe: Tensor
+    t2i_keys: Tensor
+    t2i_values: Tensor
+    i2t_queries: Tensor
+
+
+def prepare_image_side(
+    transformer: TwoWayTransformer, image_embedding: Tensor, image_pe: Tensor
+) -> ImageSide:
+    """Project the (1, C, h, w) image for the first block (see :class:`ImageSide`)."""
+    keys = image_embedding.flatten(2).permute(0, 2, 1)  # (1, C, h, w) -> (1, hw, C)
+    key_pe = image_pe.flatten(2).permute(0, 2, 1)  # (1, C, h, w) -> (1, hw, C)
+    first = transformer.layers[0]
+    assert isinstance(first, TwoWayAttentionBlock)
+    n = keys.shape[1]
+    t2i, i2t = first.cross_attn_token_to_image, first.cross_attn_image_to_token
+    h, d = _heads(t2i)
+    with_pe = keys + key_pe
+    hi, di = _heads(i2t)
+    return ImageSide(
+        keys=keys,
+        key_pe=key_pe,
+        t2i_keys=t2i.k_proj(with_pe).reshape(n, h, d).permute(1, 2, 0),  # (1, N, D) -> (H, d, N)
+        t2i_values=t2i.v_proj(keys).reshape(n, h, d).transpose(0, 1),  # (1, N, D) -> (H, N, d)
+        i2t_queries=i2t.q_proj(with_pe).reshape(n, hi, di).permute(1, 2, 0),  # -> (H, d, N)
+    )
+
+
+def folding_pays(transformer: TwoWayTransformer, tokens: int) -> bool:
+    """Folding costs heads x tokens columns per image cell instead of the internal width, so it
+    pays for SAM's decoder (8 x 7 < 128) but not for very small test models."""
+    attn = transformer.final_attn_token_to_image
+    return len(transformer.layers) > 0 and attn.num_heads * tokens < attn.internal_dim
+
+
 def two_way_transformer(
-    transformer: TwoWayTransformer,
-    image_embedding: Tensor,
-    image_pe: Tensor,
-    point_embedding: Tensor,
+    transformer: TwoWayTransformer, image: ImageSide, point_embedding: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Same contract as ``TwoWayTransformer.forward``.
+    """``TwoWayTransformer.forward`` for B prompts on one image (requires :func:`folding_pays`).
 
     Args:
         transformer: the model's transformer (its parameters are used).
-        image_embedding: (1, C, h, w) shared by all prompts (or (B, C, h, w)).
-        image_pe: (1, C, h, w).
+        image: the image side from :func:`prepare_image_side`.
         point_embedding: (B, T, C) output and prompt tokens.
 
     Returns:
         tokens (B, T, C) and image features (B, h*w, C).
     """
-    keys = image_embedding.flatten(2).permute(0, 2, 1)  # (Bi, C, h, w) -> (Bi, hw, C)
-    key_pe = image_pe.flatten(2).permute(0, 2, 1)  # (1, C, h, w) -> (1, hw, C)
     queries = point_embedding
-    for layer in transformer.layers:
+    keys = image.keys
+    for i, layer in enumerate(transformer.layers):
         assert isinstance(layer, TwoWayAttentionBlock)
-        queries, keys = _block(layer, queries, keys, point_embedding, key_pe)
+        queries, keys = _block(layer, queries, keys, point_embedding, image, first=i == 0)
     q = queries + point_embedding
-    attn = _token_to_image(transformer.final_attn_token_to_image, q, keys + key_pe, keys)
+    attn = _token_to_image(transformer.final_attn_token_to_image, q, keys + image.key_pe, keys)
     queries = transformer.norm_final_attn(queries + attn)
-    if keys.shape[0] != queries.shape[0]:  # depth 0: the image side was never updated
-        keys = keys.expand(queries.shape[0], -1, -1)
     return queries, keys
 
 
 def _block(
-    layer: TwoWayAttentionBlock, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
+    layer: TwoWayAttentionBlock,
+    queries: Tensor,
+    keys: Tensor,
+    query_pe: Tensor,
+    image: ImageSide,
+    first: bool,
 ) -> tuple[Tensor, Tensor]:
-    """``TwoWayAttentionBlock.forward`` with the re-associated cross-attentions."""
+    """``TwoWayAttentionBlock.forward`` with the re-associated cross-attentions; the first
+    block reads the shared image projections of ``image``."""
     if layer.skip_first_layer_pe:
         queries = layer.self_attn(q=queries, k=queries, v=queries)
     else:
@@ -74,15 +124,19 @@ def _block(
     queries = layer.norm1(queries)
 
     q = queries + query_pe
-    k = keys + key_pe  # the image side does not change until the block's last attention
-    queries = layer.norm2(queries + _token_to_image(layer.cross_attn_token_to_image, q, k, keys))
+    if first:
+        attn = _token_to_shared_image(layer.cross_attn_token_to_image, q, image)
+        k = image.keys  # unused: the first block's image->token queries are precomputed
+    else:
+        k = keys + image.key_pe  # the image side does not change until the block's end
+        attn = _token_to_image(layer.cross_attn_token_to_image, q, k, keys)
+    queries = layer.norm2(queries + attn)
 
     queries = layer.norm3(queries + layer.mlp(queries))
 
     q = queries + query_pe
-    keys = layer.norm4(
-        _image_to_token_residual(layer.cross_attn_image_to_token, k, q, queries, keys)
-    )
+    i2t = layer.cross_attn_image_to_token
+    keys = layer.norm4(_image_to_token_residual(i2t, k, q, queries, keys, image if first else None))
     return queries, keys
 
 
@@ -90,19 +144,10 @@ def _heads(attn: Attention) -> tuple[int, int]:
     return attn.num_heads, attn.internal_dim // attn.num_heads
 
 
-def _folding_pays(attn: Attention, tokens: int) -> bool:
-    """Folding costs heads x tokens columns per image cell instead of the internal width."""
-    return attn.num_heads * tokens < attn.internal_dim
-
-
 def _token_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Tokens (B, T, C) attend to image cells k, v (Bi, N, C) -> (B, T, C)."""
+    """Tokens q (B, T, C) attend to per-prompt image cells k, v (B, N, C) -> (B, T, C)."""
     b, t, c = q.shape
     h, d = _heads(attn)
-    if k.shape[0] == 1 and b > 1:
-        return _token_to_shared_image(attn, q, k, v)
-    if not _folding_pays(attn, t):
-        return attn(q=q, k=k, v=v)  # small model: the plain attention is cheaper
     qh = attn.q_proj(q).reshape(b, t, h, d) / math.sqrt(d)  # (B, T, D) -> (B, T, H, d)
     wk = attn.k_proj.weight.reshape(h, d, c)  # (D, C) -> (H, d, C)
     folded = torch.einsum("bthd,hdc->bhtc", qh, wk).reshape(b, h * t, c)  # (B, H*T, C)
@@ -115,52 +160,49 @@ def _token_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return attn.out_proj(out.reshape(b, t, h * d))  # (B, T, H, d) -> (B, T, D) -> (B, T, C)
 
 
-def _token_to_shared_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Tokens (B, T, C) attend to one image k, v (1, N, C): the image is projected once and all
-    B*T queries of a head form one matrix product (no per-prompt copy of the image)."""
+def _token_to_shared_image(attn: Attention, q: Tensor, image: ImageSide) -> Tensor:
+    """Tokens q (B, T, C) attend to the shared image: all B*T queries of a head form one
+    matrix product with the precomputed keys and values (no per-prompt image copy)."""
     b, t, _ = q.shape
-    n = k.shape[1]
     h, d = _heads(attn)
     qh = attn.q_proj(q).reshape(b * t, h, d).transpose(0, 1) / math.sqrt(d)  # (H, B*T, d)
-    kh = attn.k_proj(k).reshape(n, h, d).permute(1, 2, 0)  # (1, N, D) -> (H, d, N)
-    vh = attn.v_proj(v).reshape(n, h, d).transpose(0, 1)  # (1, N, D) -> (H, N, d)
-    out = torch.softmax(qh @ kh, dim=-1) @ vh  # (H, B*T, d)
+    out = torch.softmax(qh @ image.t2i_keys, dim=-1) @ image.t2i_values  # (H, B*T, d)
     return attn.out_proj(out.transpose(0, 1).reshape(b, t, h * d))  # (H, B*T, d) -> (B, T, D)
 
 
 def _image_to_token_residual(
-    attn: Attention, q: Tensor, k: Tensor, v: Tensor, residual: Tensor
+    attn: Attention,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    residual: Tensor,
+    image: ImageSide | None,
 ) -> Tensor:
     """``residual + attn(q, k, v)``: image cells q (Bi, N, C) attend to tokens k, v (B, T, C);
-    the residual (Bi, N, C) is added inside the output product. Returns (B, N, C)."""
+    the residual (Bi, N, C) is added to the output product. With ``image`` (first block) the
+    queries are the precomputed shared projections. Returns (B, N, C).
+
+    Scores are laid out (B, H, T, N) so that the softmax over the few tokens runs along a
+    strided dim with N contiguous (a per-row softmax over 7 values is very slow on CPU).
+    """
     b, t, c = k.shape
-    n = q.shape[1]
+    n = residual.shape[1]
     h, d = _heads(attn)
-    if not _folding_pays(attn, t):
-        return residual + attn(q=q, k=k, v=v)
     kh = attn.k_proj(k).reshape(b, t, h, d) / math.sqrt(d)  # (B, T, D) -> (B, T, H, d)
     vh = attn.v_proj(v).reshape(b, t, h, d)
-    if q.shape[0] == 1 and b > 1:
-        # Image side shared: project the queries once; per head one product with all B*T keys.
-        qh = attn.q_proj(q).reshape(n, h, d).transpose(0, 1)  # (1, N, D) -> (H, N, d)
-        scores = qh @ kh.permute(2, 3, 0, 1).reshape(h, d, b * t)  # (H, N, B*T)
-        scores = scores.reshape(h, n, b, t).permute(2, 1, 0, 3)  # (B, N, H, T)
-        probs = _softmax_short_rows(scores)
+    if image is not None:
+        # Shared image: per head one product of all B*T keys with the projected queries.
+        keys = kh.permute(2, 0, 1, 3).reshape(h, b * t, d)  # (B, T, H, d) -> (H, B*T, d)
+        scores = (keys @ image.i2t_queries).reshape(h, b, t, n).transpose(0, 1)  # (B, H, T, N)
     else:
         wq = attn.q_proj.weight.reshape(h, d, c)
-        folded = torch.einsum("hdc,bthd->bcht", wq, kh).reshape(b, c, h * t)  # (B, C, H*T)
-        bias = torch.einsum("hd,bthd->bht", attn.q_proj.bias.reshape(h, d), kh)
-        scores = torch.baddbmm(bias.reshape(b, 1, h * t), q, folded)  # (B, N, H*T)
-        probs = _softmax_short_rows(scores.reshape(b, n, h, t))  # (B, N, H, T)
+        folded = torch.einsum("bthd,hdc->bhtc", kh, wq).reshape(b, h * t, c)  # (B, H*T, C)
+        bias = torch.einsum("bthd,hd->bht", kh, attn.q_proj.bias.reshape(h, d))
+        scores = torch.baddbmm(bias.reshape(b, h * t, 1), folded, q.transpose(1, 2))
+        scores = scores.reshape(b, h, t, n)  # (B, H*T, N) -> (B, H, T, N)
+    probs = torch.softmax(scores, dim=2).reshape(b, h * t, n)  # over the T tokens
     wo = attn.out_proj.weight.reshape(c, h, d)  # (C, D) -> (C, H, d)
     values = torch.einsum("bthd,chd->bhtc", vh, wo)  # (B, H, T, C)
     # Each head's probabilities sum to 1 over T, so the output bias spreads as bias / H.
     values = (values + attn.out_proj.bias / h).reshape(b, h * t, c)  # (B, H*T, C)
-    return torch.bmm(probs.reshape(b, n, h * t), values).add_(residual)  # (B, N, C)
-
-
-def _softmax_short_rows(x: Tensor) -> Tensor:
-    """Softmax over a short last dim (the T prompt tokens): elementwise passes are ~5x faster
-    on CPU than ``torch.softmax``'s per-row kernel for rows of ~7 values."""
-    e = (x - x.amax(dim=-1, keepdim=True)).exp_()
-    return e.div_(e.sum(dim=-1, keepdim=True))
+    return torch.bmm(probs.transpose(1, 2), values).add_(residual)  # (B, N, C)
