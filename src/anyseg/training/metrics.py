@@ -148,7 +148,7 @@ def plot_training(run_dir: str | Path, png_path: str | Path | None = None) -> Pa
             label="held-out loss",
         )
     ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("20·focal + dice + IoU MSE")
+    ax_loss.set_ylabel("loss (weighted focal + dice + IoU MSE)")
     ax_loss.set_yscale("log")
     ax_loss.grid(alpha=0.3)
     ax_loss.legend()
@@ -180,3 +180,11 @@ def plot_training(run_dir: str | Path, png_path: str | Path | None = None) -> Pa
     plt.close(fig)
     tmp.replace(out)
     return out
+
+
+if __name__ == "__main__":  # python -m anyseg.training.metrics RUN_DIR [PNG]
+    import sys
+
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m anyseg.training.metrics RUN_DIR [OUT.png]")
+    print(plot_training(sys.argv[1], sys.argv[2] if len(sys.argv) == 3 else None))
