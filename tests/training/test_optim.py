@@ -74,3 +74,15 @@ def test_optimizer_applies_schedule_to_every_group() -> None:
     assert lrs[0][1.0] == pytest.approx(5e-3) and lrs[1][1.0] == pytest.approx(1e-2)
     assert lrs[5][1.0] == pytest.approx(1e-3)
     assert lrs[5][0.25] == pytest.approx(0.25e-3)
+
+
+def test_prompt_localizing_init_is_selectable_from_the_config() -> None:
+    from anyseg.training.config import config_from_dict
+    from anyseg.training.state import build_training_model
+
+    cfg = config_from_dict({"model": {"preset": "test", "init": "prompt_localizing"}})
+    attn = build_training_model(cfg).mask_decoder.transformer.final_attn_token_to_image
+    assert torch.equal(attn.q_proj.weight, attn.k_proj.weight)
+    plain = build_training_model(config_from_dict({"model": {"preset": "test"}}))
+    attn = plain.mask_decoder.transformer.final_attn_token_to_image
+    assert not torch.equal(attn.q_proj.weight, attn.k_proj.weight)

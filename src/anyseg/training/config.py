@@ -46,10 +46,15 @@ class ModelSpec:
     ``PromptEncoderConfig`` and ``MaskDecoderConfig`` (e.g. ``image_encoder = {img_size = 256,
     embed_dim = 160, depth = 6, num_heads = 4, window_size = 8, global_attn_indexes = [2, 5]}``).
     Ignored when training starts from ``run.init_checkpoint`` (the checkpoint fixes the shapes).
-    The drop-path rate is set in ``optim.drop_path_rate``, not here.
+    The drop-path rate is set in ``optim.drop_path_rate``, not here. ``init`` chooses the random
+    initialisation: PyTorch's "default", or "prompt_localizing"
+    (``anyseg.modeling.init.prompt_localizing_init``: tied query/key projections in the decoder's
+    cross-attention and a small initial image embedding, so prompts localize from step 0 — a
+    small model trained from scratch otherwise sits at a constant mask for hundreds of steps).
     """
 
     preset: str = "vit_h"
+    init: Literal["default", "prompt_localizing"] = "default"
     image_encoder: Mapping[str, Any] = field(default_factory=dict)
     prompt_encoder: Mapping[str, Any] = field(default_factory=dict)
     mask_decoder: Mapping[str, Any] = field(default_factory=dict)

@@ -77,6 +77,10 @@ def build_training_model(cfg: TrainConfig) -> Sam:
         model.load_state_dict(loaded.state_dict())
     else:
         model = build_sam(sam_config_from_spec(cfg.model, cfg.optim.drop_path_rate))
+        if cfg.model.init == "prompt_localizing":
+            from anyseg.modeling.init import prompt_localizing_init
+
+            prompt_localizing_init(model, seed=cfg.run.seed)
     return model.train()
 
 
