@@ -15,6 +15,16 @@ from anyseg.image_io import load_image
 from anyseg.predictor import SamPredictor
 
 CASES = ["pt1_mm", "pt3_single", "box", "box_neg", "maskin_pt2"]
+# Thresholded masks may differ where the logit is within float noise of 0 (a few pixels of
+# 150-800k, depending on thread count and kernel order; the fixtures' README measured 99 pixels
+# with |logit| < 1e-3 in one case). Logits themselves are compared at 1e-4.
+MAX_FLIPPED_FRACTION = 1e-4
+
+
+def assert_masks_match(masks: np.ndarray, ref: np.ndarray) -> None:
+    assert masks.dtype == bool and masks.shape == ref.shape
+    flipped = int((masks != ref).sum())
+    assert flipped <= max(2, MAX_FLIPPED_FRACTION * ref.size), f"{flipped} pixels differ"
 
 
 @pytest.fixture(scope="module", params=["astronaut", "coffee_crop"])
@@ -46,8 +56,7 @@ def test_predict_parity(reference, case: str) -> None:
     masks, iou, low_res = predictor.predict(multimask_output=multimask, **kwargs)
     np.testing.assert_allclose(low_res, ref[f"{case}.low_res_logits"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(iou, ref[f"{case}.iou_predictions"], atol=1e-4, rtol=0)
-    assert masks.dtype == bool and masks.shape == ref[f"{case}.masks"].shape
-    assert (masks != ref[f"{case}.masks"]).sum() == 0
+    assert_masks_match(masks, ref[f"{case}.masks"])
     if case == "pt1_mm":
         logits, _, _ = predictor.predict(multimask_output=True, return_logits=True, **kwargs)
         np.testing.assert_allclose(logits, ref["pt1_mm.masks_logits"], atol=1e-4, rtol=0)
@@ -67,7 +76,7 @@ def test_batched_boxes_parity(reference) -> None:
         low_res.numpy(), ref["batch_boxes5.low_res_logits"], atol=1e-4, rtol=0
     )
     np.testing.assert_allclose(iou.numpy(), ref["batch_boxes5.iou_predictions"], atol=1e-4, rtol=0)
-    assert (masks.numpy() != ref["batch_boxes5.masks"]).sum() == 0
+    assert_masks_match(masks.numpy(), ref["batch_boxes5.masks"])
 
 
 # ----------------------------------------------------------------------- validation
