@@ -6,6 +6,8 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # torch is pinned: an unpinned torch on a machine without one pulls a multi-GB CUDA build.
 TORCH   := torch==2.13.0
+# Idle OpenMP threads that spin make PyTorch several times slower on a busy machine.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup demo test lint typecheck pytest browser bench clean
 

@@ -211,3 +211,16 @@ def test_mask_annotation_is_frozen() -> None:
     )
     with pytest.raises(AttributeError):
         ann.id = 3  # type: ignore[misc]
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path) -> None:
+    import os
+
+    from anyseg.data.sa1b import atomic_write_bytes
+
+    path = tmp_path / "x.json"
+    atomic_write_bytes(path, b"{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert path.read_bytes() == b"{}"
