@@ -287,6 +287,9 @@ def save(model: Sam, path: str | os.PathLike[str], half: bool = False) -> Path:
             save_file(sd, tmp, metadata=meta)
         else:
             torch.save(sd, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):
