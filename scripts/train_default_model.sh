@@ -30,4 +30,4 @@ PY
 $BIN/anyseg eval data/synth_heldout --checkpoint src/anyseg/weights/default.safetensors \
     -o runs/default_model/eval --max-images 100 --max-masks-per-image 16 --points 9 --seed 0
 $BIN/anyseg eval data/synth_heldout --checkpoint src/anyseg/weights/default.safetensors \
-    -o runs/default_model/eval_amg --protocols amg --max-images 20 --seed 0
+    -o runs/default_model/eval_amg --protocols amg --max-images 10 --seed 0
