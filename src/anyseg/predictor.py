@@ -7,7 +7,7 @@ frame (see :mod:`anyseg.ops.transforms`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -18,15 +18,109 @@ from anyseg.modeling import Sam
 from anyseg.ops import transforms
 
 
-class SamPredictor:
-    """Caches one image embedding and answers prompts against it."""
+class PromptablePredictor(Protocol):
+    """What prompt-driven code (evaluation, parity checks) needs of a predictor:
+    :class:`SamPredictor` and ``anyseg.export.OnnxPredictor`` both have it."""
 
-    def __init__(self, sam_model: Sam) -> None:
-        self.model = sam_model
+    def set_image(self, image: ImageLike, image_format: str = "RGB") -> None: ...
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+class ImageFrame:
+    """The state every predictor keeps for the current image, whatever computes the embedding:
+    the embedding itself, the original (H, W) and model-frame (h, w) sizes, and the conversions
+    of user prompts (original-image pixels) into the model frame.
+
+    Subclasses provide :attr:`long_side` (the encoder input size) and :attr:`mask_input_size`
+    (the low-res logits' (h, w)).
+    """
+
+    features: Any
+
+    def __init__(self) -> None:
         self.is_image_set = False
-        self.features: torch.Tensor | None = None
+        self.features = None
         self.original_size: tuple[int, int] | None = None  # (H, W) of the original image
         self.input_size: tuple[int, int] | None = None  # (h, w) in the model frame
+
+    @property
+    def long_side(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def mask_input_size(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def reset_image(self) -> None:
+        self.is_image_set = False
+        self.features = None
+        self.original_size = None
+        self.input_size = None
+
+    def get_image_embedding(self) -> Any:
+        """The cached embedding, (1, C, h, w) (256×64×64 for the official models)."""
+        if self.features is None:
+            raise RuntimeError("no image is set: call set_image(...) first")
+        return self.features
+
+    def _set_frame(
+        self, features: Any, original_size: tuple[int, int], input_size: tuple[int, int] | None
+    ) -> None:
+        """Cache ``features`` for an image of ``original_size`` (H, W); ``input_size`` defaults
+        to its model-frame size."""
+        h, w = int(original_size[0]), int(original_size[1])
+        if h < 1 or w < 1:
+            raise InvalidInputError(f"original_size must be positive (H, W), got {original_size}")
+        self.reset_image()
+        self.features = features
+        self.original_size = (h, w)
+        self.input_size = input_size or transforms.get_preprocess_shape(h, w, self.long_side)
+        self.is_image_set = True
+
+    def transform_coords(self, coords_xy: np.ndarray) -> np.ndarray:
+        """Original-image xy pixels -> model frame."""
+        return transforms.apply_coords(coords_xy, self._require_image(), self.long_side)
+
+    def transform_boxes(self, boxes_xyxy: np.ndarray) -> np.ndarray:
+        """Original-image XYXY boxes -> model frame."""
+        return transforms.apply_boxes(boxes_xyxy, self._require_image(), self.long_side)
+
+    def _require_image(self) -> tuple[int, int]:
+        if not self.is_image_set or self.original_size is None:
+            raise RuntimeError("no image is set: call set_image(...) before predicting")
+        return self.original_size
+
+    def _validate_mask_input(self, mask_input: np.ndarray) -> np.ndarray:
+        """(1, 4h, 4w) or (1, 1, 4h, 4w) low-res logits -> float32 (1, 4h, 4w)."""
+        arr = np.asarray(mask_input, dtype=np.float32)
+        size = self.mask_input_size
+        if arr.shape == (1, 1, *size):
+            arr = arr[0]
+        if arr.shape != (1, *size):
+            raise InvalidInputError(
+                f"mask_input must be (1, {size[0]}, {size[1]}) low-res logits "
+                f"(e.g. a previous low_res_logits[i][None]), got {arr.shape}"
+            )
+        return arr
+
+
+class SamPredictor(ImageFrame):
+    """Caches one image embedding and answers prompts against it."""
+
+    features: torch.Tensor | None
+
+    def __init__(self, sam_model: Sam) -> None:
+        super().__init__()
+        self.model = sam_model
 
     # ------------------------------------------------------------------ image
     @property
@@ -36,6 +130,10 @@ class SamPredictor:
     @property
     def long_side(self) -> int:
         return self.model.img_size
+
+    @property
+    def mask_input_size(self) -> tuple[int, int]:
+        return self.model.prompt_encoder.mask_input_size
 
     def set_image(self, image: ImageLike, image_format: str = "RGB") -> None:
         """Encode an image and cache its embedding.
@@ -65,11 +163,10 @@ class SamPredictor:
                 f"set_torch_image expects (1, 3, h, w) with long side {self.long_side}, got {shape}"
             )
         self.reset_image()
-        self.original_size = (int(original_image_size[0]), int(original_image_size[1]))
-        self.input_size = (int(shape[2]), int(shape[3]))
         image = self.model.preprocess(transformed_image.to(self.device).float())
-        self.features = self.model.image_encoder(image)
-        self.is_image_set = True
+        features = self.model.image_encoder(image)
+        original = (int(original_image_size[0]), int(original_image_size[1]))
+        self._set_frame(features, original, (int(shape[2]), int(shape[3])))
 
     def set_embedding(
         self,
@@ -85,34 +182,9 @@ class SamPredictor:
             raise InvalidInputError(
                 f"embedding must have shape {expected}, got {tuple(features.shape)}"
             )
-        self.reset_image()
-        h, w = int(original_size[0]), int(original_size[1])
-        self.original_size = (h, w)
-        self.input_size = input_size or transforms.get_preprocess_shape(h, w, self.long_side)
-        self.features = features.to(self.device)
-        self.is_image_set = True
-
-    def get_image_embedding(self) -> torch.Tensor:
-        """The cached embedding, (1, C, h, w) (256×64×64 for the official models)."""
-        if self.features is None:
-            raise RuntimeError("no image is set: call set_image(...) first")
-        return self.features
-
-    def reset_image(self) -> None:
-        self.is_image_set = False
-        self.features = None
-        self.original_size = None
-        self.input_size = None
+        self._set_frame(features.to(self.device), original_size, input_size)
 
     # ---------------------------------------------------------------- prompts
-    def transform_coords(self, coords_xy: np.ndarray) -> np.ndarray:
-        """Original-image xy pixels -> model frame."""
-        return transforms.apply_coords(coords_xy, self._require_image(), self.long_side)
-
-    def transform_boxes(self, boxes_xyxy: np.ndarray) -> np.ndarray:
-        """Original-image XYXY boxes -> model frame."""
-        return transforms.apply_boxes(boxes_xyxy, self._require_image(), self.long_side)
-
     def predict(
         self,
         point_coords: np.ndarray | None = None,
@@ -211,29 +283,11 @@ class SamPredictor:
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
         )
-        assert self.input_size is not None and self.original_size is not None
+        assert self.input_size is not None and self.original_size is not None  # set with features
         masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold
         return masks, iou, low_res
-
-    # ---------------------------------------------------------------- helpers
-    def _require_image(self) -> tuple[int, int]:
-        if not self.is_image_set or self.original_size is None:
-            raise RuntimeError("no image is set: call set_image(...) before predicting")
-        return self.original_size
-
-    def _validate_mask_input(self, mask_input: np.ndarray) -> np.ndarray:
-        arr = np.asarray(mask_input, dtype=np.float32)
-        size = self.model.prompt_encoder.mask_input_size
-        if arr.shape == (1, 1, *size):
-            arr = arr[0]
-        if arr.shape != (1, *size):
-            raise InvalidInputError(
-                f"mask_input must be (1, {size[0]}, {size[1]}) low-res logits "
-                f"(e.g. a previous low_res_logits[i][None]), got {arr.shape}"
-            )
-        return arr
 
 
 def validate_points(

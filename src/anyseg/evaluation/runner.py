@@ -21,7 +21,7 @@ import platform
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -47,25 +47,14 @@ from anyseg.evaluation.report import (
 )
 from anyseg.evaluation.summary import breakdown, interactive_curve, summarize_scores
 from anyseg.ops.rle import rle_area
+from anyseg.predictor import PromptablePredictor
 
 #: The protocols that prompt the predictor (they need its ``set_image``).
 PROMPT_PROTOCOLS: frozenset[str] = frozenset({"point", "box", "interactive"})
 
 
-class Predictor(Protocol):
-    """What the runner needs of a predictor (``anyseg.predictor.SamPredictor`` has it)."""
-
-    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None: ...
-
-    def predict(
-        self,
-        point_coords: np.ndarray | None = None,
-        point_labels: np.ndarray | None = None,
-        box: np.ndarray | None = None,
-        mask_input: np.ndarray | None = None,
-        multimask_output: bool = True,
-        return_logits: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+# What the runner needs of a predictor: SamPredictor and OnnxPredictor both qualify.
+Predictor = PromptablePredictor
 
 
 @dataclass(frozen=True)

@@ -9,28 +9,18 @@ an earlier prediction with points, and a mask prompt alone.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from anyseg.errors import InvalidInputError
+from anyseg.predictor import PromptablePredictor
 
 # Pixels whose reference logit is this close to the threshold may flip under float32 noise.
 NEAR_THRESHOLD = 1e-3
 
 
-class PredictorLike(Protocol):
-    """What ``SamPredictor`` and ``OnnxPredictor`` have in common."""
-
-    def predict(
-        self,
-        point_coords: np.ndarray | None = None,
-        point_labels: np.ndarray | None = None,
-        box: np.ndarray | None = None,
-        mask_input: np.ndarray | None = None,
-        multimask_output: bool = True,
-        return_logits: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+PredictorLike = PromptablePredictor  # what SamPredictor and OnnxPredictor have in common
 
 
 @dataclass(frozen=True)

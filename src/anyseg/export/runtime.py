@@ -23,7 +23,7 @@ from anyseg.errors import InvalidInputError
 from anyseg.export._deps import require
 from anyseg.image_io import ImageLike, to_rgb_uint8
 from anyseg.ops import transforms
-from anyseg.predictor import validate_box, validate_points
+from anyseg.predictor import ImageFrame, validate_box, validate_points
 
 DECODER_OUTPUTS = ("masks", "iou_predictions", "low_res_masks")
 DECODER_INPUTS = (
@@ -137,7 +137,7 @@ def _metadata(session: Any) -> dict[str, Any]:
     return out
 
 
-class OnnxPredictor:
+class OnnxPredictor(ImageFrame):
     """Caches one image embedding and answers prompts with onnxruntime.
 
     Args:
@@ -173,11 +173,8 @@ class OnnxPredictor:
         self.encoder_session = (
             None if encoder is None else _session(str(encoder), threads, providers)
         )
+        super().__init__()
         self._read_contract()
-        self.is_image_set = False
-        self.features: np.ndarray | None = None
-        self.original_size: tuple[int, int] | None = None  # (H, W) of the original image
-        self.input_size: tuple[int, int] | None = None  # (h, w) in the model frame
 
     @classmethod
     def from_export_dir(
@@ -211,9 +208,9 @@ class OnnxPredictor:
                 "must have static shapes"
             )
         self.embedding_shape: tuple[int, ...] = tuple(emb_shape)  # (1, C, h, w)
-        self.mask_input_size: tuple[int, int] = (int(mask_shape[2]), int(mask_shape[3]))
+        self._mask_input_size: tuple[int, int] = (int(mask_shape[2]), int(mask_shape[3]))
         # The encoder input is 16x the embedding grid (= 4x the low-res mask side) in SAM.
-        self.img_size = int(meta.get("img_size", 4 * self.mask_input_size[0]))
+        self.img_size = int(meta.get("img_size", 4 * self._mask_input_size[0]))
         self.mask_threshold = float(meta.get("mask_threshold", 0.0))
         n_points = inputs["point_coords"].shape[1]
         self.fixed_num_points: int | None = n_points if isinstance(n_points, int) else None
@@ -238,6 +235,10 @@ class OnnxPredictor:
     @property
     def long_side(self) -> int:
         return self.img_size
+
+    @property
+    def mask_input_size(self) -> tuple[int, int]:
+        return self._mask_input_size
 
     def set_image(self, image: ImageLike, image_format: str = "RGB") -> None:
         """Encode an image with the encoder graph and cache its embedding.
@@ -274,36 +275,9 @@ class OnnxPredictor:
             raise InvalidInputError(
                 f"embedding must have shape {self.embedding_shape}, got {tuple(arr.shape)}"
             )
-        h, w = int(original_size[0]), int(original_size[1])
-        if h < 1 or w < 1:
-            raise InvalidInputError(f"original_size must be positive (H, W), got {original_size}")
-        self.reset_image()
-        self.features = np.ascontiguousarray(arr)
-        self.original_size = (h, w)
-        self.input_size = input_size or transforms.get_preprocess_shape(h, w, self.img_size)
-        self.is_image_set = True
-
-    def get_image_embedding(self) -> np.ndarray:
-        """The cached embedding (1, C, h, w)."""
-        if self.features is None:
-            raise RuntimeError("no image is set: call set_image(...) first")
-        return self.features
-
-    def reset_image(self) -> None:
-        self.is_image_set = False
-        self.features = None
-        self.original_size = None
-        self.input_size = None
+        self._set_frame(np.ascontiguousarray(arr), original_size, input_size)
 
     # ----------------------------------------------------------------- prompts
-    def transform_coords(self, coords_xy: np.ndarray) -> np.ndarray:
-        """Original-image xy pixels -> model frame."""
-        return transforms.apply_coords(coords_xy, self._require_image(), self.img_size)
-
-    def transform_boxes(self, boxes_xyxy: np.ndarray) -> np.ndarray:
-        """Original-image XYXY boxes -> model frame."""
-        return transforms.apply_boxes(boxes_xyxy, self._require_image(), self.img_size)
-
     def decoder_inputs(
         self,
         point_coords: np.ndarray | None = None,
@@ -365,24 +339,6 @@ class OnnxPredictor:
         if not return_logits:
             masks = masks > self.mask_threshold
         return masks[0], iou[0].astype(np.float32), low_res[0].astype(np.float32)
-
-    # ----------------------------------------------------------------- helpers
-    def _require_image(self) -> tuple[int, int]:
-        if not self.is_image_set or self.original_size is None:
-            raise RuntimeError("no image is set: call set_image(...) before predicting")
-        return self.original_size
-
-    def _validate_mask_input(self, mask_input: np.ndarray) -> np.ndarray:
-        arr = np.asarray(mask_input, dtype=np.float32)
-        size = self.mask_input_size
-        if arr.shape == (1, 1, *size):
-            arr = arr[0]
-        if arr.shape != (1, *size):
-            raise InvalidInputError(
-                f"mask_input must be (1, {size[0]}, {size[1]}) low-res logits "
-                f"(e.g. a previous low_res_logits[i][None]), got {arr.shape}"
-            )
-        return arr
 
 
 def _quantized_bytes(decoder: Path) -> bytes:
