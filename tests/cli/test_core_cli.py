@@ -178,3 +178,12 @@ def test_console_script_help() -> None:
         check=True,
     ).stdout
     assert "--point X,Y[,LABEL]" in out and "--multimask" in out
+
+
+def test_python_dash_m_anyseg() -> None:
+    from anyseg import __version__
+
+    done = subprocess.run(
+        [sys.executable, "-m", "anyseg", "--version"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == __version__
