@@ -87,6 +87,8 @@ def test_eval_cli_writes_report_and_plots(
         (["DATA", "--images", "imgs"], "--images is only used with --coco"),
         (["DATA", "--protocols", "point,bogus"], "protocols must be"),
         (["DATA", "--points", "0"], "num_points must be"),
+        (["DATA", "--amg-pred-iou-thresh", "1.5"], "amg_pred_iou_thresh"),
+        (["DATA", "--amg-stability-score-thresh", "-1"], "amg_stability_score_thresh"),
     ],
 )
 def test_eval_cli_user_errors(
@@ -103,3 +105,15 @@ def test_eval_cli_missing_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[
     code = main(["eval", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
     assert code == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_eval_cli_amg_thresholds_reach_the_config() -> None:
+    from anyseg.cli.eval import build_config
+    from anyseg.cli.main import build_parser
+
+    thresholds = ["--amg-pred-iou-thresh", "0.3", "--amg-stability-score-thresh", "0.8"]
+    args = build_parser().parse_args(["eval", "DATA", "-o", "o", *thresholds])
+    config = build_config(args)
+    assert config.amg_pred_iou_thresh == 0.3 and config.amg_stability_score_thresh == 0.8
+    default = build_config(build_parser().parse_args(["eval", "DATA", "-o", "o"]))
+    assert default.amg_pred_iou_thresh == 0.88 and default.amg_stability_score_thresh == 0.95

@@ -95,6 +95,18 @@ def add_parser(subparsers: Any) -> None:
         help="automatic generation grid (default 32)",
     )
     parser.add_argument(
+        "--amg-pred-iou-thresh",
+        type=float,
+        metavar="T",
+        help="automatic generation's predicted-IoU filter (default 0.88, the paper's)",
+    )
+    parser.add_argument(
+        "--amg-stability-score-thresh",
+        type=float,
+        metavar="T",
+        help="automatic generation's stability-score filter (default 0.95, the paper's)",
+    )
+    parser.add_argument(
         "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -117,6 +129,8 @@ def build_config(args: argparse.Namespace) -> Any:
         "first_point": args.first_point,
         "num_samples": args.samples,
         "amg_points_per_side": args.amg_points_per_side,
+        "amg_pred_iou_thresh": args.amg_pred_iou_thresh,
+        "amg_stability_score_thresh": args.amg_stability_score_thresh,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.protocols is not None:
