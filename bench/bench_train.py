@@ -1,0 +1,136 @@
+"""Training-step speed: where a step's time goes.
+
+    python bench/bench_train.py --config configs/default_model_gpu.toml [--steps 20] [--profile]
+
+Prints a table: data loading alone (batches/s through the run's DataLoader), one full optimizer
+step on a fixed batch (forward over all decoder passes, backward, AdamW), with and without bf16
+autocast, and the peak CUDA memory; ``--profile`` adds torch.profiler's top operators. Random
+initial weights; the data is the config's ``data.train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from typing import Any
+
+import torch
+
+from anyseg.training.config import load_config, override
+from anyseg.training.distributed import DistInfo, StepSampler
+from anyseg.training.loop import _loader, make_dataset, resolve_device
+from anyseg.training.optim import build_optimizer
+from anyseg.training.prompts import pass_schedule
+from anyseg.training.state import build_training_model
+from anyseg.training.step import InteractiveSam, schedule_generator
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per row")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+
+    cfg = load_config(args.config)
+    run: dict[str, Any] = {"device": args.device}
+    cfg = override(cfg, run=run)
+    if args.workers is not None:
+        cfg = override(cfg, data={"num_workers": args.workers})
+    info = DistInfo(rank=0, world_size=1, local_rank=0)
+    device = resolve_device(cfg.run.device, info)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(0)
+    model = build_training_model(cfg).to(device)
+    module = InteractiveSam(model, cfg.prompts, cfg.loss, False).train()
+    optimizer, _ = build_optimizer(model, cfg.optim, model.config.image_encoder.depth, 10**6)
+    dataset = make_dataset(cfg, cfg.data.train, model, train=True)
+    total = args.warmup + args.steps
+    sampler = StepSampler(len(dataset), 0, cfg.data.images_per_batch, info, 1, 0, total)
+    rows: list[tuple[str, str]] = []
+
+    t0 = time.perf_counter()
+    batches = list(_loader(dataset, sampler, cfg.data.num_workers, device.type == "cuda"))
+    t_load = time.perf_counter() - t0
+    rows.append(
+        (
+            f"data loading ({cfg.data.num_workers} workers, start-up included)",
+            f"{len(batches) / t_load:.2f} batches/s",
+        )
+    )
+    batch = batches[0].to(device)
+    masks = int(batch.masks.shape[0])
+
+    def one_step(i: int, bf16: bool) -> None:
+        schedule = pass_schedule(
+            cfg.prompts.num_iterative_points,
+            cfg.prompts.mask_only_iterations,
+            schedule_generator(0, i, 0),
+        )
+        ctx = (
+            torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+            if bf16
+            else contextlib.nullcontext()
+        )
+        with ctx:
+            out = module(batch, schedule)
+        out.loss.backward()
+        if cfg.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        float(out.loss.detach())  # the loop syncs once per step too
+
+    for bf16 in (False, True):
+        for i in range(args.warmup):
+            one_step(i, bf16)
+        _sync(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        for i in range(args.steps):
+            one_step(i, bf16)
+        _sync(device)
+        dt = (time.perf_counter() - t0) / args.steps
+        mem = (
+            f", peak {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+            if device.type == "cuda"
+            else ""
+        )
+        name = "bf16 autocast" if bf16 else "float32" + (" (TF32)" if device.type == "cuda" else "")
+        speed = f"{1 / dt:.2f} steps/s ({dt * 1e3:.0f} ms{mem})"
+        rows.append((f"train step, fixed batch, {name}", speed))
+
+    passes = cfg.prompts.num_passes
+    print(f"\n{args.config} on {device}: {masks} masks x {passes} decoder passes per step")
+    width = max(len(r[0]) for r in rows)
+    print(f"| {'what'.ljust(width)} | speed |\n|{'-' * (width + 2)}|---|")
+    for what, speed in rows:
+        print(f"| {what.ljust(width)} | {speed} |")
+
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            for i in range(3):
+                one_step(i, False)
+            _sync(device)
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=25))
+        print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=25))
+
+
+if __name__ == "__main__":
+    main()
