@@ -127,6 +127,56 @@ def test_predict_matches_the_predictor(client: Any, service: Any, image_dir: Pat
     assert len(box["candidates"]) == 3
 
 
+def test_predict_feeds_back_a_previous_mask(client: Any, service: Any, image_dir: Path) -> None:
+    image = _first_image(client)
+    url = f"/api/images/{image['id']}/predict"
+    first = client.post(url, json={"points": [[40, 45]], "labels": [1]}).json()
+    assert first["used_previous"] is False and len(first["prediction_id"]) == 32
+    two_points = {"points": [[40, 45], [100, 10]], "labels": [1, 0]}
+    previous = {"prediction_id": first["prediction_id"], "candidate": 2}
+    res = client.post(url, json={**two_points, "previous": previous})
+    assert res.status_code == 200, res.text
+    fed = res.json()
+    assert fed["used_previous"] is True
+    # The same as the predictor given that candidate's low-res logits as mask_input.
+    predictor = SamPredictor(service.model)
+    predictor.set_image(load_image_rgb(image_dir / "scene_a.png"))
+    _, _, low = predictor.predict(np.array([[40.0, 45.0]]), np.array([1]))
+    pts, lbl = np.array(two_points["points"], float), np.array(two_points["labels"])
+    masks, scores, _ = predictor.predict(pts, lbl, mask_input=low[2:3], multimask_output=False)
+    assert np.array_equal(decode_rle(fed["candidates"][0]["segmentation"]), masks[0])
+    assert fed["candidates"][0]["score"] == pytest.approx(float(scores[0]), abs=1e-5)
+    plain = client.post(url, json=two_points).json()
+    assert plain["candidates"][0]["score"] != pytest.approx(fed["candidates"][0]["score"])
+
+
+def test_predict_previous_bad_input(client: Any, service: Any) -> None:
+    images = client.get("/api/images").json()["images"]
+    url = f"/api/images/{images[0]['id']}/predict"
+    first = client.post(url, json={"points": [[40, 45]], "labels": [1]}).json()
+    pid = first["prediction_id"]
+    point = {"points": [[40, 45]], "labels": [1]}
+    cases = [
+        ({"prediction_id": "nope", "candidate": 0}, 404, "unknown or expired"),
+        ({"prediction_id": pid, "candidate": 3}, 400, "out of range"),
+        ({"prediction_id": pid, "candidate": True}, 400, "previous must be"),
+        ({"prediction_id": pid}, 400, "previous must be"),
+        ("abc", 400, "previous must be"),
+    ]
+    other = f"/api/images/{images[1]['id']}/predict"  # the fixture folder holds two images
+    res = client.post(other, json={**point, "previous": {"prediction_id": pid, "candidate": 0}})
+    assert res.status_code == 400 and "belongs to image" in res.json()["error"]
+    for previous, status, message in cases:
+        res = client.post(url, json={**point, "previous": previous})
+        assert res.status_code == status, (previous, res.text)
+        assert message in res.json()["error"]
+    # Only the latest predictions are kept.
+    for _ in range(service.config.recent_predictions):
+        client.post(url, json=point)
+    res = client.post(url, json={**point, "previous": {"prediction_id": pid, "candidate": 0}})
+    assert res.status_code == 404 and "unknown or expired" in res.json()["error"]
+
+
 @pytest.mark.parametrize(
     "body, status, message",
     [

@@ -204,11 +204,18 @@ def test_annotate_in_browser(page: Any, live_server: str) -> None:
     assert drawn["changedIn"] >= 0.95 * drawn["area"]  # the mask is on the canvas
     page.keyboard.press("2")
     assert page.evaluate("window.anyseg.state.chosen") == 1
-    # A background point (right click) refines it to one mask; undo brings back three.
-    _click_image(page, 250, 120, button="right")
+    # A background point (right click) refines it to one mask, with the chosen candidate's
+    # logits fed back as the mask prompt; undo brings back three, decoded from the clicks alone.
+    first_id = page.evaluate("window.anyseg.state.previousId")
+    with page.expect_request(lambda r: r.url.endswith("/predict")) as sent:
+        _click_image(page, 250, 120, button="right")
+    assert sent.value.post_data_json["previous"] == {"prediction_id": first_id, "candidate": 1}
     page.wait_for_function("window.anyseg.state.candidates.length === 1")
     assert page.evaluate("window.anyseg.state.labels") == [1, 0]
-    page.keyboard.press("z")
+    assert page.get_attribute("#canvas", "data-used-previous") == "true"
+    with page.expect_request(lambda r: r.url.endswith("/predict")) as sent:
+        page.keyboard.press("z")
+    assert "previous" not in sent.value.post_data_json
     page.wait_for_function("window.anyseg.state.candidates.length === 3")
     assert page.evaluate("window.anyseg.state.points.length") == 1
     chosen = page.evaluate(

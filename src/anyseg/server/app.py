@@ -307,7 +307,7 @@ def create_app(
     @app.post("/api/images/{image_id}/predict")
     async def predict(image_id: int, request: Request) -> dict[str, Any]:
         body = await _json_body(request)
-        unknown = set(body) - {"points", "labels", "box", "multimask"}
+        unknown = set(body) - {"points", "labels", "box", "multimask", "previous"}
         if unknown:
             raise BadRequest(f"unknown prompt fields {sorted(unknown)}")
         multimask = body.get("multimask")
@@ -321,6 +321,7 @@ def create_app(
             body.get("labels"),
             body.get("box"),
             multimask,
+            body.get("previous"),
         )
         out = result.to_json()
         out["timing"]["server_ms"] = 1000.0 * (time.perf_counter() - t0)

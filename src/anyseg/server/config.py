@@ -47,6 +47,8 @@ class ServerConfig:
         max_body_bytes: largest request body accepted; larger ones get 413.
         embedding_lru_size: image embeddings kept in memory (the on-disk cache holds all).
         max_points: most point prompts accepted in one prediction request.
+        recent_predictions: predictions whose low-res logits are kept, so that the next click
+            can feed one back as the mask prompt (``previous`` in a predict request).
         device: torch device the model runs on.
         decode_threads: CPU threads for a prompt decode (None: torch's setting, as the
             encoder). The decoder is small; on a busy CPU one thread answers faster and
@@ -62,6 +64,7 @@ class ServerConfig:
     max_body_bytes: int = 1 << 20
     embedding_lru_size: int = 16
     max_points: int = 64
+    recent_predictions: int = 32
     device: str = "cpu"
     decode_threads: int | None = None
     prefill: PrefillConfig = PrefillConfig()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,12 +72,16 @@ class Prediction:
     multimask: bool
     decode_ms: float
     encode_ms: float
+    prediction_id: str = ""
+    used_previous: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "prediction_id": self.prediction_id,
             "candidates": [c.to_json() for c in self.candidates],
             "best": self.best,
             "multimask": self.multimask,
+            "used_previous": self.used_previous,
             "timing": {"decode_ms": self.decode_ms, "encode_ms": self.encode_ms},
         }
 
@@ -131,6 +137,8 @@ class AnnotationService:
         self.predictor = SamPredictor(model)
         self.model_lock = threading.Lock()
         self._predictor_image: str | None = None  # sha256 of the embedding set in the predictor
+        # prediction id -> (image id, low-res logits (K, L, L)) of the latest predictions
+        self._recent: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
         self._computing: set[int] = set()
         self._computing_lock = threading.Lock()
         self.embeddings = EmbeddingCache(
@@ -226,16 +234,21 @@ class AnnotationService:
         labels: Any = None,
         box: Any = None,
         multimask: bool | None = None,
+        previous: Any = None,
     ) -> Prediction:
         """Masks for one prompt (points xy + labels, box XYXY, in original-image pixels).
 
         ``multimask=None`` asks for three candidates when the prompt is one point (the
-        ambiguous case, paper §3) and one mask otherwise.
+        ambiguous case, paper §3) and one mask otherwise. ``previous`` =
+        ``{"prediction_id": ..., "candidate": k}`` feeds candidate k's low-res logits of an
+        earlier prediction on the same image back as the mask prompt, as SAM does when a click
+        is added (paper §3, appendix A). Unknown or expired ids raise NotFoundError.
         """
         image = self.get_image(image_id)
         prompt = validate_prompt(
             points, labels, box, (image.height, image.width), self.config.max_points
         )
+        mask_input = None if previous is None else self._previous_logits(image_id, previous)
         if multimask is None:
             multimask = len(prompt.points_xy) == 1 and prompt.box_xyxy is None
         emb, _ = self._embedding(image)
@@ -247,10 +260,18 @@ class AnnotationService:
             if self._predictor_image != image.sha256:
                 self.predictor.set_embedding(emb.features, emb.original_size, emb.input_size)
                 self._predictor_image = image.sha256
-            masks, scores, _ = self.predictor.predict(
-                point_coords=coords, point_labels=labs, box=box_arr, multimask_output=multimask
+            masks, scores, low_res = self.predictor.predict(
+                point_coords=coords,
+                point_labels=labs,
+                box=box_arr,
+                mask_input=mask_input,
+                multimask_output=multimask,
             )
             decode_ms = 1000.0 * (time.perf_counter() - t0)
+            prediction_id = uuid.uuid4().hex
+            self._recent[prediction_id] = (image_id, np.asarray(low_res, dtype=np.float32))
+            while len(self._recent) > max(self.config.recent_predictions, 0):
+                self._recent.popitem(last=False)
         t1 = time.perf_counter()
         candidates = []
         for mask, score in zip(masks, scores, strict=True):
@@ -262,7 +283,42 @@ class AnnotationService:
             )
         encode_ms = 1000.0 * (time.perf_counter() - t1)
         best = int(np.argmax(scores))
-        return Prediction(candidates, best, multimask, decode_ms, encode_ms)
+        return Prediction(
+            candidates, best, multimask, decode_ms, encode_ms, prediction_id, mask_input is not None
+        )
+
+    def _previous_logits(self, image_id: int, previous: Any) -> np.ndarray:
+        """The (1, L, L) low-res logits that ``previous`` names (see :meth:`predict`)."""
+        if (
+            not isinstance(previous, dict)
+            or set(previous) != {"prediction_id", "candidate"}
+            or not isinstance(previous["prediction_id"], str)
+            or not isinstance(previous["candidate"], int)
+            or isinstance(previous["candidate"], bool)
+        ):
+            raise InvalidInputError(
+                'previous must be {"prediction_id": "<id from an earlier answer>", '
+                '"candidate": <index>}'
+            )
+        with self.model_lock:
+            entry = self._recent.get(previous["prediction_id"])
+        if entry is None:
+            raise NotFoundError(
+                f"prediction {previous['prediction_id']!r} is unknown or expired (the server "
+                f"keeps the last {self.config.recent_predictions}); send the prompt without "
+                "'previous'"
+            )
+        owner, logits = entry
+        if owner != image_id:
+            raise InvalidInputError(
+                f"prediction {previous['prediction_id']!r} belongs to image {owner}, not {image_id}"
+            )
+        k = previous["candidate"]
+        if not 0 <= k < logits.shape[0]:
+            raise InvalidInputError(
+                f"previous candidate {k} out of range: that prediction has {logits.shape[0]}"
+            )
+        return logits[k : k + 1]
 
     # ---- accepted masks ---------------------------------------------------------------------
 

@@ -229,6 +229,7 @@ function resetPrompts() {
   state.history = [];
   state.candidates = [];
   state.chosen = 0;
+  state.previousId = null;
   state.predictSeq += 1; // drop answers to earlier prompts
   renderCandidates();
 }
@@ -246,21 +247,36 @@ function hasPrompt() {
   return state.points.length > 0 || state.box !== null;
 }
 
-async function predict() {
+// feedBack: a click was added, so the chosen candidate's low-res logits of the last answer go
+// back to the model as the mask prompt (SAM's interactive loop). Undo and box changes start over.
+async function predict(feedBack = false) {
   const t0 = performance.now(); // click-to-mask: from the prompt change to the mask drawn
   const seq = ++state.predictSeq;
   if (!hasPrompt()) {
     state.candidates = [];
+    state.previousId = null;
     renderCandidates();
     redraw();
     return;
   }
   const body = { points: state.points, labels: state.labels, box: state.box };
+  if (feedBack && state.previousId && state.candidates.length) {
+    body.previous = { prediction_id: state.previousId, candidate: state.chosen };
+  }
   try {
-    const res = await api.predict(state.imageId, body);
+    let res;
+    try {
+      res = await api.predict(state.imageId, body);
+    } catch (err) {
+      if (!body.previous || !/unknown or expired/.test(err.message)) throw err;
+      delete body.previous; // the server no longer holds it: decode the clicks alone
+      res = await api.predict(state.imageId, body);
+    }
     if (seq !== state.predictSeq) return; // a newer prompt is on its way
+    state.previousId = res.prediction_id;
     state.candidates = res.candidates.map((c) => ({ ...c, decoded: decodeRle(c.segmentation) }));
     state.chosen = res.best;
+    $("#canvas").dataset.usedPrevious = String(Boolean(res.used_previous));
     renderCandidates();
     redraw();
     const total = performance.now() - t0;
@@ -316,7 +332,7 @@ function addPoint(xy, label) {
   state.points.push(xy.map((v) => Math.round(v * 10) / 10));
   state.labels.push(label);
   state.history.push({ kind: "point" });
-  predict();
+  predict(true);
 }
 
 function setBox(box) {

@@ -16,6 +16,7 @@ export const state = {
   history: [], // undo stack: {kind: "point"} | {kind: "box", previous}
   candidates: [], // [{segmentation, score, area, bbox, decoded, render}]
   chosen: 0,
+  previousId: null, // prediction_id of the answer on screen (its logits can be fed back)
   accepted: [], // mask rows + {decoded, renders}
   proposals: [],
   editingId: null,
