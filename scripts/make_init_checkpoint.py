@@ -1,6 +1,6 @@
 """Write the starting weights of a from-scratch training run (``anyseg train --init FILE``).
 
-    python scripts/make_init_checkpoint.py --config configs/default_model.toml -o init.safetensors
+    python scripts/make_init_checkpoint.py --config configs/default_model_cpu.toml -o init.safetensors
 
 Builds the architecture of the training config's ``[model]`` table with a fixed seed, applies
 :func:`anyseg.modeling.init.prompt_localizing_init`, and saves it in the official layout.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,33 @@ def test_dump_toml_round_trips(tmp_path: Path) -> None:
 def test_shipped_configs_load(name: str) -> None:
     cfg = load_config(REPO / "configs" / name)
     assert cfg.run.steps >= 1
+
+
+def test_default_model_stages_chain_and_match_the_shipped_weights() -> None:
+    """The GPU stage configs reproduce the bundled model: each stage starts from the previous
+    stage's output, and their architecture is the shipped checkpoint's."""
+    from dataclasses import replace
+
+    from anyseg.checkpoint import load_default
+    from anyseg.training.state import sam_config_from_spec
+
+    stages = [
+        load_config(REPO / "configs" / name)
+        for name in (
+            "default_model_gpu.toml",
+            "default_model_gpu_stage2.toml",
+            "default_model_gpu_stage3.toml",
+        )
+    ]
+    assert stages[0].run.init_checkpoint is None and stages[0].model.init == "prompt_localizing"
+    for before, after in itertools.pairwise(stages):
+        assert after.run.init_checkpoint == f"{before.run.out_dir}/model.safetensors"
+        assert after.model == before.model
+    shipped = load_default().config
+    built = sam_config_from_spec(stages[0].model, 0.0)
+    enc = replace(built.image_encoder, drop_path_rate=shipped.image_encoder.drop_path_rate)
+    assert replace(built, image_encoder=enc) == shipped
+    # the recorded step counts are the configs' own
+    for cfg, stage in zip(stages, ("stage1", "stage2", "stage3"), strict=True):
+        rows = (REPO / "docs" / "default_model" / stage / "metrics.csv").read_text().splitlines()
+        assert int(rows[-1].split(",")[0]) == cfg.run.steps
