@@ -121,3 +121,15 @@ def test_user_errors(images: Path, tmp_path: Path, test_checkpoint: Path, capsys
     assert "a.json" in capsys.readouterr().err
     assert main(["auto", str(images), "-o", str(out), "--box-nms-thresh", "2"]) == 1
     assert "box_nms_thresh" in capsys.readouterr().err
+
+
+def test_says_why_no_mask_was_kept(
+    images: Path, tmp_path: Path, test_checkpoint: Path, capsys
+) -> None:
+    args = ["auto", str(images / "a.png"), "-o", str(tmp_path / "o"), "--checkpoint"]
+    strict = ["--points-per-side", "3", "--pred-iou-thresh", "1.0"]
+    assert main([*args, str(test_checkpoint), *strict]) == 0
+    err = capsys.readouterr().err
+    assert "a.png: 0 masks kept: no mask passed the predicted-IoU filter" in err
+    assert "1 done (0 masks)" in err
+    assert read_image_record(tmp_path / "o" / "a.json").annotations == ()

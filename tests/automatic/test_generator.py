@@ -205,3 +205,26 @@ def test_progress_reports_every_batch(test_model: Sam, small_image: np.ndarray) 
     gen = SamAutomaticMaskGenerator(test_model, points_per_side=4, points_per_batch=5)
     gen.generate_records(small_image, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(i, 4) for i in range(1, 5)]  # 16 points in batches of 5
+
+
+def test_filter_stats_count_each_stage(test_model: Sam, small_image: np.ndarray) -> None:
+    from anyseg.automatic import FilterStats
+
+    open_gen = SamAutomaticMaskGenerator(
+        test_model, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0
+    )
+    records = open_gen.generate_records(small_image)
+    stats = open_gen.last_stats
+    assert stats.proposed == 4 * 4 * 3 == stats.after_pred_iou == stats.after_stability
+    assert stats.kept == len(records) > 0 and stats.hint(open_gen.config) is None
+    # A predicted-IoU threshold above every prediction keeps nothing, and says why.
+    closed = SamAutomaticMaskGenerator(
+        test_model, points_per_side=4, pred_iou_thresh=stats.max_pred_iou + 1e-3
+    )
+    assert closed.generate_records(small_image) == []
+    hint = closed.last_stats.hint(closed.config)
+    assert closed.last_stats.after_pred_iou == 0 and hint is not None
+    assert "--pred-iou-thresh" in hint and f"{stats.max_pred_iou:.2f}" in hint
+    # Through the IoU filter, stopped by stability: the hint names the stability option.
+    unstable = FilterStats(proposed=48, after_pred_iou=10, after_stability=0, kept=0)
+    assert "--stability-score-thresh" in (unstable.hint(closed.config) or "")

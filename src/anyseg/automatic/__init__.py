@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from anyseg.automatic.config import AmgConfig
-from anyseg.automatic.generator import SamAutomaticMaskGenerator
+from anyseg.automatic.generator import FilterStats, SamAutomaticMaskGenerator
 from anyseg.automatic.grids import (
     CropBox,
     build_all_layer_point_grids,
@@ -21,6 +21,7 @@ from anyseg.automatic.records import MaskRecord, to_image_record
 __all__ = [
     "AmgConfig",
     "CropBox",
+    "FilterStats",
     "MaskRecord",
     "SamAutomaticMaskGenerator",
     "build_all_layer_point_grids",

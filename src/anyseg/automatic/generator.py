@@ -11,7 +11,9 @@ bfloat16 autocast and a low-resolution stability pre-filter.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,43 @@ FAST_STABILITY_MARGIN = 0.05
 ProgressFn = Callable[[int, int], None]
 
 
+@dataclass
+class FilterStats:
+    """What the filters did to the last image's masks (``generator.last_stats``).
+
+    Attributes:
+        proposed: masks decoded (3 per prompt point, all crops).
+        after_pred_iou: masks left after the predicted-IoU filter.
+        after_stability: masks left after the stability filter.
+        kept: masks in the result (after the edge filter, NMS and small-region clean-up).
+        max_pred_iou: the highest predicted IoU of any proposed mask (nan if none).
+    """
+
+    proposed: int = 0
+    after_pred_iou: int = 0
+    after_stability: int = 0
+    kept: int = 0
+    max_pred_iou: float = float("nan")
+
+    def hint(self, config: AmgConfig) -> str | None:
+        """Why nothing was kept, and which option to change; None when masks were kept."""
+        if self.kept or not self.proposed:
+            return None
+        if self.after_pred_iou == 0:
+            return (
+                f"no mask passed the predicted-IoU filter (highest predicted IoU "
+                f"{self.max_pred_iou:.2f}, threshold {config.pred_iou_thresh}): lower "
+                "--pred-iou-thresh"
+            )
+        if self.after_stability == 0:
+            return (
+                f"{self.after_pred_iou} masks passed the predicted-IoU filter, none the stability "
+                f"filter (threshold {config.stability_score_thresh}): lower "
+                "--stability-score-thresh"
+            )
+        return "every mask touched a crop edge or was removed as a duplicate"
+
+
 class SamAutomaticMaskGenerator:
     """Generates masks for a whole image from a grid of point prompts.
 
@@ -76,6 +115,7 @@ class SamAutomaticMaskGenerator:
             )
         self.predictor = SamPredictor(model)
         self.model = model
+        self.last_stats = FilterStats()
         # Fast mode decodes with a bfloat16 copy of the decoder; exact mode with the model's.
         self.decoder = bfloat16_decoder(model) if self.fast else model.mask_decoder
 
@@ -115,6 +155,7 @@ class SamAutomaticMaskGenerator:
         # Deep crop layers on tiny images give crops under 2 px (the original fails on them)
         crops = [c for c in crops if min(c.x1 - c.x0, c.y1 - c.y0) >= MIN_SIDE]
         counter = _BatchCounter(crops, self.point_grids, cfg.points_per_batch, progress)
+        self.last_stats = FilterStats()
 
         # Predict, filter and deduplicate the masks of each crop
         candidates = Candidates.cat([self._process_crop(rgb, c, counter) for c in crops])
@@ -137,6 +178,7 @@ class SamAutomaticMaskGenerator:
                 cfg.min_mask_region_area,
                 max(cfg.box_nms_thresh, cfg.crop_nms_thresh),
             )
+        self.last_stats.kept = len(candidates)
         return records_from_candidates(candidates)
 
     # --------------------------------------------------------------------------- per crop
@@ -206,6 +248,14 @@ class SamAutomaticMaskGenerator:
         if cfg.pred_iou_thresh > 0.0:
             keep = iou_preds > cfg.pred_iou_thresh
         kept = torch.nonzero(keep).flatten()
+        stats = self.last_stats
+        stats.proposed += iou_preds.numel()
+        stats.after_pred_iou += kept.numel()
+        if iou_preds.numel():
+            top = float(iou_preds.max())
+            stats.max_pred_iou = (
+                top if math.isnan(stats.max_pred_iou) else max(stats.max_pred_iou, top)
+            )
         if kept.numel() == 0:
             return Candidates.empty()
 
@@ -259,6 +309,8 @@ class SamAutomaticMaskGenerator:
                 points_xy[keep.cpu()],
                 stability[keep],
             )
+
+        self.last_stats.after_stability += int(logits.shape[0])
 
         # Threshold masks and compute their boxes
         masks = logits > threshold

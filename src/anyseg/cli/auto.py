@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     generator = SamAutomaticMaskGenerator(load_model(args.checkpoint, args.device), config=config)
     show = sys.stderr.isatty()
     failed: list[str] = []
-    done = 0
+    done = total_masks = 0
     with torch.inference_mode():
         for path in tqdm(todo, desc="images", unit="img", disable=not show):
             try:
@@ -126,12 +126,19 @@ def run(args: argparse.Namespace) -> int:
                     bar.update(n - bar.n)
 
                 records = generator.generate_records(image, progress=progress)
+            hint = generator.last_stats.hint(generator.config)
+            if hint is not None:
+                print(f"anyseg auto: {path.name}: 0 masks kept: {hint}", file=sys.stderr)
+            total_masks += len(records)
             if not args.no_overlay:
                 write_overlay(out_dir / f"{path.stem}_overlay.png", image, records)
             record = to_image_record(records, image_id_for(path.stem), path.name, image.shape[:2])
             write_image_record(out_dir / f"{path.stem}.json", record)  # last: marks it done
             done += 1
-    summary = f"anyseg auto: {done} done, {skipped} already done, {len(failed)} failed"
+    summary = (
+        f"anyseg auto: {done} done ({total_masks} masks), {skipped} already done, "
+        f"{len(failed)} failed"
+    )
     print(summary + (f" ({', '.join(failed)})" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
 
