@@ -64,6 +64,22 @@ def add_parser(subparsers: Any) -> None:
         metavar="N",
         help="point grid of the pre-fill generator (default 16, i.e. 256 points)",
     )
+    parser.add_argument(
+        "--prefill-pred-iou-thresh",
+        type=float,
+        default=0.88,
+        metavar="T",
+        help="pre-fill's predicted-IoU filter (default 0.88, the paper's; the bundled model "
+        "wants about 0.35)",
+    )
+    parser.add_argument(
+        "--prefill-stability-score-thresh",
+        type=float,
+        default=0.95,
+        metavar="T",
+        help="pre-fill's stability filter (default 0.95, the paper's; the bundled model wants "
+        "about 0.85)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -89,6 +105,12 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--decode-threads must be at least 1, got {args.decode_threads}")
     if args.prefill_points_per_side < 1:
         raise InvalidInputError("--prefill-points-per-side must be at least 1")
+    for flag, value in (
+        ("--prefill-pred-iou-thresh", args.prefill_pred_iou_thresh),
+        ("--prefill-stability-score-thresh", args.prefill_stability_score_thresh),
+    ):
+        if not 0.0 <= value <= 1.0:
+            raise InvalidInputError(f"{flag} must be in [0, 1], got {value}")
     author = args.author
     if author is None:
         import getpass
@@ -106,7 +128,11 @@ def run(args: argparse.Namespace) -> int:
         author=author,
         device=args.device,
         decode_threads=args.decode_threads,
-        prefill=PrefillConfig(points_per_side=args.prefill_points_per_side),
+        prefill=PrefillConfig(
+            points_per_side=args.prefill_points_per_side,
+            pred_iou_thresh=args.prefill_pred_iou_thresh,
+            stability_score_thresh=args.prefill_stability_score_thresh,
+        ),
     )
     print(f"anyseg serve: loading the model and scanning {args.image_dir} ...", flush=True)
     app = create_app(config)
