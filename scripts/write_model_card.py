@@ -5,7 +5,7 @@ records of the training stages and the `anyseg eval` reports of the packaged wei
         --stage docs/default_model/stage1 --stage docs/default_model/stage2 \
         --stage docs/default_model/stage3 --hardware "one NVIDIA H100 80GB" \
         --eval runs/default_eval --eval-amg runs/default_eval_amg \
-        --eval-amg runs/default_eval_amg_low \
+        --eval-amg runs/default_eval_amg_mid --eval-amg runs/default_eval_amg_low \
         --weights src/anyseg/weights/default.safetensors
 
 Each --stage folder holds what `anyseg train` wrote (config.resolved.toml, metrics.csv,
@@ -205,8 +205,8 @@ def main() -> None:
         "  masks, are the weakest (table above).",
         "- Its predicted IoUs are low, so automatic generation at the paper's thresholds",
         "  (pred_iou 0.88, stability 0.95) keeps no mask on these images; with this model lower",
-        "  them, e.g. `anyseg auto IMG -o OUT --pred-iou-thresh 0.2 --stability-score-thresh 0.7`,",
-        "  which keeps many near-duplicates (the counts above).",
+        "  them: `anyseg auto IMG -o OUT --pred-iou-thresh 0.35 --stability-score-thresh 0.85` for",
+        "  a sparse set, 0.2 and 0.7 for a dense one with many near-duplicates (counts above).",
         "- Trained only on synthetic flat/textured shapes: photographs are out of distribution.",
         "",
         "## Reproduce",
