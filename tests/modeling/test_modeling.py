@@ -200,3 +200,21 @@ def test_prompt_localizing_init_ties_cross_attention(test_model) -> None:
     assert set(after) == set(before)
     sa = "mask_decoder.transformer.layers.0.self_attn.q_proj.weight"
     assert torch.equal(after[sa], before[sa])
+
+
+def test_point_normalisation_divides_in_the_input_precision() -> None:
+    """float64 points are divided by the image size in float64 and only then cast, as the
+    reference does; casting first gives other bits when the size is not a power of two."""
+    torch.manual_seed(0)
+    pe = PositionEmbeddingRandom(16)
+    coords = torch.rand(2, 50, 2, dtype=torch.float64) * 1000
+    h, w = 750, 1000
+    reference = pe._encode(torch.stack([coords[..., 0] / w, coords[..., 1] / h], -1).float())
+    assert torch.equal(pe.forward_with_coords(coords, (h, w)), reference)
+    cast_first = coords.float()
+    other = pe._encode(torch.stack([cast_first[..., 0] / w, cast_first[..., 1] / h], -1))
+    assert not torch.equal(other, reference)  # the order matters, so the test can fail
+    # float32 input: unchanged behaviour
+    c32 = coords.float()
+    expected = pe._encode(torch.stack([c32[..., 0] / w, c32[..., 1] / h], -1))
+    assert torch.equal(pe.forward_with_coords(c32, (h, w)), expected)

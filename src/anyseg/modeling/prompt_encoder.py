@@ -50,11 +50,11 @@ class PositionEmbeddingRandom(nn.Module):
     ) -> torch.Tensor:
         """(B, N, 2) pixel coordinates in the model frame -> (B, N, 2F)."""
         h, w = image_size_hw
-        coords = coords_xy.float()
-        # Normalise x by width and y by height, as two separate divisions (not a multiply) so
-        # the result is bit-identical to the reference implementation.
-        coords = torch.stack([coords[..., 0] / w, coords[..., 1] / h], dim=-1)
-        return self._encode(coords)
+        # Normalise x by width and y by height in the input's own precision (float64 stays
+        # float64 until after the division), as two divisions rather than a multiply, then cast:
+        # bit-identical to the reference implementation for every input dtype.
+        coords = torch.stack([coords_xy[..., 0] / w, coords_xy[..., 1] / h], dim=-1)
+        return self._encode(coords.float())
 
 
 class PromptEncoder(nn.Module):
