@@ -85,14 +85,17 @@ def import_reference() -> types.ModuleType | None:
     return importlib.import_module("segment_anything")
 
 
-def build_reference_sam(sam_module: types.ModuleType, preset: str, state_dict_path: Path) -> Any:
+def build_reference_sam(
+    sam_module: types.ModuleType, preset: str | Any, state_dict_path: Path
+) -> Any:
     """The original's ``Sam`` with the architecture of anyseg preset ``preset`` ("vit_b", "tiny",
-    "test", ...) and the weights of ``state_dict_path`` (official layout), loaded strictly."""
+    "test", ...) or of a ``SamConfig``, and the weights of ``state_dict_path`` (official layout),
+    loaded strictly."""
     from functools import partial
 
     from anyseg.config import get_preset
 
-    cfg = get_preset(preset)
+    cfg = get_preset(preset) if isinstance(preset, str) else preset
     enc, pe, dec = cfg.image_encoder, cfg.prompt_encoder, cfg.mask_decoder
     m = sam_module.modeling
     grid = enc.img_size // enc.patch_size

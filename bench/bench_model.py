@@ -6,6 +6,7 @@ of facebookresearch/segment-anything (see bench/_reference.py).
 
     .venv/bin/python bench/bench_model.py                 # vit_b, ours only
     ANYSEG_REFERENCE=/path/to/segment-anything .venv/bin/python bench/bench_model.py
+    .venv/bin/python bench/bench_model.py --checkpoint src/anyseg/weights/default.safetensors
 """
 
 from __future__ import annotations
@@ -81,18 +82,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed encoder runs (median)")
     parser.add_argument("--decode-repeats", type=int, default=20, help="timed decode runs (median)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="time this checkpoint (any size, e.g. src/anyseg/weights/default.safetensors) "
+        "instead of a random --preset model",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "weights.pth"
-        save(build_sam(get_preset(args.preset)), ckpt)
+        source = load(args.checkpoint) if args.checkpoint else build_sam(get_preset(args.preset))
+        save(source.float(), ckpt)
         ours = SamPredictor(load(ckpt))
         ref_module = import_reference()
         ref = None
-        if ref_module is not None and args.preset in ("vit_b", "vit_l", "vit_h"):
-            ref = ref_module.SamPredictor(build_reference_sam(ref_module, args.preset, ckpt))
+        if ref_module is not None and (
+            args.checkpoint or args.preset in ("vit_b", "vit_l", "vit_h")
+        ):
+            arch = ours.model.config if args.checkpoint else args.preset
+            ref = ref_module.SamPredictor(build_reference_sam(ref_module, arch, ckpt))
+    name = args.checkpoint or args.preset
 
     image = test_image()
     point = np.array([[300.0, 400.0]])
@@ -107,7 +119,7 @@ def main() -> None:
         max_diff = float(np.abs(m_ours - m_ref).max())
 
     print(
-        f"\n{args.preset}, {image.shape[1]}x{image.shape[0]} image, {args.threads} threads, "
+        f"\n{name}, {image.shape[1]}x{image.shape[0]} image, {args.threads} threads, "
         f"torch {torch.__version__}, median seconds"
     )
     header = f"| {'stage':<26} | {'anyseg':>9} |"
