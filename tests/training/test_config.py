@@ -102,6 +102,9 @@ def test_default_model_stages_chain_and_match_the_shipped_weights() -> None:
     for before, after in itertools.pairwise(stages):
         assert after.run.init_checkpoint == f"{before.run.out_dir}/model.safetensors"
         assert after.model == before.model
+    following = load_config(REPO / "configs" / "default_model_gpu_continue.toml")
+    assert following.run.init_checkpoint == "src/anyseg/weights/default.safetensors"
+    assert following.model == stages[0].model and (REPO / following.run.init_checkpoint).is_file()
     shipped = load_default().config
     built = sam_config_from_spec(stages[0].model, 0.0)
     enc = replace(built.image_encoder, drop_path_rate=shipped.image_encoder.drop_path_rate)
