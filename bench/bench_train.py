@@ -1,6 +1,8 @@
 """Training-step speed: where a step's time goes.
 
     python bench/bench_train.py --config configs/default_model_gpu.toml [--steps 20] [--profile]
+    python bench/bench_train.py --config configs/default_model_gpu_stage3.toml --device cpu \
+        --images 1 --masks 8 --workers 1 --steps 2 --warmup 1     # a CPU step of the default model
 
 Prints a table: data loading alone (batches/s through the run's DataLoader), one full optimizer
 step on a fixed batch (forward over all decoder passes, backward, AdamW), with and without bf16
@@ -37,15 +39,29 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed steps per row")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument(
+        "--images", type=int, default=None, help="images per step (data.images_per_batch)"
+    )
+    ap.add_argument(
+        "--masks", type=int, default=None, help="masks per image (data.max_masks_per_image)"
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
 
     cfg = load_config(args.config)
-    run: dict[str, Any] = {"device": args.device}
-    cfg = override(cfg, run=run)
-    if args.workers is not None:
-        cfg = override(cfg, data={"num_workers": args.workers})
+    # Random initial weights: timing does not depend on them, and a stage config's
+    # init_checkpoint (an earlier stage's output) need not exist here.
+    run: dict[str, Any] = {"device": args.device, "init_checkpoint": None}
+    data: dict[str, Any] = {}
+    for key, value in (
+        ("num_workers", args.workers),
+        ("images_per_batch", args.images),
+        ("max_masks_per_image", args.masks),
+    ):
+        if value is not None:
+            data[key] = value
+    cfg = override(cfg, run=run, data=data)
     info = DistInfo(rank=0, world_size=1, local_rank=0)
     device = resolve_device(cfg.run.device, info)
     if device.type == "cuda":
