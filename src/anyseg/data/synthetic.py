@@ -34,13 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from anyseg.data.sa1b import (
-    ImageRecord,
-    atomic_write_bytes,
-    record_from_masks,
-    write_image,
-    write_image_record,
-)
+from anyseg.data.sa1b import ImageRecord, record_from_masks, write_image_record
 from anyseg.data.synthetic_render import (
     Element,
     background,
@@ -50,6 +44,7 @@ from anyseg.data.synthetic_render import (
     place_object,
 )
 from anyseg.errors import InvalidInputError
+from anyseg.io import atomic_write_bytes, write_image
 
 LEVEL_NAMES = ("whole", "part", "subpart")
 
@@ -377,7 +372,7 @@ def write_dataset(
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    from anyseg import __version__
+    from anyseg._version import __version__
 
     meta = {
         "generator": "anyseg.data.synthetic",
