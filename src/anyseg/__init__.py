@@ -32,10 +32,10 @@ def _registry_builder(preset: str) -> Callable[..., Sam]:
     def build(checkpoint: str | None = None) -> Sam:
         model = build_sam(PRESETS[preset])
         if checkpoint is not None:
-            from anyseg.checkpoint import load_state_dict_strict, read_state_dict
+            from anyseg.checkpoint import load_state_dict_strict, official_names, read_state_dict
 
             sd, _ = read_state_dict(checkpoint)
-            load_state_dict_strict(model, sd, source=str(checkpoint))
+            load_state_dict_strict(model, official_names(sd), source=str(checkpoint))
         return model
 
     build.__doc__ = f"Build SAM {preset} (random weights, or ``checkpoint``'s, loaded strictly)."
@@ -48,6 +48,7 @@ sam_model_registry: dict[str, Callable[..., Sam]] = {
     "vit_h": _registry_builder("vit_h"),
     "vit_l": _registry_builder("vit_l"),
     "vit_b": _registry_builder("vit_b"),
+    "vit_t": _registry_builder("vit_t"),  # MobileSAM's name for its TinyViT model
 }
 
 

@@ -114,13 +114,23 @@ class ImageFrame:
 
 
 class SamPredictor(ImageFrame):
-    """Caches one image embedding and answers prompts against it."""
+    """Caches one image embedding and answers prompts against it.
+
+    Works with every checkpoint family. For a SAM-HQ model it also caches the image's HQ
+    features (:attr:`hq_features`), and each prompt gives one mask (see
+    :class:`anyseg.modeling.MaskDecoderHQ`).
+    """
 
     features: torch.Tensor | None
 
     def __init__(self, sam_model: Sam) -> None:
+        self.hq_features: torch.Tensor | None = None  # (1, C/8, 4h, 4w), SAM-HQ models only
         super().__init__()
         self.model = sam_model
+
+    def reset_image(self) -> None:
+        super().reset_image()
+        self.hq_features = None
 
     # ------------------------------------------------------------------ image
     @property
@@ -164,25 +174,40 @@ class SamPredictor(ImageFrame):
             )
         self.reset_image()
         image = self.model.preprocess(transformed_image.to(self.device).float())
-        features = self.model.image_encoder(image)
+        encoding = self.model.encode(image)
         original = (int(original_image_size[0]), int(original_image_size[1]))
-        self._set_frame(features, original, (int(shape[2]), int(shape[3])))
+        self._set_frame(encoding.embedding, original, (int(shape[2]), int(shape[3])))
+        self.hq_features = encoding.hq_features
 
     def set_embedding(
         self,
         features: torch.Tensor,
         original_size: tuple[int, int],
         input_size: tuple[int, int] | None = None,
+        hq_features: torch.Tensor | None = None,
     ) -> None:
         """Use a previously computed embedding (e.g. from a cache) for the image of
-        ``original_size`` (H, W); ``input_size`` defaults to the model-frame size."""
-        grid = self.model.image_encoder.config.embedding_size
-        expected = (1, self.model.config.image_encoder.out_chans, grid, grid)
+        ``original_size`` (H, W); ``input_size`` defaults to the model-frame size. A SAM-HQ model
+        also needs the image's ``hq_features`` (:attr:`hq_features` after ``set_image``)."""
+        grid = self.model.config.image_encoder.embedding_size
+        dim = self.model.config.image_encoder.out_chans
+        expected = (1, dim, grid, grid)
         if tuple(features.shape) != expected:
             raise InvalidInputError(
                 f"embedding must have shape {expected}, got {tuple(features.shape)}"
             )
+        if self.model.is_hq:
+            expected_hq = (1, dim // 8, 4 * grid, 4 * grid)
+            if hq_features is None or tuple(hq_features.shape) != expected_hq:
+                got = None if hq_features is None else tuple(hq_features.shape)
+                raise InvalidInputError(
+                    f"a SAM-HQ model needs hq_features of shape {expected_hq} with the "
+                    f"embedding, got {got}"
+                )
+        elif hq_features is not None:
+            raise InvalidInputError("hq_features are for SAM-HQ models; this model has none")
         self._set_frame(features.to(self.device), original_size, input_size)
+        self.hq_features = None if hq_features is None else hq_features.to(self.device)
 
     # ---------------------------------------------------------------- prompts
     def predict(
@@ -193,6 +218,7 @@ class SamPredictor(ImageFrame):
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        hq_token_only: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predict masks for one prompt set on the current image.
 
@@ -201,8 +227,10 @@ class SamPredictor(ImageFrame):
             point_labels: (N,) 1 = foreground, 0 = background.
             box: (4,) or (1, 4) XYXY pixels of the original image.
             mask_input: (1, 4h, 4w) low-res logits from a previous call (256×256 for SAM).
-            multimask_output: three masks for an ambiguous prompt, else one.
+            multimask_output: three masks for an ambiguous prompt, else one (SAM-HQ: one mask
+                either way, SAM's part the best of the three).
             return_logits: return logits instead of thresholded masks.
+            hq_token_only: SAM-HQ models: the HQ mask alone (default: the model config's).
 
         Returns:
             masks (C, H, W) bool (float32 logits with ``return_logits``), iou_predictions (C,),
@@ -226,6 +254,7 @@ class SamPredictor(ImageFrame):
             _to(mask_t, self.device),
             multimask_output=multimask_output,
             return_logits=return_logits,
+            hq_token_only=hq_token_only,
         )
         return (
             masks[0].cpu().numpy(),
@@ -242,8 +271,9 @@ class SamPredictor(ImageFrame):
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        hq_token_only: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Predict masks for B prompt sets given in the model frame.
+        """Predict masks for B prompt sets given in the model frame (options as :meth:`predict`).
 
         Args:
             point_coords: (B, N, 2) xy in the model frame, or None.
@@ -276,12 +306,9 @@ class SamPredictor(ImageFrame):
         if boxes is not None and (boxes.ndim != 2 or boxes.shape[-1] != 4):
             raise InvalidInputError(f"boxes must be (B, 4), got {tuple(boxes.shape)}")
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res, iou = self.model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
+        assert self.features is not None  # _require_image
+        low_res, iou = self.model.decode(
+            self.features, sparse, dense, multimask_output, self.hq_features, hq_token_only
         )
         assert self.input_size is not None and self.original_size is not None  # set with features
         masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
