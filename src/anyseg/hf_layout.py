@@ -24,7 +24,9 @@ from pathlib import Path
 
 import torch
 
+from anyseg.config import ImageEncoderConfig, SamConfig
 from anyseg.errors import CheckpointError
+from anyseg.io import atomic_path
 
 HF_PREFIXES = ("vision_encoder.", "shared_image_embedding.")
 _PE_OFFICIAL = "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"
@@ -129,7 +131,7 @@ def from_official(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official names -> ``SamModel`` names (what ``save_pretrained`` writes)."""
     if any(k.startswith(("image_encoder.layers.", "mask_decoder.hf_token")) for k in sd):
         raise CheckpointError(
-            "the Hugging Face SamModel layout holds SAM's ViT model only (not MobileSAM's "
+            "the Hugging Face SamModel layout holds SAM's ViT models only (not MobileSAM's "
             "TinyViT or SAM-HQ)"
         )
     sizes = _mlp_sizes(list(sd), hf=False)
@@ -235,3 +237,68 @@ def decoder_num_heads(path: Path) -> int | None:
         return int(config["mask_decoder_config"]["num_attention_heads"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def hf_config(config: SamConfig) -> dict[str, object]:
+    """The ``config.json`` of a ``transformers`` ``SamModel`` with the architecture ``config``."""
+    enc, pe, dec = config.image_encoder, config.prompt_encoder, config.mask_decoder
+    if not isinstance(enc, ImageEncoderConfig) or config.hq is not None:
+        raise CheckpointError(
+            f"the Hugging Face SamModel layout holds SAM's ViT models only, not {config.family}"
+        )
+    return {
+        "architectures": ["SamModel"],
+        "model_type": "sam",
+        "vision_config": {
+            "hidden_size": enc.embed_dim,
+            "output_channels": enc.out_chans,
+            "num_hidden_layers": enc.depth,
+            "num_attention_heads": enc.num_heads,
+            "num_channels": enc.in_chans,
+            "image_size": enc.img_size,
+            "patch_size": enc.patch_size,
+            "mlp_ratio": enc.mlp_ratio,
+            "mlp_dim": int(enc.embed_dim * enc.mlp_ratio),
+            "qkv_bias": enc.qkv_bias,
+            "use_abs_pos": enc.use_abs_pos,
+            "use_rel_pos": enc.use_rel_pos,
+            "window_size": enc.window_size,
+            "global_attn_indexes": list(enc.global_attn_indexes),
+            "num_pos_feats": pe.embed_dim // 2,
+            "layer_norm_eps": 1e-6,
+        },
+        "prompt_encoder_config": {
+            "hidden_size": pe.embed_dim,
+            "image_size": enc.img_size,
+            "patch_size": enc.patch_size,
+            "mask_input_channels": pe.mask_in_chans,
+            "layer_norm_eps": 1e-6,
+        },
+        "mask_decoder_config": {
+            "hidden_size": dec.transformer_dim,
+            "mlp_dim": dec.mlp_dim,
+            "num_hidden_layers": dec.depth,
+            "num_attention_heads": dec.num_heads,
+            "attention_downsample_rate": dec.attention_downsample_rate,
+            "num_multimask_outputs": dec.num_multimask_outputs,
+            "iou_head_depth": dec.iou_head_depth,
+            "iou_head_hidden_dim": dec.iou_head_hidden_dim,
+            "layer_norm_eps": 1e-6,
+        },
+    }
+
+
+def save_hf(sd: Mapping[str, torch.Tensor], config: SamConfig, folder: Path) -> Path:
+    """Write a ``SamModel`` folder (``model.safetensors`` under Hugging Face names and
+    ``config.json``) from an official-layout state dict: ``SamModel.from_pretrained(folder)``
+    reads it. Each file is written atomically."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in from_official(sd).items()}
+    config_text = json.dumps(hf_config(config), indent=2) + "\n"
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(tensors, tmp, metadata={"format": "pt"})
+    with atomic_path(folder / "config.json") as tmp:
+        Path(tmp).write_text(config_text)
+    return folder
