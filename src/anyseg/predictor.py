@@ -41,14 +41,16 @@ class ImageFrame:
     of user prompts (original-image pixels) into the model frame.
 
     Subclasses provide :attr:`long_side` (the encoder input size) and :attr:`mask_input_size`
-    (the low-res logits' (h, w)).
+    (the low-res logits' (h, w)). SAM-HQ models also keep the image's :attr:`hq_features`.
     """
 
     features: Any
+    hq_features: Any
 
     def __init__(self) -> None:
         self.is_image_set = False
         self.features = None
+        self.hq_features = None  # (1, C/8, 4h, 4w), SAM-HQ models only
         self.original_size: tuple[int, int] | None = None  # (H, W) of the original image
         self.input_size: tuple[int, int] | None = None  # (h, w) in the model frame
 
@@ -63,6 +65,7 @@ class ImageFrame:
     def reset_image(self) -> None:
         self.is_image_set = False
         self.features = None
+        self.hq_features = None
         self.original_size = None
         self.input_size = None
 
@@ -122,15 +125,11 @@ class SamPredictor(ImageFrame):
     """
 
     features: torch.Tensor | None
+    hq_features: torch.Tensor | None
 
     def __init__(self, sam_model: Sam) -> None:
-        self.hq_features: torch.Tensor | None = None  # (1, C/8, 4h, 4w), SAM-HQ models only
         super().__init__()
         self.model = sam_model
-
-    def reset_image(self) -> None:
-        super().reset_image()
-        self.hq_features = None
 
     # ------------------------------------------------------------------ image
     @property

@@ -97,10 +97,15 @@ RELEASED_CHECKPOINTS: dict[str, OfficialCheckpoint] = {**OFFICIAL_CHECKPOINTS, *
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file; of a Hugging Face model folder or sharded index, of its weight
+    files' bytes in order (one identity for the checkpoint, whatever holds it)."""
+    from anyseg.hf_layout import weight_files
+
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
+    for file in weight_files(Path(path)):
+        with open(file, "rb") as f:
+            while block := f.read(chunk):
+                digest.update(block)
     return digest.hexdigest()
 
 

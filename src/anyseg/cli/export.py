@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     # Cheap checks first: a missing package, checkpoint or writable folder before loading.
     require("onnx")
     require("onnxruntime")
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+    if args.checkpoint is not None and not Path(args.checkpoint).exists():
         raise CheckpointError(f"checkpoint not found: {args.checkpoint}")
     out = Path(args.output)
     created = not out.exists()

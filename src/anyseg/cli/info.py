@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 FAMILY_NAMES = {
@@ -45,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     grid = enc.embedding_size
     layout = "Hugging Face SamModel" if is_hf_layout(read_state_dict(path)[0]) else "official"
     print(f"checkpoint      {path}")
-    if Path(path).is_file():
-        print(f"sha256          {sha256_file(path)}")
+    print(f"sha256          {sha256_file(path)}")
     print(f"family          {cfg.family} ({FAMILY_NAMES[cfg.family]}), {layout} layout")
     if isinstance(enc, ImageEncoderConfig):
         print(

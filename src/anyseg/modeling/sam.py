@@ -90,10 +90,21 @@ class Sam(nn.Module):
 
     def encode(self, images: Tensor) -> ImageEncoding:
         """Encode (B, 3, S, S) preprocessed images (see :meth:`preprocess`)."""
+        embedding, early = self.encode_features(images)
+        return ImageEncoding(embedding, self.hq_features(embedding, early))
+
+    def encode_features(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The image encoder alone: embedding (B, C, h, w) and, for SAM-HQ models, the early
+        features it fuses (B, D, h, w), else None."""
         if not isinstance(self.mask_decoder, MaskDecoderHQ):
-            return ImageEncoding(self.image_encoder(images), None)
-        embedding, early = self.image_encoder.forward_with_early(images)
-        return ImageEncoding(embedding, self.mask_decoder.fuse_features(embedding, early))
+            return self.image_encoder(images), None
+        return self.image_encoder.forward_with_early(images)
+
+    def hq_features(self, embedding: Tensor, early: Tensor | None) -> Tensor | None:
+        """SAM-HQ's per-image fusion (part of its decoder: trained with it), or None."""
+        if not isinstance(self.mask_decoder, MaskDecoderHQ) or early is None:
+            return None
+        return self.mask_decoder.fuse_features(embedding, early)
 
     def decode(
         self,
