@@ -15,7 +15,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,14 @@ import torch
 from anyseg.config import (
     ImageEncoderConfig,
     MaskDecoderConfig,
+    Mode,
     PromptEncoderConfig,
     SamConfig,
 )
-from anyseg.errors import CheckpointError, DownloadError
+from anyseg.errors import CheckpointError, DownloadError, InvalidInputError
 from anyseg.io import atomic_path
 from anyseg.modeling import Sam
+from anyseg.settings import opt
 
 CONFIG_METADATA_KEY = "anyseg_config"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -259,7 +261,7 @@ def load(
             config = infer_config(sd)
     model = Sam(config)
     load_state_dict_strict(model, sd, source=str(path))
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def save(model: Sam, path: str | os.PathLike[str], half: bool = False) -> Path:
@@ -294,7 +296,7 @@ def default_model_available() -> bool:
     return DEFAULT_WEIGHTS.is_file()
 
 
-def load_default(device: str | torch.device = "cpu") -> Sam:
+def load_default(device: str | torch.device = "auto") -> Sam:
     """The embedded default model (trained by this project on synthetic scenes)."""
     if not default_model_available():
         raise CheckpointError(
@@ -304,11 +306,73 @@ def load_default(device: str | torch.device = "cpu") -> Sam:
     return load(DEFAULT_WEIGHTS, device=device)
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model a command runs, where, and how."""
+
+    checkpoint: Path | None = field(
+        default=None,
+        metadata=opt(
+            "model weights (.pth or .safetensors in a layout anyseg loads); default: the "
+            "bundled model",
+            metavar="PATH",
+        ),
+    )
+    device: str = field(
+        default="auto",
+        metadata=opt(
+            "torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ...",
+            metavar="DEVICE",
+        ),
+    )
+    mode: Mode = field(
+        default="exact",
+        metadata=opt(
+            "exact: float32, the original implementation's numbers; fast: trades a little "
+            "fidelity for speed"
+        ),
+    )
+
+
 def load_model(
-    checkpoint: str | os.PathLike[str] | None, device: str | torch.device = "cpu"
+    checkpoint: str | os.PathLike[str] | None, device: str | torch.device = "auto"
 ) -> Sam:
     """``load(checkpoint)`` if given, else the default model: what every CLI command does."""
     return load_default(device) if checkpoint is None else load(checkpoint, device=device)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A usable torch device for ``device``; ``"auto"`` is CUDA when available, else the CPU.
+
+    Raises:
+        InvalidInputError: an unknown device name, or a CUDA device on a machine without CUDA
+            (or without that many GPUs): one clear message instead of torch's assertion.
+    """
+    if isinstance(device, torch.device):
+        parsed = device
+    elif device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise InvalidInputError(
+                f"unknown device {device!r}: use auto, cpu, cuda or cuda:N"
+            ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidInputError(
+                f"device {str(parsed)!r} asked for, but this machine has no usable CUDA GPU "
+                "(use --device cpu, or auto to pick CUDA only when present)"
+            )
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise InvalidInputError(
+                f"device {str(parsed)!r} asked for, but this machine has {count} CUDA GPU(s)"
+            )
+    elif parsed.type not in ("cpu", "mps", "xpu", "meta"):
+        raise InvalidInputError(f"unsupported device {str(parsed)!r}: use auto, cpu or cuda[:N]")
+    return parsed
 
 
 # ---------------------------------------------------------------------- download

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from anyseg.errors import InvalidInputError
+
+#: How a model runs: "exact" matches the original implementation in float32; "fast" trades a
+#: little fidelity for speed (bfloat16 where the CPU does it well).
+Mode = Literal["exact", "fast"]
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from anyseg.automatic.config import AmgConfig, add_config_arguments, config_from_args
+from anyseg.automatic.config import AmgConfig
 from anyseg.errors import InvalidInputError
+from anyseg.settings import add_arguments, from_arguments
 
 
 def test_defaults_are_the_originals() -> None:
@@ -33,6 +34,11 @@ def test_defaults_are_the_originals() -> None:
         ({"crop_n_layers": -1}, "crop_n_layers"),
         ({"output_mode": "png"}, "output_mode must be one of"),
         ({"mode": "turbo"}, "mode must be one of"),
+        ({"pred_iou_thresh": float("nan")}, "pred_iou_thresh must be a number in [0, 1]"),
+        ({"pred_iou_thresh": -0.1}, "pred_iou_thresh must be a number in [0, 1]"),
+        ({"stability_score_thresh": 1.5}, "stability_score_thresh must be a number in [0, 1]"),
+        ({"stability_score_offset": float("inf")}, "stability_score_offset must be a finite"),
+        ({"box_nms_thresh": float("nan")}, "box_nms_thresh must be in [0, 1]"),
         ({"points_per_side": None, "point_grids": [np.ones((3, 3))]}, "point_grids[0]"),
         (
             {"points_per_side": None, "point_grids": [np.ones((3, 2))], "crop_n_layers": 1},
@@ -59,25 +65,19 @@ def test_from_dict_rejects_unknown_keys() -> None:
 
 def test_command_line_options_come_from_the_dataclass() -> None:
     parser = argparse.ArgumentParser()
-    add_config_arguments(parser)
-    assert config_from_args(parser.parse_args([])) == AmgConfig()
+    add_arguments(parser, AmgConfig)
+    assert from_arguments(AmgConfig, parser.parse_args([])) == AmgConfig()
     args = parser.parse_args(
-        [
-            "--points-per-side",
-            "8",
-            "--pred-iou-thresh",
-            "0.5",
-            "--mode",
-            "fast",
-            "--crop-n-layers",
-            "1",
-        ]
+        ["--points-per-side", "8", "--pred-iou-thresh", "0.5", "--crop-n-layers", "1"]
     )
-    cfg = config_from_args(args)
+    cfg = from_arguments(AmgConfig, args)
     assert dataclasses.replace(cfg) == AmgConfig(
-        points_per_side=8, pred_iou_thresh=0.5, mode="fast", crop_n_layers=1
+        points_per_side=8, pred_iou_thresh=0.5, crop_n_layers=1
     )
-    flags = {a.dest for a in parser._actions}
-    assert "output_mode" not in flags and "point_grids" not in flags
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--mode", "turbo"])
+    flags = {opt for a in parser._actions for opt in a.option_strings}
+    # Not command-line options: arrays, the Python-only output format, and the mode (the
+    # commands' shared --mode flag sets it).
+    assert {"--output-mode", "--point-grids", "--mode"}.isdisjoint(flags)
+    assert "--stability-score-offset" in flags and "--crop-overlap-ratio" in flags
+    with pytest.raises(InvalidInputError, match="pred_iou_thresh must be a number"):
+        from_arguments(AmgConfig, parser.parse_args(["--pred-iou-thresh", "nan"]))

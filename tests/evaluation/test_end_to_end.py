@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from anyseg.automatic import AmgConfig
 from anyseg.data.coco import write_coco
 from anyseg.errors import InvalidInputError
 from anyseg.evaluation import EvalConfig, EvalReport, evaluate, open_coco, open_sa1b, write_outputs
@@ -85,15 +86,10 @@ def test_image_size_mismatch_is_reported(tiny_dataset: Any, fake_predictor: Any)
 
 
 def test_amg_protocol_with_the_automatic_generator(tiny_dataset: Any, test_model: Sam) -> None:
-    automatic = pytest.importorskip("anyseg.automatic")
-    if not hasattr(automatic, "SamAutomaticMaskGenerator"):
-        pytest.skip("anyseg.automatic.SamAutomaticMaskGenerator is not in this build yet")
     config = EvalConfig(
         protocols=("amg",),
         max_images=1,
-        amg_points_per_side=4,
-        amg_pred_iou_thresh=0.0,
-        amg_stability_score_thresh=0.0,
+        amg=AmgConfig(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0),
     )
     result = evaluate(
         SamPredictor(test_model), open_sa1b(tiny_dataset.root), config, progress=False

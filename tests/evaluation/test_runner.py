@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from anyseg.automatic import MaskRecord
 from anyseg.errors import InvalidInputError
 from anyseg.evaluation import (
     EvalConfig,
@@ -19,7 +20,6 @@ from anyseg.evaluation import (
     select_masks,
     write_outputs,
 )
-from anyseg.ops.rle import encode_mask
 
 
 def _degraded_iou(w: int) -> float:
@@ -140,13 +140,13 @@ class _FakeGenerator:
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
 
-    def generate(self, image: np.ndarray) -> list[dict[str, object]]:
+    def generate_records(self, image: np.ndarray) -> list[MaskRecord]:
         if image.shape[:2] != self.dataset.images[0].shape[:2]:
-            return [{"segmentation": np.zeros(image.shape[:2], bool)}]
+            return [MaskRecord.from_mask(np.zeros(image.shape[:2], bool))]
         exact, other = self.dataset.masks[0][0], self.dataset.masks[0][1].copy()
         cols = np.flatnonzero(other.any(axis=0))  # 30 columns; keep 18 -> IoU 0.6
         other[:, cols[18:]] = False
-        return [{"segmentation": encode_mask(exact)}, {"segmentation": other}]
+        return [MaskRecord.from_mask(exact), MaskRecord.from_mask(other)]
 
 
 def test_amg_recall_with_fake_generator(tiny_dataset: Any, fake_predictor: Any) -> None:

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from anyseg.automatic import MaskRecord
 from anyseg.modeling import Sam
-from anyseg.ops.rle import encode_mask
 from anyseg.server.config import PrefillConfig, ServerConfig
 
 
@@ -50,23 +50,13 @@ class FakeGenerator:
     def __init__(self, model: Sam, cfg: PrefillConfig) -> None:
         self.cfg = cfg
 
-    def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
+    def generate_records(self, image: np.ndarray) -> list[MaskRecord]:
         h, w = image.shape[:2]
         out = []
         for x0, y0, x1, y1 in ((15, 20, 60, 70), (80, 30, 110, 66)):
             mask = np.zeros((h, w), bool)
             mask[y0:y1, x0:x1] = True
-            out.append(
-                {
-                    "segmentation": encode_mask(mask),
-                    "area": int(mask.sum()),
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "predicted_iou": 0.95,
-                    "point_coords": [[(x0 + x1) / 2, (y0 + y1) / 2]],
-                    "stability_score": 0.97,
-                    "crop_box": [0, 0, w, h],
-                }
-            )
+            out.append(MaskRecord.from_mask(mask, predicted_iou=0.95, stability_score=0.97))
         return out
 
 

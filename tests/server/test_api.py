@@ -308,7 +308,7 @@ def test_prefill_and_review(client: Any) -> None:
     assert res.status_code == 200, res.text
     proposals = res.json()["proposals"]
     assert len(proposals) == 1 and proposals[0]["status"] == "proposal"
-    assert proposals[0]["bbox"] == [80.0, 30.0, 30.0, 36.0]
+    assert proposals[0]["bbox"] == [80.0, 30.0, 29.0, 35.0]  # the generator's convention
     assert proposals[0]["stability_score"] == pytest.approx(0.97)
     assert _first_image(client)["num_proposals"] == 1
     # Accept one by id, then pre-fill again and reject all.

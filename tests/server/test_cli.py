@@ -13,13 +13,15 @@ def test_serve_rejects_bad_arguments(tmp_path: Path, image_dir: Path, capsys: An
     assert main(["serve", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert main(["serve", str(image_dir), "--port", "70000"]) == 1
-    assert "--port must be in 0..65535" in capsys.readouterr().err
+    assert "port must be in 0..65535, got 70000 (--port 70000)" in capsys.readouterr().err
     assert main(["serve", str(image_dir), "--threads", "0"]) == 1
     assert "--threads must be at least 1" in capsys.readouterr().err
     assert main(["serve", str(image_dir), "--prefill-pred-iou-thresh", "1.5"]) == 1
-    assert "--prefill-pred-iou-thresh must be in [0, 1]" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pred_iou_thresh must be a number in [0, 1]" in err
+    assert "(--prefill-pred-iou-thresh 1.5)" in err
     assert main(["serve", str(image_dir), "--prefill-stability-score-thresh", "-0.1"]) == 1
-    assert "--prefill-stability-score-thresh must be in [0, 1]" in capsys.readouterr().err
+    assert "(--prefill-stability-score-thresh -0.1)" in capsys.readouterr().err
 
 
 def test_serve_reports_a_busy_port(

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import pytest
 import torch
 
 from anyseg.ops.rle import decode_rle
@@ -44,14 +43,14 @@ def test_decode_threads_is_scoped(service: Any) -> None:
 
 
 def test_prefill_with_the_automatic_generator(config: Any, test_model: Any) -> None:
-    automatic = pytest.importorskip("anyseg.automatic")
-    if not hasattr(automatic, "SamAutomaticMaskGenerator"):
-        pytest.skip("anyseg.automatic.SamAutomaticMaskGenerator has not landed yet")
+    from anyseg.automatic import AmgConfig
     from anyseg.server.config import PrefillConfig
     from anyseg.server.service import AnnotationService
 
     # Thresholds at zero so the random test model proposes something to review.
-    prefill = PrefillConfig(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    prefill = PrefillConfig(
+        amg=AmgConfig(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    )
     svc = AnnotationService(dataclasses.replace(config, prefill=prefill), model=test_model)
     try:
         image = svc.list_images()[0]

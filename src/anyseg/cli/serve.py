@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from anyseg.cli.common import add_model_arguments, model_options
+from anyseg.server.config import ServerConfig
+from anyseg.settings import add_arguments, from_arguments
 
 
 def add_parser(subparsers: Any) -> None:
@@ -19,37 +24,7 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("image_dir", type=Path, metavar="IMAGE_DIR", help="folder of images")
-    parser.add_argument(
-        "--project",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="project folder for the database and embedding cache "
-        "(default: IMAGE_DIR/.anyseg-project)",
-    )
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="SAM checkpoint (.pth or .safetensors); default: the bundled model",
-    )
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1: this machine only)",
-    )
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free)")
-    parser.add_argument(
-        "--decode-threads",
-        type=int,
-        default=None,
-        metavar="N",
-        help="CPU threads for each click's decode (default: as --threads); 1 is steadier on a "
-        "busy machine",
-    )
-    parser.add_argument("--author", default=None, help="name stored with every accepted mask")
-    parser.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
+    add_model_arguments(parser)
     parser.add_argument(
         "--threads",
         type=int,
@@ -57,30 +32,33 @@ def add_parser(subparsers: Any) -> None:
         metavar="N",
         help="CPU threads for torch (default: torch's choice, one per core)",
     )
-    parser.add_argument(
-        "--prefill-points-per-side",
-        type=int,
-        default=16,
-        metavar="N",
-        help="point grid of the pre-fill generator (default 16, i.e. 256 points)",
-    )
-    parser.add_argument(
-        "--prefill-pred-iou-thresh",
-        type=float,
-        default=0.88,
-        metavar="T",
-        help="pre-fill's predicted-IoU filter (default 0.88, the paper's; the bundled model "
-        "wants about 0.35)",
-    )
-    parser.add_argument(
-        "--prefill-stability-score-thresh",
-        type=float,
-        default=0.95,
-        metavar="T",
-        help="pre-fill's stability filter (default 0.95, the paper's; the bundled model wants "
-        "about 0.85)",
+    add_arguments(
+        parser.add_argument_group(
+            "server options (ServerConfig; --prefill-* set pre-fill's generator, an AmgConfig)"
+        ),
+        ServerConfig,
+        nested=True,
+        base=ServerConfig(image_dir=Path(".")),
     )
     parser.set_defaults(run=run)
+
+
+def build_config(args: argparse.Namespace) -> ServerConfig:
+    """The :class:`ServerConfig` of the command line (the author defaults to the login name)."""
+    options = model_options(args)
+    config = from_arguments(
+        ServerConfig, args, base=ServerConfig(image_dir=args.image_dir, model=options)
+    )
+    prefill = replace(config.prefill, amg=replace(config.prefill.amg, mode=options.mode))
+    author = config.author
+    if author is None:
+        import getpass
+
+        try:
+            author = getpass.getuser()
+        except (KeyError, OSError):
+            author = None
+    return replace(config, prefill=prefill, author=author)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,51 +67,17 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from anyseg.errors import InvalidInputError
-    from anyseg.server import PrefillConfig, ServerConfig, create_app
+    from anyseg.server import create_app
 
     if not args.image_dir.is_dir():
         raise InvalidInputError(f"image folder {args.image_dir} does not exist or is not a folder")
-    if not 0 <= args.port <= 65535:
-        raise InvalidInputError(f"--port must be in 0..65535, got {args.port}")
     if args.threads is not None:
         if args.threads < 1:
             raise InvalidInputError(f"--threads must be at least 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.decode_threads is not None and args.decode_threads < 1:
-        raise InvalidInputError(f"--decode-threads must be at least 1, got {args.decode_threads}")
-    if args.prefill_points_per_side < 1:
-        raise InvalidInputError("--prefill-points-per-side must be at least 1")
-    for flag, value in (
-        ("--prefill-pred-iou-thresh", args.prefill_pred_iou_thresh),
-        ("--prefill-stability-score-thresh", args.prefill_stability_score_thresh),
-    ):
-        if not 0.0 <= value <= 1.0:
-            raise InvalidInputError(f"{flag} must be in [0, 1], got {value}")
-    author = args.author
-    if author is None:
-        import getpass
-
-        try:
-            author = getpass.getuser()
-        except (KeyError, OSError):
-            author = None
-    config = ServerConfig(
-        image_dir=args.image_dir,
-        project_dir=args.project,
-        checkpoint=args.checkpoint,
-        host=args.host,
-        port=args.port,
-        author=author,
-        device=args.device,
-        decode_threads=args.decode_threads,
-        prefill=PrefillConfig(
-            points_per_side=args.prefill_points_per_side,
-            pred_iou_thresh=args.prefill_pred_iou_thresh,
-            stability_score_thresh=args.prefill_stability_score_thresh,
-        ),
-    )
+    config = build_config(args)
     print(f"anyseg serve: loading the model and scanning {args.image_dir} ...", flush=True)
     app = create_app(config)
     service = app.state.service

@@ -106,7 +106,7 @@ def evaluate(
             first ``config.max_images`` images are evaluated.
         config: protocols and options.
         mask_generator: the generator for ``amg``; default: built from ``predictor.model`` with
-            the config's ``amg_*`` settings (skipped with a note when unavailable).
+            the config's ``amg`` settings (skipped with a note when unavailable).
         checkpoint: identity of the weights, for the report.
         progress: show a progress bar (on a terminal).
 

@@ -202,7 +202,7 @@ def create_app(
 ) -> FastAPI:
     """Build the annotation app around one :class:`AnnotationService`.
 
-    Give either ``config`` (the service is created here, loading ``config.checkpoint`` or
+    Give either ``config`` (the service is created here, loading ``config.model.checkpoint`` or
     ``model``) or a ready ``service``. Nothing is created at import time.
     """
     if service is None:
@@ -272,7 +272,7 @@ def create_app(
                 "fingerprint": svc.model_fingerprint,
                 "img_size": int(svc.model.image_encoder.img_size),
             },
-            "prefill": {"points_per_side": svc.config.prefill.points_per_side},
+            "prefill": {"points_per_side": svc.config.prefill.amg.points_per_side},
         }
 
     @app.get("/api/images")

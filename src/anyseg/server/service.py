@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +40,7 @@ from anyseg.server.validation import (
 )
 
 if TYPE_CHECKING:
+    from anyseg.automatic import MaskRecord
     from anyseg.modeling import Sam
 
 
@@ -120,15 +121,17 @@ class AnnotationService:
         if model is None:
             from anyseg.checkpoint import load_model
 
-            model = load_model(config.checkpoint, device=config.device)
-            if config.checkpoint is not None:
-                self.model_name = Path(config.checkpoint).name
-                fingerprint = file_fingerprint(Path(config.checkpoint))
+            model = load_model(config.model.checkpoint, device=config.model.device)
+            if config.model.checkpoint is not None:
+                self.model_name = Path(config.model.checkpoint).name
+                fingerprint = file_fingerprint(Path(config.model.checkpoint))
             else:
                 self.model_name = "default"
                 fingerprint = state_dict_fingerprint(model)
         else:
-            model = model.to(config.device).eval()
+            from anyseg.checkpoint import resolve_device
+
+            model = model.to(resolve_device(config.model.device)).eval()
             self.model_name = "in-memory"
             fingerprint = state_dict_fingerprint(model)
         self.model = model
@@ -429,35 +432,30 @@ class AnnotationService:
         with self.model_lock:
             generator = self._mask_generator(self.model, cfg)
             with torch.inference_mode():
-                records = generator.generate(rgb)
+                records = generator.generate_records(rgb)
         accepted = [m.segmentation for m in self.store.list_masks(image_id, "accepted")]
         proposals: list[NewMask] = []
         for rec in records:
-            seg = rec["segmentation"]
-            if not isinstance(seg, dict):  # a binary mask from a generator without coco_rle
-                seg = encode_mask(np.asarray(seg, dtype=bool))
-            seg = {"size": [int(v) for v in seg["size"]], "counts": _as_str(seg["counts"])}
+            seg = rec.coco_rle()
             if accepted and cfg.skip_accepted_iou < 1.0:
                 ious = mask_utils.iou(
                     [_as_bytes_rle(seg)], [_as_bytes_rle(a) for a in accepted], [0] * len(accepted)
                 )
                 if float(np.max(ious)) > cfg.skip_accepted_iou:
                     continue
-            area = rle_area(seg)
-            if area == 0:
+            if rec.area == 0:
                 continue
             proposals.append(
                 NewMask(
-                    segmentation=seg,
-                    bbox=[float(v) for v in rec.get("bbox", rle_to_bbox_xywh(seg))],
-                    area=area,
+                    segmentation={"size": [int(v) for v in seg["size"]], "counts": seg["counts"]},
+                    bbox=[float(v) for v in rec.bbox_xywh],
+                    area=rec.area,
                     status="proposal",
                     source="prefill",
-                    predicted_iou=_opt_float(rec.get("predicted_iou")),
-                    stability_score=_opt_float(rec.get("stability_score")),
-                    point_coords=[[float(v) for v in p] for p in rec.get("point_coords") or []]
-                    or None,
-                    crop_box=[float(v) for v in rec["crop_box"]] if rec.get("crop_box") else None,
+                    predicted_iou=float(rec.predicted_iou),
+                    stability_score=float(rec.stability_score),
+                    point_coords=[[float(v) for v in rec.point_xy]],
+                    crop_box=[float(v) for v in rec.crop_box_xywh],
                 )
             )
         return self.store.replace_proposals(image_id, proposals)
@@ -482,28 +480,19 @@ class AnnotationService:
 
 
 class MaskGenerator(Protocol):
-    """What pre-fill needs of an automatic generator (the original's interface)."""
+    """What pre-fill needs of an automatic generator: typed records (``MaskRecord``)."""
 
-    def generate(self, image: np.ndarray) -> list[dict[str, Any]]: ...
+    def generate_records(self, image: np.ndarray) -> Sequence[MaskRecord]: ...
 
 
 MaskGeneratorFactory = Callable[["Sam", PrefillConfig], MaskGenerator]
 
 
 def default_mask_generator(model: Sam, cfg: PrefillConfig) -> MaskGenerator:
-    """The paper's automatic generator with pre-fill's light settings, records as COCO RLE."""
-    from anyseg.automatic import SamAutomaticMaskGenerator  # type: ignore[attr-defined,unused-ignore]
+    """The automatic generator with pre-fill's settings (``cfg.amg``)."""
+    from anyseg.automatic import SamAutomaticMaskGenerator
 
-    return SamAutomaticMaskGenerator(  # type: ignore[no-any-return]
-        model,
-        points_per_side=cfg.points_per_side,
-        points_per_batch=cfg.points_per_batch,
-        pred_iou_thresh=cfg.pred_iou_thresh,
-        stability_score_thresh=cfg.stability_score_thresh,
-        box_nms_thresh=cfg.box_nms_thresh,
-        min_mask_region_area=cfg.min_mask_region_area,
-        output_mode="coco_rle",
-    )
+    return SamAutomaticMaskGenerator(model, config=cfg.amg)
 
 
 @contextmanager
@@ -520,13 +509,5 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _as_str(counts: Any) -> str:
-    return counts.decode("ascii") if isinstance(counts, bytes) else str(counts)
-
-
 def _as_bytes_rle(seg: dict[str, Any]) -> dict[str, Any]:
     return {"size": list(seg["size"]), "counts": seg["counts"].encode("ascii")}
-
-
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)

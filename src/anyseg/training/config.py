@@ -23,14 +23,15 @@ Unknown keys are an error that names them.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args
 
 from anyseg.errors import InvalidInputError
+from anyseg.settings import dump_toml as settings_dump_toml
+from anyseg.settings import from_mapping, load_file, opt, to_mapping
 
 LossResolution = Literal["input", "low_res"]
 IouSupervision = Literal["all", "best"]
@@ -69,8 +70,14 @@ class DataConfig:
     ``coco_images``, default: the JSON's folder). ``val`` is optional (held-out evaluation).
     """
 
-    train: str = ""
-    val: str | None = None
+    train: str = field(
+        default="",
+        metadata=opt("training data: SA-1B folder or COCO .json", flag="--data", metavar="PATH"),
+    )
+    val: str | None = field(
+        default=None,
+        metadata=opt("held-out data for periodic evaluation", flag="--val", metavar="PATH"),
+    )
     format: DataFormat = "auto"
     coco_images: str | None = None
     # Paper: "up to 64 randomly sampled masks per GPU" (one image per GPU).
@@ -83,7 +90,9 @@ class DataConfig:
     hflip_prob: float = 0.5
     # Images per optimizer (micro-)step on each process; the paper: 1 per GPU, 256 GPUs.
     images_per_batch: int = 1
-    num_workers: int = 2
+    num_workers: int = field(
+        default=2, metadata=opt("data-loading workers per process", flag="--workers")
+    )
     # Held-out evaluation uses at most this many images (0 = all).
     val_max_images: int = 0
 
@@ -148,19 +157,33 @@ class OptimConfig:
     # Gradient-norm clipping (None = off; the paper does not mention it).
     grad_clip: float | None = None
     # Train the prompt encoder and mask decoder only (the common fine-tuning case).
-    freeze_image_encoder: bool = False
+    freeze_image_encoder: bool = field(
+        default=False,
+        metadata=opt(
+            "train the prompt encoder and mask decoder only",
+            flag="--freeze-image-encoder",
+            const=True,
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Length, devices, outputs."""
 
-    steps: int = 90000
-    seed: int = 0
-    out_dir: str = "runs/train"
+    steps: int = field(default=90000, metadata=opt("total optimizer steps", flag="--steps"))
+    seed: int = field(default=0, metadata=opt("random seed of the run", flag="--seed"))
+    out_dir: str = field(
+        default="runs/train", metadata=opt("output folder", flag="--out", metavar="DIR")
+    )
     # "auto": cuda when available, else cpu.
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    bf16: bool = False
+    device: Literal["auto", "cpu", "cuda"] = field(
+        default="auto", metadata=opt("where to train (auto: CUDA when available)", flag="--device")
+    )
+    bf16: bool = field(
+        default=False,
+        metadata=opt("bf16 autocast (mixed precision)", flag="--bf16", const=True),
+    )
     grad_accum_steps: int = 1
     log_every: int = 10
     # Held-out evaluation every N steps (0: only at the end; needs data.val).
@@ -171,7 +194,14 @@ class RunConfig:
     # Official-layout weights written at the end: model.safetensors and/or model.pth.
     model_formats: tuple[str, ...] = ("safetensors",)
     # Start from the weights of an official-layout checkpoint (.pth/.safetensors).
-    init_checkpoint: str | None = None
+    init_checkpoint: str | None = field(
+        default=None,
+        metadata=opt(
+            "start from the weights of an official-layout checkpoint",
+            flag="--init",
+            metavar="CHECKPOINT",
+        ),
+    )
     # Torch threads per process (0: leave torch's default).
     num_threads: int = 0
 
@@ -252,182 +282,34 @@ def _validate(cfg: TrainConfig) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# dict <-> dataclass
+# dicts and files (the binder, anyseg.settings, does the work)
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "config") -> TrainConfig:
     """Build a :class:`TrainConfig` from nested mappings; unknown keys raise, naming them."""
-    if not isinstance(data, Mapping):
-        raise InvalidInputError(
-            f"{source}: expected a table of sections, got {type(data).__name__}"
-        )
-    return _build(TrainConfig, data, source, "")
-
-
-def _build(cls: Any, data: Mapping[str, Any], source: str, prefix: str) -> Any:
-    hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = prefix.rstrip(".") or "top level"
-        raise InvalidInputError(
-            f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)} in {where}; "
-            f"expected one of: {', '.join(sorted(names))}"
-        )
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, Mapping):
-                raise InvalidInputError(
-                    f"{source}: [{prefix}{name}] must be a table, got {value!r}"
-                )
-            kwargs[name] = _build(hint, value, source, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(hint, value, f"{source}: {prefix}{name}")
-    return cls(**kwargs)
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    """Check (and lightly convert: int -> float, list -> tuple) one value against its type."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin is Literal:
-        if value not in args:
-            raise InvalidInputError(f"{where}: expected one of {list(args)}, got {value!r}")
-        return value
-    if origin is not None and type(None) in args:  # Optional[X] / X | None
-        if value is None:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
-    if hint is Any:
-        return value
-    if origin in (tuple,) or hint is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise InvalidInputError(f"{where}: expected a list, got {value!r}")
-        elem = args[0] if args else Any
-        return tuple(_coerce(elem, v, where) for v in value)
-    if (origin is not None and issubclass(origin, Mapping)) or hint is Mapping:
-        if not isinstance(value, Mapping):
-            raise InvalidInputError(f"{where}: expected a table, got {value!r}")
-        return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise InvalidInputError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidInputError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidInputError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise InvalidInputError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
+    return from_mapping(TrainConfig, data, source=source)
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     """Nested plain dict (tuples as lists, None values dropped) — the inverse of
     :func:`config_from_dict`."""
-
-    def plain(v: Any) -> Any:
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return {
-                f.name: plain(getattr(v, f.name))
-                for f in fields(v)
-                if getattr(v, f.name) is not None
-            }
-        if isinstance(v, Mapping):
-            return {str(k): plain(x) for k, x in v.items() if x is not None}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
-
-    out: dict[str, Any] = plain(cfg)
-    return out
+    return to_mapping(cfg, drop_none=True)
 
 
 def override(cfg: TrainConfig, **sections: Mapping[str, Any]) -> TrainConfig:
     """A copy with fields replaced per section, e.g. ``override(cfg, run={"steps": 10})``."""
-    changes: dict[str, Any] = {}
-    for name, values in sections.items():
-        if name not in {f.name for f in fields(TrainConfig)}:
-            raise InvalidInputError(f"unknown config section {name!r}")
-        changes[name] = replace(getattr(cfg, name), **values)
-    return replace(cfg, **changes)
-
-
-# --------------------------------------------------------------------------------------------
-# files
+    return from_mapping(TrainConfig, sections, source="override", base=cfg)
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) training config."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"training config {str(path)!r} does not exist")
-    suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
-    try:
-        if suffix == ".toml":
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
-            data: Any = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            import yaml
+    """Read a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON training config.
 
-            data = yaml.safe_load(text) or {}
-        else:
-            raise InvalidInputError(
-                f"training config {str(path)!r}: expected a .toml, .yaml or .yml file"
-            )
-    except InvalidInputError:
-        raise
-    except Exception as exc:  # parser errors carry line numbers
-        raise InvalidInputError(f"training config {str(path)!r} is not valid: {exc}") from exc
-    return config_from_dict(data, source=str(path))
+    A file may start from another: ``extends = "default_model_gpu.toml"`` at its top, then only
+    the values that differ (tables merge key by key).
+    """
+    return load_file(TrainConfig, path)
 
 
 def dump_toml(cfg: TrainConfig) -> str:
-    """The config as TOML text (what ``config.resolved.toml`` holds); loads back equal."""
-    lines: list[str] = []
-
-    def emit_table(name: str, table: Mapping[str, Any]) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
-        subs = {k: v for k, v in table.items() if isinstance(v, Mapping)}
-        if scalars or not subs:
-            lines.append(f"[{name}]")
-            lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
-            lines.append("")
-        for k, v in subs.items():
-            if v:
-                emit_table(f"{name}.{k}", v)
-
-    for section, table in config_to_dict(cfg).items():
-        emit_table(section, table)
-    return "\n".join(lines)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        if math.isnan(v):
-            return "nan"
-        return repr(v)
-    if isinstance(v, str):
-        escaped = v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise InvalidInputError(f"cannot write {v!r} to TOML")
+    """The config as TOML text, whole (what ``config.resolved.toml`` holds); loads back equal."""
+    return settings_dump_toml(cfg)
