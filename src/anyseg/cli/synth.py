@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from anyseg.data.synthetic import SynthConfig
+from anyseg.data.synth_config import SynthConfig
 from anyseg.errors import InvalidInputError
 
 _SIZE_FIELDS = ("height", "width")

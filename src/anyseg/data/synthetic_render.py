@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:
-    from anyseg.data.synthetic import SynthConfig
+from anyseg.data.synth_config import SynthConfig
 
 SHAPES = ("polygon", "ellipse", "star", "blob", "rect", "thin")
 _FILLS = ("solid", "gradient", "stripes", "checker", "noise")
