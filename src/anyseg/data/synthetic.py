@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from anyseg._version import __version__
+from anyseg.data.attributes import MaskAttributes, name_colour
 from anyseg.data.sa1b import (
     ImageRecord,
     atomic_write_bytes,
@@ -65,6 +66,7 @@ class Scene:
         levels: (N,) ``"whole"``, ``"part"`` or ``"subpart"``.
         parents: (N,) index of the parent instance in ``masks``, -1 for wholes.
         labels: (N,) shape name of a whole, ``"panel"``/``"component"`` for parts, ``"emblem"``.
+        attributes: (N,) what each mask shows (shape, fill, colour, role, visible fraction).
     """
 
     image: np.ndarray
@@ -72,6 +74,7 @@ class Scene:
     levels: tuple[str, ...]
     parents: tuple[int, ...]
     labels: tuple[str, ...]
+    attributes: tuple[MaskAttributes, ...]
 
     def to_record(self, image_id: int, file_name: str) -> ImageRecord:
         """SA-1B record; annotation ``id`` is the instance index, so ``parent_id`` refers to it."""
@@ -82,6 +85,7 @@ class Scene:
             labels=list(self.labels),
             levels=list(self.levels),
             parent_ids=[None if p < 0 else p for p in self.parents],
+            attributes=[a.to_dict() for a in self.attributes],
         )
 
 
@@ -105,6 +109,7 @@ def generate_scene(seed: int, config: SynthConfig | None = None) -> Scene:
     objects: list[list[Element]] = []
     labels: list[str] = []
     crops: list[tuple[int, int, int, int]] = []
+    painted: list[np.ndarray] = []  # per object: its crop of id_map right after painting it
 
     n = round(math.exp(rng.uniform(math.log(cfg.min_objects), math.log(cfg.max_objects + 1))))
     n = min(max(n, cfg.min_objects), cfg.max_objects)
@@ -125,9 +130,10 @@ def generate_scene(seed: int, config: SynthConfig | None = None) -> Scene:
         objects.append(elements)
         labels.append(label)
         crops.append(crop)
+        painted.append(id_map[crop[1] : crop[3], crop[0] : crop[2]].copy())
 
     image = finish(rng, canvas, cfg, s)
-    return Scene(image, *_instances(id_map, owners, objects, labels, crops, cfg))
+    return Scene(image, *_instances(image, id_map, owners, objects, labels, crops, painted, cfg))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,20 +141,26 @@ def generate_scene(seed: int, config: SynthConfig | None = None) -> Scene:
 
 
 def _instances(
+    image: np.ndarray,
     id_map: np.ndarray,
     owners: list[tuple[int, int]],
     objects: list[list[Element]],
     labels: list[str],
     crops: list[tuple[int, int, int, int]],
+    painted: list[np.ndarray],
     cfg: SynthConfig,
-) -> tuple[np.ndarray, tuple[str, ...], tuple[int, ...], tuple[str, ...]]:
-    """Visible masks of every whole/part/subpart from the element map, filtered (module doc)."""
+) -> tuple[
+    np.ndarray, tuple[str, ...], tuple[int, ...], tuple[str, ...], tuple[MaskAttributes, ...]
+]:
+    """Visible masks of every whole/part/subpart from the element map, filtered (module doc),
+    and their attributes."""
     h, w = id_map.shape
     # Instance tables: each element maps to the instance of every level it belongs to.
     inst_parent: list[int] = []
     inst_level: list[int] = []
     inst_label: list[str] = []
     inst_obj: list[int] = []
+    inst_elem: list[int] = []  # the element whose outline and fill the instance shows, or -1
     elem_inst: list[list[int]] = []  # per object, per element: own instance or -1
     whole_of: list[int] = []
     for o, elements in enumerate(objects):
@@ -158,6 +170,9 @@ def _instances(
         inst_level.append(0)
         inst_label.append(labels[o])
         inst_obj.append(o)
+        # A body with panels shows the object's outline; an assembly's pieces show no one shape.
+        body = next(k for k, e in enumerate(elements) if e.is_body)
+        inst_elem.append(-1 if elements[body].is_instance else body)
         own: list[int] = []
         for e in elements:
             if e.is_instance:
@@ -168,6 +183,7 @@ def _instances(
                 inst_level.append(inst_level[parent] + 1)
                 inst_label.append(e.label)
                 inst_obj.append(o)
+                inst_elem.append(len(own) - 1)
             else:
                 own.append(-1)
         elem_inst.append(own)
@@ -207,10 +223,64 @@ def _instances(
         depth.append(0 if q < 0 else depth[q] + 1)
     levels = tuple(LEVEL_NAMES[min(d, 2)] for d in depth)
     masks = np.zeros((len(kept), h, w), dtype=bool)
+    first_id = np.cumsum([0] + [len(e) for e in objects])  # global id of each object's element 0
+    attributes = []
     for j, i in enumerate(kept):
-        x0, y0, x1, y1 = crops[inst_obj[i]]
+        o = inst_obj[i]
+        x0, y0, x1, y1 = crops[o]
         masks[j, y0:y1, x0:x1] = crop_masks[i]
-    return masks, levels, parents, tuple(inst_label[i] for i in kept)
+        unoccluded = np.count_nonzero(luts[inst_level[i]][painted[o] + 1] == i)
+        attributes.append(
+            _attributes(
+                image[y0:y1, x0:x1],
+                ids[y0:y1, x0:x1],
+                objects[o],
+                inst_elem[i],
+                int(first_id[o]),
+                inst_level[i],
+                inst_label[i],
+                areas[i] / max(unoccluded, 1),
+            )
+        )
+    return masks, levels, parents, tuple(inst_label[i] for i in kept), tuple(attributes)
+
+
+def _attributes(
+    image: np.ndarray,
+    ids: np.ndarray,
+    elements: list[Element],
+    k: int,
+    first_id: int,
+    level: int,
+    label: str,
+    unoccluded_fraction: float,
+) -> MaskAttributes:
+    """Attributes of one instance whose defining element is ``elements[k]`` (-1: none), from the
+    final image and element map (crops of the object's box; ``ids`` = element id + 1)."""
+    role = "object" if level == 0 else label
+    if k < 0:
+        return MaskAttributes(
+            role=role, visible_fraction=round(float(min(unoccluded_fraction, 1.0)), 3)
+        )
+    e = elements[k]
+    own = ids == first_id + k + 1  # the element's own visible pixels (not its children's)
+    colour = rgb = margin = None
+    if own.any():
+        mean = image[own].reshape(-1, 3).mean(0)
+        colour, margin = name_colour(mean)
+        rgb = tuple(np.rint(mean).astype(int).tolist())
+        margin = round(margin, 2)
+    visible = min(unoccluded_fraction, 1.0) * e.in_image
+    return MaskAttributes(
+        role=role,
+        shape=e.kind,
+        sides=e.sides or None,
+        fill=e.fill,
+        colour=colour,
+        colour_rgb=rgb,  # type: ignore[arg-type]
+        colour_margin=margin,
+        visible_fraction=round(float(visible), 3),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
