@@ -11,7 +11,7 @@ from PIL import Image
 
 from anyseg.checkpoint import load
 from anyseg.errors import InvalidInputError
-from anyseg.image_io import load_image
+from anyseg.io import read_image
 from anyseg.predictor import SamPredictor
 
 CASES = ["pt1_mm", "pt3_single", "box", "box_neg", "maskin_pt2"]
@@ -32,7 +32,7 @@ def reference(request, shared_fixtures: Path):
     """(predictor with the fixture image set, reference arrays) per fixture image."""
     model = load(shared_fixtures / "tiny_sam.pth")
     predictor = SamPredictor(model)
-    predictor.set_image(load_image(shared_fixtures / f"{request.param}.png"))
+    predictor.set_image(read_image(shared_fixtures / f"{request.param}.png"))
     return predictor, np.load(shared_fixtures / f"ref_{request.param}.npz")
 
 

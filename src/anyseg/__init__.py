@@ -21,12 +21,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from collections.abc import Callable
 from typing import Any
 
+from anyseg._version import __version__
 from anyseg.checkpoint import download, load, load_default, load_model, save
 from anyseg.config import PRESETS, SamConfig
 from anyseg.modeling import Sam, build_sam
 from anyseg.predictor import SamPredictor
-
-__version__ = "0.1.0"
 
 
 def _registry_builder(preset: str) -> Callable[..., Sam]:

@@ -1,3 +1,3 @@
-"""The package version (its own module, so that modules below the package face can read it)."""
+"""The package version (a leaf module: anything may import it, it imports nothing)."""
 
 __version__ = "0.1.0"

@@ -12,12 +12,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,6 +28,7 @@ from anyseg.config import (
     SamConfig,
 )
 from anyseg.errors import CheckpointError, DownloadError
+from anyseg.io import atomic_path
 from anyseg.modeling import Sam
 
 CONFIG_METADATA_KEY = "anyseg_config"
@@ -275,10 +276,7 @@ def save(model: Sam, path: str | os.PathLike[str], half: bool = False) -> Path:
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if half:
         sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         if p.suffix == ".safetensors":
             from safetensors.torch import save_file
 
@@ -287,13 +285,6 @@ def save(model: Sam, path: str | os.PathLike[str], half: bool = False) -> Path:
             save_file(sd, tmp, metadata=meta)
         else:
             torch.save(sd, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return p
 
 
@@ -353,43 +344,42 @@ def download(
     dest = Path(dest_dir) / info.name
     if dest.is_file() and sha256_file(dest) == expected:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{info.name}.", suffix=".part")
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(url, timeout=timeout)
-            except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                reason: object = getattr(exc, "reason", exc)
-                if isinstance(exc, urllib.error.HTTPError):
-                    reason = f"HTTP {exc.code} {exc.reason}"
-                raise DownloadError(f"cannot download {url}: {reason} (are you offline?)") from None
-            with response:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                bar = None
-                if progress:
-                    from tqdm import tqdm
-
-                    bar = tqdm(total=total, unit="B", unit_scale=True, desc=info.name)
-                try:
-                    while block := response.read(1 << 20):
-                        digest.update(block)
-                        out.write(block)
-                        if bar is not None:
-                            bar.update(len(block))
-                except (TimeoutError, OSError) as exc:
-                    raise DownloadError(f"download of {url} broke off: {exc}") from None
-                finally:
-                    if bar is not None:
-                        bar.close()
+    with atomic_path(dest, suffix=".part") as tmp:
+        with open(tmp, "wb") as out:
+            _stream(url, out, digest, timeout=timeout, progress=progress, desc=info.name)
         actual = digest.hexdigest()
         if actual != expected:
             raise DownloadError(
                 f"SHA-256 mismatch for {url}: expected {expected}, got {actual}; file discarded"
             )
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
+
+
+def _stream(url: str, out: Any, digest: Any, *, timeout: float, progress: bool, desc: str) -> None:
+    """Copy ``url`` to the open file ``out``, updating ``digest``; errors as DownloadError."""
+    try:
+        response = urllib.request.urlopen(url, timeout=timeout)
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason: object = getattr(exc, "reason", exc)
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code} {exc.reason}"
+        raise DownloadError(f"cannot download {url}: {reason} (are you offline?)") from None
+    with response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=desc)
+        try:
+            while block := response.read(1 << 20):
+                digest.update(block)
+                out.write(block)
+                if bar is not None:
+                    bar.update(len(block))
+        except (TimeoutError, OSError) as exc:
+            raise DownloadError(f"download of {url} broke off: {exc}") from None
+        finally:
+            if bar is not None:
+                bar.close()

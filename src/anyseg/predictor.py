@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from anyseg.errors import InvalidInputError
-from anyseg.image_io import ImageLike, to_rgb_uint8
+from anyseg.io import ImageLike, to_rgb_uint8
 from anyseg.modeling import Sam
 from anyseg.ops import transforms
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from anyseg.automatic import SamAutomaticMaskGenerator, generator, to_image_record
-from anyseg.automatic.decode import TokenOutputs
 from anyseg.modeling import Sam
+from anyseg.modeling.shared_decode import TokenOutputs
 from anyseg.ops.boxes import box_iou
 from anyseg.ops.masks import stability_score
 

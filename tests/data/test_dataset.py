@@ -13,8 +13,9 @@ import torch
 
 from anyseg.data.coco import records_to_coco
 from anyseg.data.dataset import SegmentationDataset, collate
-from anyseg.data.sa1b import read_image_record, record_from_masks, write_image, write_image_record
+from anyseg.data.sa1b import read_image_record, record_from_masks, write_image_record
 from anyseg.errors import InvalidInputError
+from anyseg.io import write_image
 from anyseg.ops.transforms import resize_longest_side
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))

@@ -13,13 +13,12 @@ from anyseg.data.sa1b import (
     ImageRecord,
     MaskAnnotation,
     find_dataset,
-    read_image,
     read_image_record,
     record_from_masks,
-    write_image,
     write_image_record,
 )
 from anyseg.errors import InvalidInputError
+from anyseg.io import read_image, write_image
 
 
 def _masks(h: int = 20, w: int = 30) -> np.ndarray:
@@ -216,7 +215,7 @@ def test_mask_annotation_is_frozen() -> None:
 def test_atomic_write_gives_normal_permissions(tmp_path) -> None:
     import os
 
-    from anyseg.data.sa1b import atomic_write_bytes
+    from anyseg.io import atomic_write_bytes
 
     path = tmp_path / "x.json"
     atomic_write_bytes(path, b"{}")

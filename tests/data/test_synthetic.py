@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from anyseg.cli.main import main as cli_main
-from anyseg.data.sa1b import find_dataset, read_image, read_image_record
+from anyseg.data.sa1b import find_dataset, read_image_record
 from anyseg.data.synthetic import (
     SynthConfig,
     generate_scene,
@@ -17,6 +17,7 @@ from anyseg.data.synthetic import (
     write_dataset,
 )
 from anyseg.errors import InvalidInputError
+from anyseg.io import read_image
 
 SMALL = SynthConfig(height=128, width=160)
 SEEDS = range(12)

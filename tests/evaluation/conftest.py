@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anyseg.data.sa1b import record_from_masks, write_image, write_image_record
+from anyseg.data.sa1b import record_from_masks, write_image_record
 from anyseg.evaluation.prompts import tight_box
+from anyseg.io import write_image
 
 # (height, width, [(y0, y1, x0, x1), ...]) per image; rectangles do not overlap.
 RECTS: tuple[tuple[int, int, tuple[tuple[int, int, int, int], ...]], ...] = (

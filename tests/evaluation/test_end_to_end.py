@@ -75,7 +75,7 @@ def test_coco_input_skips_crowd_annotations(
 
 
 def test_image_size_mismatch_is_reported(tiny_dataset: Any, fake_predictor: Any) -> None:
-    from anyseg.data.sa1b import write_image
+    from anyseg.io import write_image
 
     write_image(tiny_dataset.root / "images" / "img0.png", np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(InvalidInputError, match="annotations say 64x48"):

@@ -11,7 +11,8 @@ from PIL import Image
 
 from anyseg.cli.main import main
 from anyseg.data.coco import read_coco
-from anyseg.data.sa1b import find_dataset, read_image, read_image_record
+from anyseg.data.sa1b import find_dataset, read_image_record
+from anyseg.io import read_image
 from anyseg.ops.rle import encode_mask
 from anyseg.server.export import export_project, open_project
 

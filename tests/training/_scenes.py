@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from anyseg.data.sa1b import record_from_masks, write_image, write_image_record
+from anyseg.data.sa1b import record_from_masks, write_image_record
+from anyseg.io import write_image
 
 
 def draw_scene(rng: np.random.Generator, h: int, w: int, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,19 +22,17 @@ import torch
 from anyseg.automatic.config import AmgConfig
 from anyseg.automatic.decode import (
     bfloat16_decoder,
-    decode_low_res_masks,
-    decode_tokens,
     low_res_stability,
     precision,
-    prepare_image,
     upscale_chunk_size,
     upscale_logits,
 )
 from anyseg.automatic.grids import CropBox, build_all_layer_point_grids, generate_crop_boxes
 from anyseg.automatic.records import Candidates, MaskRecord, records_from_candidates
-from anyseg.automatic.transformer import ImageSide
-from anyseg.image_io import MIN_SIDE, ImageLike, to_rgb_uint8
+from anyseg.io import MIN_SIDE, ImageLike, to_rgb_uint8
 from anyseg.modeling import Sam
+from anyseg.modeling.shared_decode import decode_low_res_masks, decode_tokens, prepare_image
+from anyseg.modeling.shared_transformer import ImageSide
 from anyseg.ops.boxes import (
     batched_nms,
     box_area,
@@ -128,7 +126,7 @@ class SamAutomaticMaskGenerator:
         """Masks of ``image`` as the original's record dicts.
 
         Args:
-            image: (H, W, 3) uint8 RGB array (or anything :func:`anyseg.image_io.to_rgb_uint8`
+            image: (H, W, 3) uint8 RGB array (or anything :func:`anyseg.io.to_rgb_uint8`
                 accepts: PIL image, path, grayscale, ...).
 
         Returns:

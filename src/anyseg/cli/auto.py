@@ -18,8 +18,8 @@ from typing import Any
 
 from anyseg.automatic.config import add_config_arguments, config_from_args
 from anyseg.errors import InvalidInputError
+from anyseg.io import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 OVERLAY_CHUNK = 32  # masks decoded at once while drawing the overlay
 
 
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from anyseg.automatic import SamAutomaticMaskGenerator, to_image_record
     from anyseg.checkpoint import load_model
     from anyseg.data.sa1b import write_image_record
-    from anyseg.image_io import load_image
+    from anyseg.io import read_image
 
     config = config_from_args(args)
     images = find_images(args.inputs)
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     with torch.inference_mode():
         for path in tqdm(todo, desc="images", unit="img", disable=not show):
             try:
-                image = load_image(path)
+                image = read_image(path)
             except (InvalidInputError, OSError, ValueError) as exc:
                 failed.append(path.name)
                 print(f"anyseg auto: skipped {path}: {exc}", file=sys.stderr)
@@ -147,7 +147,7 @@ def write_overlay(path: Path, image: Any, records: list[Any]) -> None:
     """Tint every mask in a distinct colour and outline it (large masks first, small on top)."""
     import numpy as np
 
-    from anyseg.data.sa1b import write_image
+    from anyseg.io import write_image
     from anyseg.visualize import distinct_colors, overlay_masks
 
     ordered = sorted(records, key=lambda r: r.area, reverse=True)

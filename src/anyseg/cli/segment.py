@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from anyseg.errors import InvalidInputError
+from anyseg.io import atomic_write_json
 
 
 def add_parser(subparsers: Any) -> None:
@@ -75,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from anyseg.checkpoint import load_model
-    from anyseg.image_io import load_image
+    from anyseg.io import read_image
     from anyseg.ops.rle import encode_mask
     from anyseg.predictor import SamPredictor
     from anyseg.visualize import distinct_colors, draw_prompts, overlay_masks
@@ -84,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     box = parse_box(args.box) if args.box else None
     if not points and box is None:
         raise InvalidInputError("give at least one --point X,Y or a --box X0,Y0,X1,Y1")
-    image = load_image(args.image)
+    image = read_image(args.image)
     model = load_model(args.checkpoint, device=args.device)
     predictor = SamPredictor(model)
     predictor.set_image(image)
@@ -149,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         "overlay": overlay_name,
         "masks": records,
     }
-    _write_json(out / f"{stem}.json", result)
+    atomic_write_json(out / f"{stem}.json", result)
     for r in records:
         iou, area = r["predicted_iou"], r["area"]
         print(
@@ -162,13 +160,7 @@ def run(args: argparse.Namespace) -> int:
 def _save_png(path: Path, array: Any) -> None:
     from PIL import Image
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    from anyseg.io import atomic_path
 
-
-def _write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")

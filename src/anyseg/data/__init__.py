@@ -10,12 +10,11 @@ from anyseg.data.sa1b import (
     ImageRecord,
     MaskAnnotation,
     find_dataset,
-    read_image,
     read_image_record,
     record_from_masks,
-    write_image,
     write_image_record,
 )
+from anyseg.io import read_image, write_image
 
 __all__ = [
     "ImageRecord",

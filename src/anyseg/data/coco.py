@@ -20,8 +20,9 @@ from typing import Any
 
 from pycocotools import mask as mask_utils
 
-from anyseg.data.sa1b import ImageRecord, MaskAnnotation, atomic_write_bytes
+from anyseg.data.sa1b import ImageRecord, MaskAnnotation
 from anyseg.errors import InvalidInputError
+from anyseg.io import atomic_write_bytes
 
 _REQUIRED_IMAGE_KEYS = ("id", "file_name", "width", "height")
 _REQUIRED_ANN_KEYS = ("id", "image_id", "segmentation")

@@ -24,14 +24,9 @@ import cv2
 import numpy as np
 import torch
 
-from anyseg.data.sa1b import (
-    ImageRecord,
-    MaskAnnotation,
-    find_dataset,
-    read_image,
-    read_image_record,
-)
+from anyseg.data.sa1b import ImageRecord, MaskAnnotation, find_dataset, read_image_record
 from anyseg.errors import AnysegError, InvalidInputError
+from anyseg.io import read_image
 from anyseg.ops.rle import decode_rle, rle_area
 from anyseg.ops.transforms import get_preprocess_shape, resize_longest_side
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +32,9 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from anyseg.errors import InvalidInputError
+from anyseg.io import IMAGE_SUFFIXES, atomic_write_text, to_json
 from anyseg.ops.rle import decode_rle, encode_mask
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 LEVELS: tuple[str, ...] = ("whole", "part", "subpart")
 _REQUIRED_IMAGE_KEYS = ("image_id", "file_name", "width", "height")
 _REQUIRED_ANN_KEYS = ("id", "segmentation", "bbox", "area")
@@ -169,8 +168,7 @@ def read_image_record(json_path: str | os.PathLike[str]) -> ImageRecord:
 
 def write_image_record(json_path: str | os.PathLike[str], record: ImageRecord) -> None:
     """Write ``record`` as SA-1B JSON atomically (temp file in the same folder, then rename)."""
-    text = json.dumps(record.to_json_dict(), separators=(",", ":"))
-    atomic_write_bytes(json_path, text.encode("utf-8"))
+    atomic_write_text(json_path, to_json(record.to_json_dict(), compact=True))
 
 
 def record_from_masks(
@@ -283,60 +281,6 @@ def find_dataset(root: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
     return sorted(pairs)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3)."""
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InvalidInputError(f"{path}: not a readable image")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
-
-
-def write_image(path: str | os.PathLike[str], image: np.ndarray, *, fast_png: bool = False) -> None:
-    """Write an RGB uint8 (H, W, 3) image atomically; the format follows the suffix (png/jpg).
-
-    ``fast_png`` uses Huffman-only PNG compression: about 1.5x faster, and smaller for noisy
-    images (photos, synthetic scenes), larger for flat ones (drawings, masks).
-    """
-    import cv2
-
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise InvalidInputError(
-            f"write_image expects uint8 (H, W, 3), got {image.dtype} {image.shape}"
-        )
-    suffix = Path(path).suffix.lower()
-    if suffix not in IMAGE_EXTENSIONS:
-        raise InvalidInputError(f"image suffix must be one of {IMAGE_EXTENSIONS}, got {suffix!r}")
-    if suffix == ".png":
-        strategy = cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY if fast_png else 0
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, strategy]
-    else:
-        params = [cv2.IMWRITE_JPEG_QUALITY, 95]
-    ok, buf = cv2.imencode(suffix, np.ascontiguousarray(image[:, :, ::-1]), params)
-    if not ok:
-        raise InvalidInputError(f"could not encode image for {path}")
-    atomic_write_bytes(path, buf.tobytes())
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp creates 0600; give the file the permissions a plain open() would have
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ---------------------------------------------------------------------------------------------
 # Private helpers
 
@@ -344,7 +288,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def _pairs_in(images_dir: Path, ann_dir: Path) -> list[tuple[Path, Path]]:
     pairs = []
     for image_path in images_dir.iterdir():
-        if image_path.suffix.lower() in IMAGE_EXTENSIONS and image_path.is_file():
+        if image_path.suffix.lower() in IMAGE_SUFFIXES and image_path.is_file():
             json_path = ann_dir / f"{image_path.stem}.json"
             if json_path.is_file():
                 pairs.append((image_path, json_path))

@@ -35,13 +35,7 @@ import numpy as np
 
 from anyseg._version import __version__
 from anyseg.data.attributes import MaskAttributes, name_colour
-from anyseg.data.sa1b import (
-    ImageRecord,
-    atomic_write_bytes,
-    record_from_masks,
-    write_image,
-    write_image_record,
-)
+from anyseg.data.sa1b import ImageRecord, record_from_masks, write_image_record
 from anyseg.data.synth_config import SynthConfig
 from anyseg.data.synthetic_render import (
     Element,
@@ -52,6 +46,7 @@ from anyseg.data.synthetic_render import (
     place_object,
 )
 from anyseg.errors import InvalidInputError
+from anyseg.io import atomic_write_bytes, write_image
 
 LEVEL_NAMES = ("whole", "part", "subpart")
 

@@ -15,8 +15,9 @@ from typing import Literal
 
 import numpy as np
 
-from anyseg.data.sa1b import ImageRecord, read_image, read_image_record
+from anyseg.data.sa1b import ImageRecord, read_image_record
 from anyseg.errors import InvalidInputError
+from anyseg.io import read_image
 
 DatasetFormat = Literal["sa1b", "coco"]
 

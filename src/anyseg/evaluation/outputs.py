@@ -26,7 +26,7 @@ def write_outputs(result: EvalResult, out_dir: str | os.PathLike[str]) -> dict[s
     Returns:
         {file name: path written}.
     """
-    from anyseg.data.sa1b import atomic_write_bytes
+    from anyseg.io import atomic_write_bytes
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

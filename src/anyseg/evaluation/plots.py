@@ -161,7 +161,7 @@ def _figure(size: tuple[float, float]) -> Figure:
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
-    from anyseg.data.sa1b import atomic_write_bytes
+    from anyseg.io import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

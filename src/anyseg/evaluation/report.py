@@ -208,7 +208,7 @@ class EvalReport:
 
 def write_report(path: str | os.PathLike[str], report: EvalReport) -> None:
     """Write ``report`` as indented JSON, atomically."""
-    from anyseg.data.sa1b import atomic_write_bytes
+    from anyseg.io import atomic_write_bytes
 
     text = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))

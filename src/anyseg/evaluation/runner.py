@@ -350,7 +350,7 @@ def _model_info(predictor: Predictor) -> ModelInfo:
 
 
 def _environment(predictor: Predictor) -> dict[str, str]:
-    from anyseg import __version__
+    from anyseg._version import __version__
 
     env = {"anyseg": __version__, "python": platform.python_version()}
     try:

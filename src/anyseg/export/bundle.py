@@ -8,10 +8,8 @@ contract (input/output names, shapes, dtypes) and the model config in ``export.j
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from anyseg.export._deps import require
 from anyseg.export.decoder import DEFAULT_OPSET, DecoderExportOptions, export_decoder
 from anyseg.export.onnx_io import prepare_output_dir
 from anyseg.export.parity import ParityReport, compare_predictors, default_cases
+from anyseg.io import atomic_write_json
 from anyseg.modeling import Sam
 
 MANIFEST_NAME = "export.json"
@@ -225,7 +224,7 @@ def _manifest(
     options: DecoderExportOptions,
     parity: dict[str, Any],
 ) -> dict[str, Any]:
-    from anyseg import __version__
+    from anyseg._version import __version__
 
     onnx = require("onnx")
     ort = require("onnxruntime")
@@ -264,16 +263,5 @@ def _file_entry(out: Path, name: str, graph: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp files are private; a manifest is not
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_json(path, data, indent=2)
     return path

@@ -21,7 +21,7 @@ import numpy as np
 from anyseg.config import SamConfig
 from anyseg.errors import InvalidInputError
 from anyseg.export._deps import require
-from anyseg.image_io import ImageLike, to_rgb_uint8
+from anyseg.io import ImageLike, to_rgb_uint8
 from anyseg.ops import transforms
 from anyseg.predictor import ImageFrame, validate_box, validate_points
 

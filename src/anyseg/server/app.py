@@ -36,7 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from anyseg import __version__
+from anyseg._version import __version__
 from anyseg.errors import AnysegError
 from anyseg.server.config import ServerConfig
 from anyseg.server.images import browser_image

@@ -9,8 +9,6 @@ from pathlib import Path
 DEFAULT_PROJECT_DIRNAME = ".anyseg-project"
 #: The project's SQLite file, inside the project folder.
 DATABASE_NAME = "annotations.sqlite3"
-#: Image file suffixes the server lists (lower case).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)

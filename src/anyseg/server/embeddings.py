@@ -8,8 +8,6 @@ the server or renaming the file all reuse it, and a different model never sees a
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,6 +17,8 @@ from typing import Literal
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
+
+from anyseg.io import atomic_path
 
 EmbeddingSource = Literal["memory", "disk", "computed"]
 
@@ -99,9 +99,7 @@ class EmbeddingCache:
         """Keep the embedding in memory and write it to disk atomically."""
         self._remember(image_sha256, emb)
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(self.path(image_sha256)) as tmp:
             save_file(
                 {"features": emb.features.detach().to("cpu", torch.float32).contiguous()},
                 tmp,
@@ -111,10 +109,6 @@ class EmbeddingCache:
                     "model": self.model_fingerprint,
                 },
             )
-            os.replace(tmp, self.path(image_sha256))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     def _remember(self, key: str, emb: ImageEmbedding) -> None:
         with self._lock:

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Literal
 
 from anyseg.data.coco import write_coco
-from anyseg.data.sa1b import ImageRecord, MaskAnnotation, write_image, write_image_record
+from anyseg.data.sa1b import ImageRecord, MaskAnnotation, write_image_record
 from anyseg.errors import InvalidInputError
+from anyseg.io import write_image
 from anyseg.server.config import DATABASE_NAME, DEFAULT_PROJECT_DIRNAME
 from anyseg.server.images import load_image_rgb, safe_image_path
 from anyseg.server.storage import ImageRow, MaskRow, ProjectStore

@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from anyseg.errors import InvalidInputError
-from anyseg.server.config import IMAGE_SUFFIXES
+from anyseg.io import image_size, list_images, read_image
 from anyseg.server.storage import ProjectStore
 
 # Suffixes a browser shows as they are (when no EXIF rotation applies).
@@ -29,11 +29,7 @@ def list_image_files(image_dir: Path) -> list[str]:
     """Plain file names of the images directly inside ``image_dir`` (sorted, no hidden files)."""
     if not image_dir.is_dir():
         raise InvalidInputError(f"image folder {image_dir} does not exist or is not a folder")
-    return sorted(
-        p.name
-        for p in image_dir.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    )
+    return [p.name for p in list_images(image_dir)]
 
 
 def safe_image_path(image_dir: Path, file_name: str) -> Path:
@@ -72,22 +68,14 @@ def _orientation(img: Image.Image) -> int:
 
 def image_size_wh(path: Path) -> tuple[int, int]:
     """(width, height) in pixels as displayed, i.e. after the EXIF orientation."""
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            return (h, w) if _orientation(img) in (5, 6, 7, 8) else (w, h)
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise InvalidInputError(f"cannot read image {path}: {exc}") from exc
+    height, width = image_size(path)
+    return width, height
 
 
 def load_image_rgb(path: Path) -> np.ndarray:
-    """Decode an image to (H, W, 3) uint8 RGB, EXIF orientation applied."""
-    try:
-        with Image.open(path) as img:
-            rgb = ImageOps.exif_transpose(img).convert("RGB")
-            return np.asarray(rgb, dtype=np.uint8).copy()
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise InvalidInputError(f"cannot read image {path}: {exc}") from exc
+    """Decode an image as the model sees it: :func:`anyseg.io.read_image` (upright, RGB uint8,
+    16-bit scaled), the one reader of every command."""
+    return read_image(path)
 
 
 def browser_image(path: Path) -> tuple[bytes, str]:

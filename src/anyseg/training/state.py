@@ -16,9 +16,7 @@ It holds only tensors and plain Python values, so it loads with ``weights_only=T
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +26,7 @@ import torch
 
 from anyseg.config import SamConfig, get_preset
 from anyseg.errors import CheckpointError, InvalidInputError
+from anyseg.io import atomic_path
 from anyseg.modeling import Sam, build_sam
 from anyseg.training.config import ModelSpec, TrainConfig, config_from_dict, config_to_dict
 
@@ -85,15 +84,8 @@ def build_training_model(cfg: TrainConfig) -> Sam:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_training_checkpoint(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anyseg.automatic.transformer import folding_pays, prepare_image_side, two_way_transformer
+from anyseg.modeling.shared_transformer import folding_pays, prepare_image_side, two_way_transformer
 from anyseg.modeling.transformer import TwoWayTransformer
 
 

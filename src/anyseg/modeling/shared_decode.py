@@ -1,0 +1,176 @@
+"""Decoding many prompts on one image with the image-side work shared (model maths).
+
+The model's :meth:`anyseg.modeling.MaskDecoder.predict_masks` repeats the image embedding once
+per prompt. Here the same modules and arithmetic run in two steps, with the image embedding kept
+at batch 1 until the prompts change it:
+
+1. :func:`decode_tokens`: prompt encoding, the two-way transformer (in its re-associated form,
+   :mod:`anyseg.modeling.shared_transformer`, about 2x less work) and the IoU head.
+2. :func:`decode_low_res_masks`: output upscaling and hypernetwork products, only for the prompts
+   a caller still wants (the predicted IoU does not depend on this step, so an IoU filter can run
+   in between without changing any result).
+
+In float32 the outputs equal the model's own decoder up to rounding (~1e-5 on logits of ±20).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from anyseg.modeling.mask_decoder import MaskDecoder
+from anyseg.modeling.sam import Sam
+from anyseg.modeling.shared_transformer import (
+    ImageSide,
+    folding_pays,
+    prepare_image_side,
+    two_way_transformer,
+)
+
+# Work is split so that each large activation stays under ~16 MB. Besides cache locality, this
+# keeps allocations below glibc's largest mmap threshold (32 MB): bigger buffers are mapped and
+# unmapped on every use, and the page faults cost more than the arithmetic (the original's
+# (64, 4096, 256) activations spend a large share of its time in the kernel this way).
+CHUNK_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TokenOutputs:
+    """The transformer's outputs for B prompts (multimask: tokens 1..3 are the masks).
+
+    Attributes:
+        iou_preds: (B, 3) float32 predicted IoU of the three multimask outputs.
+        mask_tokens: (B, 1 + 3, C) output mask tokens (token 0 is the single-mask output).
+        feature_chunks: image side of the transformer per prompt, in chunks of (<= chunk, h*w, C)
+            (kept apart: one (B, h*w, C) tensor would be a 268 MB allocation for B = 64).
+        chunk: prompts per chunk.
+        grid_hw: (h, w) of the image embedding.
+    """
+
+    iou_preds: torch.Tensor
+    mask_tokens: torch.Tensor
+    feature_chunks: tuple[torch.Tensor, ...]
+    chunk: int
+    grid_hw: tuple[int, int]
+
+    def image_features(self, prompts: list[int]) -> torch.Tensor:
+        """(P, h*w, C) image features of the given prompts."""
+        return torch.stack([self.feature_chunks[i // self.chunk][i % self.chunk] for i in prompts])
+
+
+def prepare_image(model: Sam, embedding: torch.Tensor, decoder: MaskDecoder) -> ImageSide:
+    """What every prompt batch of one image shares: the (1, C, h, w) embedding plus the dense
+    prompt embedding (no mask prompts in AMG), and the first block's projections of it."""
+    dtype = decoder.iou_token.weight.dtype
+    _, dense = model.prompt_encoder(points=None, boxes=None, masks=None)  # (1, C, h, w)
+    image_pe = model.prompt_encoder.get_dense_pe().to(dtype)
+    return prepare_image_side(decoder.transformer, (embedding + dense).to(dtype), image_pe)
+
+
+def decode_tokens(
+    model: Sam,
+    image: ImageSide,
+    points_input: torch.Tensor,
+    decoder: MaskDecoder | None = None,
+) -> TokenOutputs:
+    """Run the prompt encoder, the two-way transformer and the IoU head for single-point prompts.
+
+    Args:
+        model: the SAM model.
+        image: the image side from :func:`prepare_image` (with the same ``decoder``).
+        points_input: (B, 2) foreground points, xy in the model frame (float64 as the original).
+        decoder: the mask decoder to use (default ``model.mask_decoder``); its dtype is the
+            compute dtype.
+
+    Returns:
+        The transformer outputs; no mask is computed yet.
+    """
+    decoder = model.mask_decoder if decoder is None else decoder
+    dtype = decoder.iou_token.weight.dtype
+    coords = points_input[:, None, :]  # (B, 2) -> (B, 1, 2)
+    labels = torch.ones(coords.shape[:2], dtype=torch.int, device=coords.device)
+    sparse, _ = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+    b = sparse.shape[0]
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat([output_tokens[None].expand(b, -1, -1), sparse.to(dtype)], dim=1)
+    n, c = image.keys.shape[1:]
+    grid_hw = model.prompt_encoder.image_embedding_size
+    hs_parts, feature_parts = [], []
+    chunk = max(1, CHUNK_BYTES // (n * c * image.keys.element_size()))
+    for start in range(0, b, chunk):
+        part = tokens[start : start + chunk]
+        if folding_pays(decoder.transformer, tokens.shape[1]):
+            hs, features = two_way_transformer(decoder.transformer, image, part)
+        else:  # very small models: the plain transformer is cheaper
+            grid = image.keys.transpose(1, 2).reshape(1, c, *grid_hw)  # (1, N, C) -> (1, C, h, w)
+            pe = image.key_pe.transpose(1, 2).reshape(1, c, *grid_hw)
+            hs, features = decoder.transformer(grid, pe, part)
+        hs_parts.append(hs)
+        feature_parts.append(features)
+    hs = torch.cat(hs_parts)
+    iou_all = decoder.iou_prediction_head(hs[:, 0, :]).float()  # (B, 1 + M)
+    return TokenOutputs(
+        iou_preds=iou_all[:, 1:],
+        mask_tokens=hs[:, 1 : 1 + decoder.num_mask_tokens, :],
+        feature_chunks=tuple(feature_parts),
+        chunk=chunk,
+        grid_hw=(int(grid_hw[0]), int(grid_hw[1])),
+    )
+
+
+def decode_low_res_masks(
+    model: Sam, tokens: TokenOutputs, prompts: torch.Tensor, decoder: MaskDecoder | None = None
+) -> torch.Tensor:
+    """Low-res logits of the three multimask outputs of the selected prompts.
+
+    Evaluates the decoder's output upscaling (two stride-2 2x2 transposed convolutions with a
+    channel LayerNorm and GELUs) and the hypernetwork products channels-last: each transposed
+    convolution is one matrix product per image cell, the LayerNorm a plain ``layer_norm`` over
+    the last dim, and the 4x4 sub-pixel layout is unscrambled only on the final masks.
+
+    Args:
+        model: the SAM model.
+        tokens: :func:`decode_tokens` outputs for B prompts.
+        prompts: (P,) int64 indices of the prompts to decode.
+        decoder: the decoder that produced ``tokens`` (default ``model.mask_decoder``).
+
+    Returns:
+        (P, 3, 4h, 4w) float32 logits (256x256 for the official models).
+    """
+    decoder = model.mask_decoder if decoder is None else decoder
+    up1, norm, act1, up2, act2 = decoder.output_upscaling
+    assert isinstance(up1, nn.ConvTranspose2d) and isinstance(up2, nn.ConvTranspose2d)
+    h, w = tokens.grid_hw
+    c1, c2 = up1.out_channels, up2.out_channels
+    # (C_in, C_out, 2, 2) -> (C_in, 2*2*C_out): the four sub-pixels of a cell, channels last.
+    w1 = up1.weight.permute(0, 2, 3, 1).reshape(up1.in_channels, 4 * c1)
+    w2 = up2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
+    assert up1.bias is not None and up2.bias is not None
+    b1, b2 = up1.bias.repeat(4), up2.bias.repeat(4)
+    norm_weight, norm_bias = cast(torch.Tensor, norm.weight), cast(torch.Tensor, norm.bias)
+    norm_eps = float(cast(float, norm.eps))  # LayerNorm2d over channels = layer_norm, last dim
+    out = []
+    # The largest activation: 16 h*w sub-pixels x C/8 channels per prompt.
+    step = max(1, CHUNK_BYTES // (16 * h * w * c2 * w1.element_size()))
+    for start in range(0, prompts.numel(), step):
+        chunk = prompts[start : start + step]
+        p = chunk.numel()
+        features = tokens.image_features(chunk.tolist())  # (P, hw, C)
+        x = torch.addmm(b1, features.reshape(p * h * w, -1), w1)
+        x = x.reshape(p * h * w * 4, c1)  # rows: (prompt, i, j, a, b)
+        x = act1(F.layer_norm(x, (c1,), norm_weight, norm_bias, norm_eps))
+        x = act2(torch.addmm(b2, x, w2)).reshape(p, h * w * 16, c2)  # rows: (i, j, a, b, a', b')
+        mask_tokens = tokens.mask_tokens[chunk]
+        hyper_in = torch.stack(
+            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],
+            dim=2,
+        )  # (P, C/8, M)
+        masks = (x @ hyper_in[..., 1:]).reshape(p, h, w, 2, 2, 2, 2, -1)
+        # (P, i, j, a, b, a', b', M) -> (P, M, i, a, a', j, b, b'): y = 4i+2a+a', x = 4j+2b+b'
+        masks = masks.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(p, -1, 4 * h, 4 * w)
+        out.append(masks.float())
+    return torch.cat(out) if out else torch.zeros(0, decoder.num_mask_tokens - 1, 4 * h, 4 * w)
