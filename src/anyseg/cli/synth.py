@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from anyseg.data.synthetic import SynthConfig
+from anyseg.data.synth_config import SynthConfig
 from anyseg.errors import InvalidInputError
 from anyseg.settings import add_arguments, from_arguments, from_mapping, read_file
 

@@ -11,7 +11,9 @@ One JSON file per image (the SA-1B release format, also written by ``anyseg auto
 Coordinates are pixels of the original image; boxes are XYWH (COCO convention). Masks are COCO
 RLE (pycocotools-compatible, see :mod:`anyseg.ops.rle`). Optional keys beyond SA-1B that anyseg
 writes when known: ``label`` (category name), ``level`` (``"whole" | "part" | "subpart"``) and
-``parent_id`` (the ``id`` of the annotation this one is a part of).
+``parent_id`` (the ``id`` of the annotation this one is a part of), and ``attributes`` (an object
+saying what the mask shows; ``anyseg synth`` writes :class:`anyseg.data.attributes.MaskAttributes`
+there). Readers accept records without them.
 
 Two folder layouts are accepted by :func:`find_dataset`: anyseg's ``<root>/images/<stem>.<ext>``
 + ``<root>/annotations/<stem>.json`` and SA-1B's flat ``<root>/sa_1.jpg`` beside ``sa_1.json``.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,8 @@ class MaskAnnotation:
         label: category name (COCO), else None.
         level: ``"whole"``, ``"part"`` or ``"subpart"`` when the hierarchy is known, else None.
         parent_id: ``id`` of the annotation this mask is a part of, else None.
+        attributes: what the mask shows (a JSON object; for synthetic data the fields of
+            :class:`anyseg.data.attributes.MaskAttributes`), else None.
     """
 
     id: int
@@ -67,6 +71,7 @@ class MaskAnnotation:
     label: str | None = None
     level: str | None = None
     parent_id: int | None = None
+    attributes: Mapping[str, Any] | None = None
 
     def decode(self) -> np.ndarray:
         """The mask as bool (H, W)."""
@@ -93,6 +98,8 @@ class MaskAnnotation:
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
+        if self.attributes is not None:
+            out["attributes"] = dict(self.attributes)
         return out
 
 
@@ -177,6 +184,7 @@ def record_from_masks(
     labels: Sequence[str | None] | None = None,
     levels: Sequence[str | None] | None = None,
     parent_ids: Sequence[int | None] | None = None,
+    attributes: Sequence[Mapping[str, Any] | None] | None = None,
 ) -> ImageRecord:
     """Build an :class:`ImageRecord` from binary masks.
 
@@ -188,7 +196,7 @@ def record_from_masks(
         predicted_iou, stability_score: per-mask floats (N,).
         point_coords: per-mask points (N, P, 2) in (x, y) image pixels.
         crop_box: per-mask crops (N, 4) XYWH.
-        labels, levels, parent_ids: per-mask optional extras (N,).
+        labels, levels, parent_ids, attributes: per-mask optional extras (N,).
     """
     masks = np.asarray(masks)
     if masks.ndim != 3:
@@ -205,6 +213,7 @@ def record_from_masks(
         "labels": labels,
         "levels": levels,
         "parent_ids": parent_ids,
+        "attributes": attributes,
     }
     for name, values in per_mask.items():
         if values is not None and len(values) != n:
@@ -234,6 +243,7 @@ def record_from_masks(
                 label=None if labels is None else labels[i],
                 level=None if levels is None else levels[i],
                 parent_id=_opt_int(None if parent_ids is None else parent_ids[i]),
+                attributes=None if attributes is None else attributes[i],
             )
         )
     return ImageRecord(
@@ -371,6 +381,7 @@ def _parse_annotation(
             label=None if ann.get("label") is None else str(ann["label"]),
             level=_level(ann.get("level"), where),
             parent_id=None if ann.get("parent_id") is None else int(ann["parent_id"]),
+            attributes=_attributes(ann.get("attributes"), where),
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, InvalidInputError):
@@ -403,6 +414,16 @@ def _points(value: Any, where: str) -> tuple[tuple[float, float], ...] | None:
     ):
         raise InvalidInputError(f"{where}: point_coords must be a list of [x, y] pairs")
     return tuple((float(p[0]), float(p[1])) for p in value)
+
+
+def _attributes(value: Any, where: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInputError(
+            f"{where}: attributes must be an object, got {type(value).__name__}"
+        )
+    return value
 
 
 def _level(value: Any, where: str) -> str | None:
