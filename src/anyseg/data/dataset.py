@@ -24,7 +24,11 @@ import cv2
 import numpy as np
 import torch
 
-from anyseg.data.sa1b import ImageRecord, MaskAnnotation, find_dataset, read_image_record
+from anyseg.data.sa1b import (
+    ImageRecord,
+    find_dataset,
+    read_image_record_lenient,
+)
 from anyseg.errors import AnysegError, InvalidInputError
 from anyseg.io import read_image
 from anyseg.ops.rle import decode_rle, rle_area
@@ -274,40 +278,14 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
     def _read_sa1b(self, json_path: Path, report: bool = True) -> ImageRecord | None:
         """Read a record; on a bad annotation keep the good ones (each bad one reported)."""
         try:
-            return read_image_record(json_path)
-        except OSError as exc:
-            if report:
-                self.skipped.append(SkippedItem(str(json_path), None, f"unreadable: {exc}"))
-            return None
-        except AnysegError:
-            pass
-        # Something in the file is invalid: parse annotation by annotation.
-        try:
-            data = json.loads(json_path.read_text(encoding="utf-8"))
-            image_info = data["image"]
-            base = ImageRecord.from_json_dict(
-                {"image": image_info, "annotations": []}, str(json_path)
-            )
-        except (ValueError, KeyError, TypeError, OSError) as exc:
+            record, bad = read_image_record_lenient(json_path)
+        except (AnysegError, ValueError, KeyError, TypeError, OSError) as exc:
             if report:
                 self.skipped.append(SkippedItem(str(json_path), None, f"invalid record: {exc}"))
             return None
-        good: list[MaskAnnotation] = []
-        for ann in data.get("annotations") or []:
-            try:
-                one = ImageRecord.from_json_dict(
-                    {"image": image_info, "annotations": [ann]}, str(json_path)
-                )
-                good.extend(one.annotations)
-            except (ValueError, TypeError) as exc:
-                if report:
-                    ann_id = ann.get("id") if isinstance(ann, dict) else None
-                    self.skipped.append(
-                        SkippedItem(
-                            str(json_path), ann_id if isinstance(ann_id, int) else None, str(exc)
-                        )
-                    )
-        return ImageRecord(base.image_id, base.file_name, base.width, base.height, tuple(good))
+        if report:
+            self.skipped.extend(SkippedItem(str(json_path), i, reason) for i, reason in bad)
+        return record
 
     def _index_coco(self, json_path: Path, images_dir: str | Path | None) -> list[_Entry]:
         from anyseg.data.coco import coco_to_records

@@ -116,7 +116,7 @@ def evaluate(
     from tqdm import tqdm
 
     t_start = time.perf_counter()
-    notes: list[str] = []
+    notes: list[str] = list(dataset.skipped)
     protocols = set(config.protocols)
     if "amg" in protocols and mask_generator is None:
         mask_generator, note = default_mask_generator(predictor, config)
