@@ -213,3 +213,28 @@ def test_bf16_autocast_and_gradient_accumulation_run(tmp_path: Path, tiny_datase
     losses = _losses(tmp_path / "bf16")
     assert sorted(losses) == [1, 2] and all(0 < v < 10 for v in losses.values())
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
+
+
+def test_a_run_without_usable_masks_fails_and_writes_no_model(
+    tmp_path: Path, tiny_dataset: Path
+) -> None:
+    """Every mask filtered away (here: all smaller than min_mask_pixels) is a clear error,
+    not a run of zero losses that ends with a model file."""
+    cfg = tiny_config(
+        tiny_dataset,
+        tmp_path / "run",
+        data={"min_mask_pixels": 10**9},
+        run={"steps": 3, "checkpoint_every": 1},
+    )
+    with pytest.raises(ValueError, match=r"held no usable mask.*min_mask_pixels"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_device_that_is_not_there_is_one_clear_error(tmp_path: Path, tiny_dataset: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg = tiny_config(tiny_dataset, tmp_path / "run", run={"device": "cuda"})
+    with pytest.raises(ValueError, match="no usable CUDA GPU"):
+        train(cfg, progress=False)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from pycocotools import mask as mask_utils
 
 from anyseg.errors import InvalidInputError
 from anyseg.io import IMAGE_SUFFIXES, atomic_write_text, to_json
-from anyseg.ops.rle import decode_rle, encode_mask
+from anyseg.ops.rle import check_rle, decode_rle, encode_mask
 
 LEVELS: tuple[str, ...] = ("whole", "part", "subpart")
 _REQUIRED_IMAGE_KEYS = ("image_id", "file_name", "width", "height")
@@ -164,6 +164,45 @@ def read_image_record(json_path: str | os.PathLike[str]) -> ImageRecord:
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{path}: not valid JSON ({exc})") from exc
     return _parse_record(data, str(path))
+
+
+def read_image_record_lenient(
+    json_path: str | os.PathLike[str],
+) -> tuple[ImageRecord, tuple[tuple[int | None, str], ...]]:
+    """Read a per-image SA-1B JSON file, keeping its valid annotations.
+
+    A bad annotation (an RLE that does not cover the image exactly, a missing key, a wrong type)
+    is left out and reported instead of failing the whole record, so one bad mask costs one
+    mask. Readers for training and evaluation use this.
+
+    Returns:
+        (the record with its valid annotations, (annotation id or None, reason) per skipped one).
+
+    Raises:
+        InvalidInputError: the file is not JSON, or its ``image`` part is invalid.
+        OSError: the file cannot be read.
+    """
+    path = Path(json_path)
+    try:
+        return read_image_record(path), ()
+    except InvalidInputError as exc:
+        first = exc
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise first from None
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise first
+    base = _parse_record({"image": data["image"], "annotations": []}, str(path))
+    good: list[MaskAnnotation] = []
+    skipped: list[tuple[int | None, str]] = []
+    for k, ann in enumerate(data["annotations"]):
+        try:
+            good.append(_parse_annotation(ann, k, base.size_hw, str(path)))
+        except (InvalidInputError, TypeError) as exc:
+            ann_id = ann.get("id") if isinstance(ann, dict) else None
+            skipped.append((ann_id if isinstance(ann_id, int) else None, str(exc)))
+    return replace(base, annotations=tuple(good)), tuple(skipped)
 
 
 def write_image_record(json_path: str | os.PathLike[str], record: ImageRecord) -> None:
@@ -366,6 +405,10 @@ def _parse_annotation(
         counts = encode_mask(decode_rle({"size": list(rle_hw), "counts": counts}))["counts"]
     elif not isinstance(counts, str):
         raise InvalidInputError(f"{where}: RLE counts must be a string or a list of ints")
+    try:
+        check_rle({"size": list(rle_hw), "counts": counts})
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{where}: {exc}") from None
     try:
         return MaskAnnotation(
             id=int(ann["id"]),
