@@ -151,7 +151,8 @@ class OptimConfig:
     decay_factor: float = 0.1
     # Gradient-norm clipping (None = off; the paper does not mention it).
     grad_clip: float | None = None
-    # Train the prompt encoder and mask decoder only (the common fine-tuning case).
+    # Train the prompt encoder and mask decoder only (the common fine-tuning case). The frozen
+    # encoder's embeddings are then computed once per image and kept on disk (run.embedding_cache).
     freeze_image_encoder: bool = field(
         default=False,
         metadata=opt(
@@ -199,6 +200,24 @@ class RunConfig:
     )
     # Torch threads per process (0: leave torch's default).
     num_threads: int = 0
+    # With optim.freeze_image_encoder: keep each image's embedding on disk, computed once
+    # (training.embedding_cache). A folder, shared by runs and models ("" = <out_dir>/embeddings).
+    embedding_cache: str = field(
+        default="",
+        metadata=opt(
+            "folder of cached image embeddings of a frozen encoder (default: OUT/embeddings)",
+            flag="--embedding-cache",
+            metavar="DIR",
+        ),
+    )
+    cache_embeddings: bool = field(
+        default=True,
+        metadata=opt(
+            "do not cache the frozen encoder's embeddings (recompute every step)",
+            flag="--no-embedding-cache",
+            const=False,
+        ),
+    )
 
 
 @dataclass(frozen=True)

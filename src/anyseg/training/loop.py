@@ -40,6 +40,7 @@ from anyseg.training.distributed import (
     all_reduce_mean,
     init_process_group,
 )
+from anyseg.training.embedding_cache import EmbeddingCache
 from anyseg.training.metrics import MetricsLogger, plot_training
 from anyseg.training.optim import build_optimizer
 from anyseg.training.prompts import pass_schedule
@@ -204,6 +205,7 @@ class _Run:
     batches: Iterator[Batch]
     val_set: SegmentationDataset | None
     logger: MetricsLogger | None
+    embeddings: EmbeddingCache | None = None  # a frozen encoder's embeddings, on disk
     empty_steps: int = 0  # steps in a row whose batches held no usable mask
     masks_seen: int = 0
 
@@ -309,6 +311,12 @@ def _setup(
     batches = iter(_loader(dataset, sampler, cfg.data.num_workers, device.type == "cuda"))
 
     out_dir = Path(cfg.run.out_dir)
+    embeddings = None
+    if cfg.optim.freeze_image_encoder and cfg.run.cache_embeddings:
+        folder = (
+            Path(cfg.run.embedding_cache) if cfg.run.embedding_cache else out_dir / "embeddings"
+        )
+        embeddings = EmbeddingCache(folder, model.image_encoder)
     logger: MetricsLogger | None = None
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -338,6 +346,7 @@ def _setup(
         batches=batches,
         val_set=val_set,
         logger=logger,
+        embeddings=embeddings,
     )
 
 
@@ -361,8 +370,11 @@ def _step(run: _Run, step: int) -> tuple[list[float], float]:
         no_sync = getattr(run.wrapped, "no_sync", None)
         ctx = contextlib.nullcontext() if sync or no_sync is None else no_sync()
         with ctx:
+            emb = None
+            if run.embeddings is not None:
+                emb = run.embeddings.embed(run.model.image_encoder, batch.images)
             with _autocast(device, cfg.run.bf16):
-                out = run.wrapped(batch, schedule)
+                out = run.wrapped(batch, schedule, emb)
             (out.loss / accum).backward()
         sums += (
             torch.stack(
