@@ -6,6 +6,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from anyseg.cli.main import main
 
 
@@ -100,7 +102,8 @@ def test_server_and_cli_agree_on_a_rotated_jpeg(
     assert np.array_equal(cli_mask, server_mask)
 
 
-def test_serve_reports_skipped_files_and_changed_images(
+@pytest.mark.slow
+def test_serve_reports_skipped_files_and_prints_the_token_url(
     image_dir: Path, tmp_path: Path, test_checkpoint: Path, serve_process: Any
 ) -> None:
     (image_dir / "odd\\name.png").write_bytes((image_dir / "scene_a.png").read_bytes())
