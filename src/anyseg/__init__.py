@@ -22,10 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 from anyseg._version import __version__
-from anyseg.checkpoint import download, load, load_default, load_model, save
+from anyseg.checkpoint import load, load_default, load_model, save
 from anyseg.config import PRESETS, SamConfig
 from anyseg.modeling import Sam, build_sam
 from anyseg.predictor import SamPredictor
+from anyseg.releases import download
 
 
 def _registry_builder(preset: str) -> Callable[..., Sam]:

@@ -1,4 +1,4 @@
-"""Loading and saving SAM checkpoints of every family; the released files.
+"""Loading and saving SAM checkpoints of every family.
 
 Any checkpoint whose keys follow a family's own release loads: SAM's official layout, MobileSAM's
 ``mobile_sam.pt`` (TinyViT encoder keys under ``image_encoder.``), SAM-HQ's ``sam_hq_vit_*.pth``
@@ -8,16 +8,19 @@ names mapped onto the official ones by :mod:`anyseg.hf_layout`). The family and 
 decoder sizes, TinyViT stages) are read from the tensor names and shapes, never from a file name.
 ``.pth``/``.pt``/``.bin`` files are read with ``weights_only=True`` on the CPU; ``.safetensors``
 files too (those written by :func:`save` also carry the exact config), and a Hugging Face model
-folder or sharded index.
+folder or sharded index. The released files and their download: :mod:`anyseg.releases`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,20 +30,15 @@ from anyseg.config import (
     HQConfig,
     ImageEncoderConfig,
     MaskDecoderConfig,
+    Mode,
     PromptEncoderConfig,
     SamConfig,
     TinyViTConfig,
 )
-from anyseg.errors import CheckpointError
+from anyseg.errors import CheckpointError, InvalidInputError
 from anyseg.io import atomic_path
 from anyseg.modeling import Sam
-from anyseg.releases import (  # noqa: F401  (re-exported: the names predate anyseg.releases)
-    OFFICIAL_CHECKPOINTS,
-    RELEASED_CHECKPOINTS,
-    OfficialCheckpoint,
-    download,
-    sha256_file,
-)
+from anyseg.settings import opt
 
 CONFIG_METADATA_KEY = "anyseg_config"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -82,16 +80,43 @@ def _read_file(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
                 return {k: f.get_tensor(k) for k in f.keys()}, metadata  # noqa: SIM118
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{p} is not a readable safetensors file: {exc}") from None
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{p} is not a readable PyTorch checkpoint: {first}") from None
+    obj = load_tensors_only(p, "PyTorch checkpoint")
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]  # training checkpoints wrap the weights
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{p} does not hold a state dict of tensors")
     return {str(k): v for k, v in obj.items()}, {}
+
+
+def load_tensors_only(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
+    """``torch.load`` a ``.pth``/``.pt`` file on the CPU with ``weights_only=True``.
+
+    anyseg never loads code from a checkpoint: a file that pickles Python objects (a whole model,
+    an optimizer class, ...) is refused with a message that says so, not torch's advice to turn
+    the protection off.
+
+    Raises:
+        CheckpointError: the file is corrupt, not a PyTorch file, or holds more than tensors
+            and plain values.
+    """
+    import pickle
+
+    p = Path(path)
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # no class or function in it: a corrupt file
+            raise CheckpointError(
+                f"{p} is not a readable {what} (not a PyTorch tensor file)"
+            ) from None
+        raise CheckpointError(
+            f"{p} holds Python objects besides tensors (e.g. a pickled model or class), and "
+            "anyseg never runs code from a checkpoint file; save the model's state_dict() (its "
+            "tensors only) and load that"
+        ) from None
+    except Exception as exc:  # torch raises many types for corrupt files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{p} is not a readable {what}: {first}") from None
 
 
 def official_names(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -325,7 +350,7 @@ def load(
             config = infer_config(sd, decoder_num_heads=heads or 8)
     model = Sam(config)
     load_state_dict_strict(model, sd, source=str(path))
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def save(model: Sam, path: str | os.PathLike[str], half: bool = False) -> Path:
@@ -360,7 +385,7 @@ def default_model_available() -> bool:
     return DEFAULT_WEIGHTS.is_file()
 
 
-def load_default(device: str | torch.device = "cpu") -> Sam:
+def load_default(device: str | torch.device = "auto") -> Sam:
     """The embedded default model (trained by this project on synthetic scenes)."""
     if not default_model_available():
         raise CheckpointError(
@@ -370,8 +395,81 @@ def load_default(device: str | torch.device = "cpu") -> Sam:
     return load(DEFAULT_WEIGHTS, device=device)
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model a command runs, where, and how."""
+
+    checkpoint: Path | None = field(
+        default=None,
+        metadata=opt(
+            "model weights of any family (.pth, .safetensors, a Hugging Face folder); default: the "
+            "bundled model",
+            metavar="PATH",
+        ),
+    )
+    device: str = field(
+        default="auto",
+        metadata=opt(
+            "torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ...",
+            metavar="DEVICE",
+        ),
+    )
+    mode: Mode = field(
+        default="exact",
+        metadata=opt(
+            "exact: float32, the original implementation's numbers; fast: trades a little "
+            "fidelity for speed"
+        ),
+    )
+
+
 def load_model(
-    checkpoint: str | os.PathLike[str] | None, device: str | torch.device = "cpu"
+    checkpoint: str | os.PathLike[str] | None, device: str | torch.device = "auto"
 ) -> Sam:
     """``load(checkpoint)`` if given, else the default model: what every CLI command does."""
     return load_default(device) if checkpoint is None else load(checkpoint, device=device)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A usable torch device for ``device``; ``"auto"`` is CUDA when available, else the CPU.
+
+    Raises:
+        InvalidInputError: an unknown device name, or a CUDA device on a machine without CUDA
+            (or without that many GPUs): one clear message instead of torch's assertion.
+    """
+    if isinstance(device, torch.device):
+        parsed = device
+    elif device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise InvalidInputError(
+                f"unknown device {device!r}: use auto, cpu, cuda or cuda:N"
+            ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidInputError(
+                f"device {str(parsed)!r} asked for, but this machine has no usable CUDA GPU "
+                "(use --device cpu, or auto to pick CUDA only when present)"
+            )
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise InvalidInputError(
+                f"device {str(parsed)!r} asked for, but this machine has {count} CUDA GPU(s)"
+            )
+    elif parsed.type not in ("cpu", "mps", "xpu", "meta"):
+        raise InvalidInputError(f"unsupported device {str(parsed)!r}: use auto, cpu or cuda[:N]")
+    return parsed
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-256 of a checkpoint file; of a Hugging Face model folder or sharded index, of its
+    weight files' bytes in order (one identity for the checkpoint, whatever holds it)."""
+    digest = hashlib.sha256()
+    for file in hf_layout.weight_files(Path(path)):
+        with open(file, "rb") as f:
+            while block := f.read(chunk):
+                digest.update(block)
+    return digest.hexdigest()

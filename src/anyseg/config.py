@@ -19,6 +19,10 @@ from typing import Any, Literal
 
 from anyseg.errors import InvalidInputError
 
+#: How a model runs: "exact" matches the original implementation in float32; "fast" trades a
+#: little fidelity for speed (bfloat16 where the CPU does it well).
+Mode = Literal["exact", "fast"]
+
 
 @dataclass(frozen=True)
 class ImageEncoderConfig:
@@ -69,11 +73,12 @@ class TinyViTConfig:
     """TinyViT image encoder (Wu et al. 2022) as MobileSAM uses it: a convolutional stage, then
     windowed-attention stages, then SAM's neck.
 
-    The patch embedding (two stride-2 convolutions) and every patch merging but the last halve
-    the resolution; the last merging keeps it (MobileSAM's change), so the embedding has stride
-    ``4 * 2 ** (stages - 2)``, i.e. 16 for the 4 stages of every released model. The defaults are
-    MobileSAM's ``vit_t``. Only ``img_size`` leaves no trace in the tensor shapes (1024 in every
-    released model).
+    The patch embedding (two stride-2 convolutions) and the patch mergings halve the
+    resolution, except the last ``keep_res_merges`` mergings, which keep it: MobileSAM keeps the
+    last one, so its embedding has stride 16 (4 x 2 x 2); keeping two gives stride 8 (for
+    students of teachers with 8 px patches). The defaults are MobileSAM's ``vit_t``. Only
+    ``img_size`` and ``keep_res_merges`` leave no trace in the tensor shapes (1024 and 1 in every
+    released model; anyseg's ``.safetensors`` files carry both).
     """
 
     img_size: int = 1024
@@ -88,12 +93,13 @@ class TinyViTConfig:
     out_chans: int = 256  # neck output = prompt/decoder width
     num_classes: int = 1000  # TinyViT's classifier head, unused but part of the checkpoints
     drop_path_rate: float = 0.0  # stochastic depth (training only), linear over all blocks
+    keep_res_merges: int = 1  # how many of the last patch mergings keep the resolution
     kind: Literal["tinyvit"] = "tinyvit"
 
     @property
     def stride(self) -> int:
         """Pixels per embedding cell."""
-        return 4 * 2 ** (len(self.depths) - 2)
+        return 4 * 2 ** (len(self.depths) - 1 - self.keep_res_merges)
 
     @property
     def embedding_size(self) -> int:
@@ -119,6 +125,10 @@ class TinyViTConfig:
                 "TinyViT needs 4 stages: embed_dims, depths, num_heads and window_sizes of "
                 f"length 4, got {self.embed_dims}, {self.depths}, {self.num_heads}, "
                 f"{self.window_sizes}"
+            )
+        if not 0 <= self.keep_res_merges <= len(self.depths) - 1:
+            raise InvalidInputError(
+                f"keep_res_merges {self.keep_res_merges} must be in 0..{len(self.depths) - 1}"
             )
         if self.img_size % self.stride:
             raise InvalidInputError(

@@ -1,5 +1,8 @@
 """The released checkpoints of every family: URLs, how to verify them, and the download.
 
+(``anyseg.checkpoint`` re-exports nothing from here: this module sits above it, since it loads a
+download to check it.)
+
 SAM's own files have published SHA-256s. MobileSAM and SAM-HQ publish none: their downloads are
 checked by what their repositories do give (git's blob id of ``mobile_sam.pt``) and by loading
 them strictly as the architecture they must have.
@@ -15,8 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anyseg.checkpoint import infer_config, load, sha256_file
+from anyseg.config import get_preset
 from anyseg.errors import CheckpointError, DownloadError
 from anyseg.io import atomic_path
+from anyseg.modeling import build_sam
 
 
 @dataclass(frozen=True)
@@ -96,19 +102,6 @@ FAMILY_CHECKPOINTS: dict[str, OfficialCheckpoint] = {
 RELEASED_CHECKPOINTS: dict[str, OfficialCheckpoint] = {**OFFICIAL_CHECKPOINTS, **FAMILY_CHECKPOINTS}
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file; of a Hugging Face model folder or sharded index, of its weight
-    files' bytes in order (one identity for the checkpoint, whatever holds it)."""
-    from anyseg.hf_layout import weight_files
-
-    digest = hashlib.sha256()
-    for file in weight_files(Path(path)):
-        with open(file, "rb") as f:
-            while block := f.read(chunk):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def git_blob_sha1(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """Git's object id of a file's content (what a repository's tree lists for it)."""
     digest = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
@@ -181,10 +174,6 @@ def _verify(
     if info.git_blob_sha1 and (actual := git_blob_sha1(path)) != info.git_blob_sha1:
         return f"git blob id {actual} is not the published {info.git_blob_sha1}"
     if info.preset:
-        from anyseg.checkpoint import infer_config, load
-        from anyseg.config import get_preset
-        from anyseg.modeling import build_sam
-
         try:
             model = load(path)
         except CheckpointError as exc:

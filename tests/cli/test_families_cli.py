@@ -171,6 +171,7 @@ def test_serve(family, tmp_path: Path) -> None:
         warnings.filterwarnings("ignore", message=".*httpx.*")
         from fastapi.testclient import TestClient
 
+    from anyseg.automatic import AmgConfig
     from anyseg.server.app import create_app
     from anyseg.server.config import PrefillConfig, ServerConfig
     from anyseg.server.service import AnnotationService
@@ -180,7 +181,8 @@ def test_serve(family, tmp_path: Path) -> None:
     images.mkdir()
     rng = np.random.default_rng(1)
     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(images / "a.png")
-    prefill = PrefillConfig(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    amg = AmgConfig(points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    prefill = PrefillConfig(amg=amg)
     config = ServerConfig(image_dir=images, project_dir=tmp_path / "p", prefill=prefill)
     answers: list[Any] = []
     for _ in range(2):  # the second service reads the embedding from disk

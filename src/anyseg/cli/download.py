@@ -35,7 +35,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from anyseg.releases import download, sha256_file, verification
+    from anyseg.checkpoint import sha256_file
+    from anyseg.releases import download, verification
 
     path = download(
         args.model, args.output_dir, url=args.url, sha256=args.sha256, timeout=args.timeout

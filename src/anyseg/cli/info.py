@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from anyseg.config import ImageEncoderConfig
     from anyseg.hf_layout import is_hf_layout
 
-    model = load_model(args.checkpoint)
+    model = load_model(args.checkpoint, device="cpu")
     path = args.checkpoint or str(DEFAULT_WEIGHTS)
     cfg = model.config
     enc, dec, pe = cfg.image_encoder, cfg.mask_decoder, cfg.prompt_encoder

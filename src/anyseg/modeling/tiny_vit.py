@@ -4,7 +4,8 @@ MobileSAM replaces SAM's ViT with a 5 M-parameter TinyViT distilled from it, kee
 encoder and mask decoder. The encoder is four stages: a convolutional one (MBConv blocks), then
 three of windowed self-attention with a learned per-head bias for every (|dy|, |dx|) offset
 inside a window and a depthwise convolution after each attention. Stages are joined by patch
-mergings; the last one keeps the resolution, so a 1024 px input gives SAM's 64x64 embedding. SAM's
+mergings; the last one keeps the resolution (``keep_res_merges``), so a 1024 px input gives SAM's
+64x64 embedding. SAM's
 neck maps the last stage to the prompt width.
 
 Parameter names are those of MobileSAM's released ``mobile_sam.pt`` (under ``image_encoder.``),
@@ -12,7 +13,7 @@ including TinyViT's unused classifier head, so the released file loads strictly.
 convolution is followed by a BatchNorm (running statistics in eval mode).
 
 Input: a normalised, zero-padded image (B, 3, S, S). Output: the image embedding
-(B, out_chans, S/16, S/16).
+(B, out_chans, S/stride, S/stride), stride 16 for MobileSAM.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ class TinyViT(nn.Module):
         stages: list[nn.Module] = [
             ConvStage(
                 [MBConv(dims[0], config.mbconv_expand_ratio, r) for r in per_stage[0]],
-                PatchMerging(dims[0], dims[1], stride=2),
+                PatchMerging(dims[0], dims[1], stride=1 if config.keep_res_merges >= last else 2),
             )
         ]
         for i in range(1, len(depths)):
@@ -246,8 +247,9 @@ class TinyViT(nn.Module):
                 for r in per_stage[i]
             ]
             merge = None
-            if i < last:  # the last merging keeps the resolution
-                merge = PatchMerging(dims[i], dims[i + 1], stride=2 if i + 1 < last else 1)
+            if i < last:  # the last keep_res_merges mergings keep the resolution
+                keep = i >= last - config.keep_res_merges
+                merge = PatchMerging(dims[i], dims[i + 1], stride=1 if keep else 2)
             stages.append(AttentionStage(blocks, merge))
         self.layers = nn.ModuleList(stages)
         # TinyViT's ImageNet classifier: in every MobileSAM checkpoint, never used by SAM.
@@ -261,8 +263,8 @@ class TinyViT(nn.Module):
         )
 
     def forward_with_early(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, 3, S, S) -> embedding (B, out_chans, S/16, S/16) and the early features SAM-HQ
-        fuses, stage 1's output (B, embed_dims[2], S/16, S/16)."""
+        """(B, 3, S, S) -> embedding (B, out_chans, S/stride, S/stride) and the early features
+        SAM-HQ fuses, stage 1's output (B, embed_dims[2], S/stride, S/stride)."""
         x = self.layers[0](self.patch_embed(x)).permute(0, 2, 3, 1)  # -> (B, H, W, C)
         early = x
         for i, stage in enumerate(self.layers[1:], start=1):
@@ -273,5 +275,5 @@ class TinyViT(nn.Module):
         return embedding, early.permute(0, 3, 1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, 3, S, S) normalised, padded image -> (B, out_chans, S/16, S/16)."""
+        """(B, 3, S, S) normalised, padded image -> (B, out_chans, S/stride, S/stride)."""
         return self.forward_with_early(x)[0]

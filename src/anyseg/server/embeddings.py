@@ -52,7 +52,7 @@ def state_dict_fingerprint(model: torch.nn.Module) -> str:
 
 def file_fingerprint(path: Path) -> str:
     """First 16 hex digits of the SHA-256 of a checkpoint (file, or model folder's weights)."""
-    from anyseg.releases import sha256_file
+    from anyseg.checkpoint import sha256_file
 
     return sha256_file(path)[:16]
 
