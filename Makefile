@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[dev,onnx]'
+	$(BIN)/python -m pip install -q -e '.[dev,onnx,ray]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

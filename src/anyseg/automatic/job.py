@@ -90,9 +90,7 @@ def find_images(inputs: Sequence[str | os.PathLike[str]], output: Path | None = 
     for entry in inputs:
         path = Path(entry)
         if path.is_dir():
-            found += sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
+            found += folder_images(path)
         elif path.is_file():
             found.append(path)
         else:
@@ -114,6 +112,11 @@ def find_images(inputs: Sequence[str | os.PathLike[str]], output: Path | None = 
             )
         stems[p.stem] = p
     return unique
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix), sorted: what a folder input means."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def image_id_for(stem: str) -> int:
