@@ -103,15 +103,24 @@ def find_images(inputs: Sequence[str | os.PathLike[str]], output: Path | None = 
     if not unique:
         names = ", ".join(display_path(p) for p in inputs)
         raise InvalidInputError(f"no images found in {names} ({', '.join(IMAGE_SUFFIXES)})")
-    stems: dict[str, Path] = {}
-    for p in unique:
-        if p.stem in stems:
-            raise InvalidInputError(
-                f"{display_path(stems[p.stem])} and {display_path(p)} would both write "
-                f"{display_path(p.stem)}.json: rename one or run twice"
-            )
-        stems[p.stem] = p
+    check_unique_stems((p.stem, display_path(p)) for p in unique)
     return unique
+
+
+def check_unique_stems(images: Iterable[tuple[str, str]]) -> None:
+    """Refuse two images (``(stem, name shown)`` pairs) with one stem: their outputs collide.
+
+    Raises:
+        InvalidInputError: naming both images and the file they would share.
+    """
+    seen: dict[str, str] = {}
+    for stem, shown in images:
+        if stem in seen:
+            raise InvalidInputError(
+                f"{seen[stem]} and {shown} would both write {display_path(stem)}.json: rename "
+                "one or run twice"
+            )
+        seen[stem] = shown
 
 
 def folder_images(folder: Path) -> list[Path]:

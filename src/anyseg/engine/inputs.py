@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from anyseg.automatic.job import folder_images
+from anyseg.automatic.job import check_unique_stems, folder_images
 from anyseg.errors import InvalidInputError
 from anyseg.io import IMAGE_SUFFIXES, display_path
 
@@ -148,19 +148,13 @@ def resolve_inputs(
     if not unique:
         names = ", ".join(display_path(os.fspath(p)) for p in inputs)
         raise InvalidInputError(f"no images found in {names} ({', '.join(IMAGE_SUFFIXES)})")
-    stems: dict[str, ImageSource] = {}
     for s in unique:
         if s.stem in RESERVED_STEMS:
             raise InvalidInputError(
                 f"{display_path(s.location)}: {s.stem}.json is the engine's own file in the "
                 "output folder: rename the image"
             )
-        if s.stem in stems:
-            raise InvalidInputError(
-                f"{display_path(stems[s.stem].location)} and {display_path(s.location)} would "
-                f"both write {display_path(s.stem)}.json: rename one or run twice"
-            )
-        stems[s.stem] = s
+    check_unique_stems((s.stem, display_path(s.location)) for s in unique)
     return unique
 
 

@@ -105,7 +105,10 @@ def label_dataset(
                 f"worker(s) ({plan.cpus_per_worker:g} CPUs, {plan.gpus_per_worker:g} GPUs each)"
             )
             model = load_model(checkpoint, "cpu")  # once, here; the workers get it from Ray
-            label_on_ray(ray(), todo, task, model, plan, engine.batch_size, report.add)
+            try:
+                label_on_ray(ray(), todo, task, model, plan, engine.batch_size, report.add)
+            finally:  # also on Ctrl-C: the finished images stay, the next run resumes
+                report.close()
             store.remove_temporaries()
         report.close()
         write_failures(store, sources, report.failures)
@@ -128,6 +131,7 @@ def label_dataset(
         masks=report.masks,
         seconds=time.perf_counter() - start,
         labelling_seconds=report.labelling_seconds,
+        worker_seconds=report.worker_seconds,
         workers=plan.workers if plan else 0,
         cpus_per_worker=plan.cpus_per_worker if plan else 0.0,
         gpus_per_worker=plan.gpus_per_worker if plan else 0.0,

@@ -42,11 +42,13 @@ class Progress:
         self.last_result: float | None = None
         self.labelled = 0
         self.masks = 0
+        self.worker_seconds = 0.0
         self.labelled_locations: list[str] = []
         self.failures: dict[str, str] = {}  # location -> reason
         self._seen: set[str] = set()
         self._last_line = self.start
         self._bar: Any = None
+        self._closed = False
         if stream is not None and stream.isatty():
             from tqdm import tqdm
 
@@ -72,6 +74,7 @@ class Progress:
         else:
             self.labelled += 1
             self.masks += result.masks
+            self.worker_seconds += result.seconds
             self.labelled_locations.append(result.location)
             if result.hint:
                 self.say(f"{display_path(result.location)}: 0 masks kept: {result.hint}")
@@ -119,10 +122,12 @@ class Progress:
             print(f"{PREFIX}: {text}", file=self.stream, flush=True)
 
     def close(self) -> None:
-        """End the bar, or print the last progress line."""
+        """End the bar, or print the last progress line (once)."""
+        if self._closed:
+            return
+        self._closed = True
         if self._bar is not None:
             self._bar.close()
-            self._bar = None
         elif self.finished:
             self.say(self.line())
 
@@ -140,6 +145,8 @@ class EngineSummary:
         masks: masks written in this run.
         seconds: wall time of the run, Ray start-up included.
         labelling_seconds: from the first result to the last (the steady part).
+        worker_seconds: the workers' own time on the labelled images, summed (reading,
+            generating, writing: what one process would spend on them).
         workers: model replicas.
         cpus_per_worker: CPUs each held.
         gpus_per_worker: GPUs each held.
@@ -157,6 +164,7 @@ class EngineSummary:
     masks: int
     seconds: float
     labelling_seconds: float
+    worker_seconds: float
     workers: int
     cpus_per_worker: float
     gpus_per_worker: float
