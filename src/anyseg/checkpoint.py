@@ -85,16 +85,39 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
                 return {k: f.get_tensor(k) for k in f.keys()}, metadata  # noqa: SIM118
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{p} is not a readable safetensors file: {exc}") from None
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{p} is not a readable PyTorch checkpoint: {first}") from None
+    obj = load_tensors_only(p, "PyTorch checkpoint")
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]  # training checkpoints wrap the weights
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{p} does not hold a state dict of tensors")
     return {str(k): v for k, v in obj.items()}, {}
+
+
+def load_tensors_only(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
+    """``torch.load`` a ``.pth``/``.pt`` file on the CPU with ``weights_only=True``.
+
+    anyseg never loads code from a checkpoint: a file that pickles Python objects (a whole model,
+    an optimizer class, ...) is refused with a message that says so, not torch's advice to turn
+    the protection off.
+
+    Raises:
+        CheckpointError: the file is corrupt, not a PyTorch file, or holds more than tensors
+            and plain values.
+    """
+    import pickle
+
+    p = Path(path)
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{p} holds Python objects besides tensors (e.g. a pickled model or class), and "
+            "anyseg never runs code from a checkpoint file; save the model's state_dict() (its "
+            "tensors only) and load that"
+        ) from None
+    except Exception as exc:  # torch raises many types for corrupt files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{p} is not a readable {what}: {first}") from None
 
 
 # ---------------------------------------------------------------- config inference

@@ -254,9 +254,61 @@ class SamPredictor(ImageFrame):
         Returns:
             masks (B, C, H, W) at the original size (bool, or logits), iou (B, C),
             low-res logits (B, C, 4h, 4w).
+
+        Raises:
+            InvalidInputError: malformed or non-finite prompts, or batch sizes that differ.
+
+        Prompts are decoded in chunks of :meth:`prompts_per_chunk` (working memory about
+        :attr:`CHUNK_BYTES` beyond the outputs, whatever B is); results do not depend on it.
         """
         self._require_image()
-        points = None
+        batch = self._check_batched_prompts(point_coords, point_labels, boxes, mask_input)
+        if batch == 0:
+            raise InvalidInputError("predict_torch needs at least one prompt")
+        chunk = self.prompts_per_chunk(multimask_output)
+        outputs = [
+            self._predict_chunk(
+                _rows(point_coords, start, chunk),
+                _rows(point_labels, start, chunk),
+                _rows(boxes, start, chunk),
+                _rows(mask_input, start, chunk),
+                multimask_output,
+                return_logits,
+            )
+            for start in range(0, batch, chunk)
+        ]
+        if len(outputs) == 1:
+            return outputs[0]
+        masks, iou, low_res = zip(*outputs, strict=True)
+        return torch.cat(masks), torch.cat(iou), torch.cat(low_res)
+
+    #: Working memory one chunk of prompts may take in ``predict_torch``, besides the outputs
+    #: (the decoder's activations and the float logits at the original size).
+    CHUNK_BYTES = 256 * 1024 * 1024
+
+    def prompts_per_chunk(self, multimask_output: bool) -> int:
+        """How many prompts ``predict_torch`` decodes at once to stay within :attr:`CHUNK_BYTES`
+        (results do not depend on it)."""
+        h, w = self._require_image()
+        grid = self.model.prompt_encoder.image_embedding_size
+        c = self.model.prompt_encoder.embed_dim
+        n_masks = self.model.mask_decoder.num_mask_tokens if multimask_output else 1
+        s = self.model.img_size
+        # Per prompt: the image-side activations of the two-way transformer (about ten
+        # (h*w, C) float tensors live at once), the upscaled low-res masks, and the logits at
+        # the padded input size and at the original size.
+        per_prompt = 4 * (10 * grid[0] * grid[1] * c + n_masks * (s * s + h * w)) + n_masks * h * w
+        return max(1, self.CHUNK_BYTES // per_prompt)
+
+    def _check_batched_prompts(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+    ) -> int:
+        """Validate ``predict_torch``'s prompts; return the batch size B they agree on."""
+        sizes: dict[str, int] = {}
         if point_coords is not None or point_labels is not None:
             if point_coords is None or point_labels is None:
                 raise InvalidInputError("point_coords and point_labels must be given together")
@@ -269,12 +321,44 @@ class SamPredictor(ImageFrame):
                     f"point_labels must be (B, N) = {tuple(point_coords.shape[:2])}, "
                     f"got {tuple(point_labels.shape)}"
                 )
+            if not torch.isfinite(point_coords).all():
+                raise InvalidInputError("point_coords contain NaN or infinite values")
             bad = point_labels[(point_labels != 1) & (point_labels != 0) & (point_labels != -1)]
             if bad.numel():
                 raise InvalidInputError(f"point labels must be 1, 0 or -1, got {bad.tolist()}")
-            points = (point_coords, point_labels)
-        if boxes is not None and (boxes.ndim != 2 or boxes.shape[-1] != 4):
-            raise InvalidInputError(f"boxes must be (B, 4), got {tuple(boxes.shape)}")
+            sizes["point_coords"] = point_coords.shape[0]
+        if boxes is not None:
+            if boxes.ndim != 2 or boxes.shape[-1] != 4:
+                raise InvalidInputError(f"boxes must be (B, 4), got {tuple(boxes.shape)}")
+            if not torch.isfinite(boxes).all():
+                raise InvalidInputError("boxes contain NaN or infinite values")
+            sizes["boxes"] = boxes.shape[0]
+        if mask_input is not None:
+            want = (1, *self.mask_input_size)
+            if mask_input.ndim != 4 or tuple(mask_input.shape[1:]) != want:
+                raise InvalidInputError(
+                    f"mask_input must be (B, {', '.join(map(str, want))}), got "
+                    f"{tuple(mask_input.shape)}"
+                )
+            if not torch.isfinite(mask_input).all():
+                raise InvalidInputError("mask_input contains NaN or infinite values")
+            sizes["mask_input"] = mask_input.shape[0]
+        if not sizes:
+            raise InvalidInputError("give point_coords/point_labels, boxes or mask_input")
+        if len(set(sizes.values())) != 1:
+            raise InvalidInputError(f"the prompts' batch sizes differ: {sizes}")
+        return next(iter(sizes.values()))
+
+    def _predict_chunk(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool,
+        return_logits: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        points = None if point_coords is None else (point_coords, point_labels)
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
         low_res, iou = self.model.mask_decoder(
             image_embeddings=self.features,
@@ -288,6 +372,10 @@ class SamPredictor(ImageFrame):
         if not return_logits:
             masks = masks > self.model.mask_threshold
         return masks, iou, low_res
+
+
+def _rows(t: torch.Tensor | None, start: int, count: int) -> torch.Tensor | None:
+    return None if t is None else t[start : start + count]
 
 
 def validate_points(

@@ -81,3 +81,34 @@ def test_command_line_options_come_from_the_dataclass() -> None:
     assert "--stability-score-offset" in flags and "--crop-overlap-ratio" in flags
     with pytest.raises(InvalidInputError, match="pred_iou_thresh must be a number"):
         from_arguments(AmgConfig, parser.parse_args(["--pred-iou-thresh", "nan"]))
+
+
+def test_one_default_reaches_every_command_and_the_api(
+    monkeypatch: pytest.MonkeyPatch, test_model: object
+) -> None:
+    """Every consumer takes the generator's defaults from AmgConfig itself: change one default
+    there (as a one-line edit of the field would) and auto, eval, serve's pre-fill and the
+    Python API all follow."""
+    from anyseg.automatic import SamAutomaticMaskGenerator
+    from anyseg.cli import eval as eval_cli
+    from anyseg.cli import serve as serve_cli
+    from anyseg.cli.main import build_parser
+    from anyseg.evaluation import EvalConfig
+    from anyseg.server.config import PrefillConfig
+
+    names = [f.name for f in dataclasses.fields(AmgConfig)]
+    defaults = list(AmgConfig.__init__.__defaults__)  # type: ignore[misc]
+    defaults[names.index("pred_iou_thresh")] = 0.42
+    monkeypatch.setattr(AmgConfig.__init__, "__defaults__", tuple(defaults))
+    assert AmgConfig().pred_iou_thresh == 0.42
+
+    parser = build_parser()
+    auto_args = parser.parse_args(["auto", "x.png", "-o", "out"])
+    assert from_arguments(AmgConfig, auto_args).pred_iou_thresh == 0.42
+    eval_args = parser.parse_args(["eval", "DATA", "-o", "out"])
+    assert eval_cli.build_config(eval_args).amg.pred_iou_thresh == 0.42
+    assert EvalConfig().amg.pred_iou_thresh == 0.42
+    serve_args = parser.parse_args(["serve", "."])
+    assert serve_cli.build_config(serve_args).prefill.amg.pred_iou_thresh == 0.42
+    assert PrefillConfig().amg.pred_iou_thresh == 0.42
+    assert SamAutomaticMaskGenerator(test_model).config.pred_iou_thresh == 0.42  # type: ignore[arg-type]

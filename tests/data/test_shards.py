@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from anyseg.data.dataset import SegmentationDataset
+from anyseg.data.dataset import SamplingConfig, SegmentationDataset
 from anyseg.data.sa1b import find_dataset, read_dataset_image, read_image_record
 from anyseg.data.shards import find_shard_dataset, index_shard, write_shard
 from anyseg.errors import InvalidInputError
@@ -99,8 +99,9 @@ def test_find_dataset_pairs_shard_members(folder: Path, shards: Path, tmp_path: 
 
 
 def test_training_reader_on_shards_equals_the_folder(folder: Path, shards: Path) -> None:
-    from_folder = SegmentationDataset(folder, 64, MEAN, STD, max_masks=3, hflip_prob=0.5)
-    from_shards = SegmentationDataset(shards, 64, MEAN, STD, max_masks=3, hflip_prob=0.5)
+    sampling = SamplingConfig(max_masks_per_image=3, hflip_prob=0.5)
+    from_folder = SegmentationDataset(folder, 64, MEAN, STD, sampling=sampling)
+    from_shards = SegmentationDataset(shards, 64, MEAN, STD, sampling=sampling)
     assert len(from_shards) == len(from_folder) == 3 and not from_shards.skipped
     restored = pickle.loads(pickle.dumps(from_shards))  # what a DataLoader worker receives
     for key in [(0, 0), (1, 5), (2, 7)]:

@@ -41,6 +41,7 @@ def test_eval_cli_writes_report_and_plots(
     printed = capsys.readouterr().out
     assert "1 point, best of 3 (oracle)" in printed and "interactive mIoU by clicks" in printed
     assert sorted(p.name for p in out.iterdir()) == [
+        "calibration.png",
         "interactive_curve.png",
         "iou_hist.png",
         "per_mask.jsonl",

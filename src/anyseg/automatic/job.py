@@ -78,8 +78,8 @@ class LabelResult:
 def find_images(inputs: Sequence[str | os.PathLike[str]], output: Path | None = None) -> list[Path]:
     """Image files named directly or found in named folders (not recursively), in order, once.
 
-    Files inside ``output`` are never inputs (a folder labelled into itself does not label its
-    own overlays).
+    The job's own outputs are never inputs: overlays (``*_overlay.png``) inside ``output`` are
+    left out, so a folder labelled into itself does not label its own overlays.
 
     Raises:
         InvalidInputError: a path does not exist, nothing is found, or two images share a stem
@@ -98,7 +98,7 @@ def find_images(inputs: Sequence[str | os.PathLike[str]], output: Path | None = 
     unique = [
         p
         for p in dict.fromkeys(p.resolve() for p in found)
-        if out_dir is None or p.parent != out_dir
+        if out_dir is None or p.parent != out_dir or not p.name.endswith(OVERLAY_SUFFIX)
     ]
     if not unique:
         names = ", ".join(display_path(p) for p in inputs)

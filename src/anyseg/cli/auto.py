@@ -39,7 +39,7 @@ def add_parser(subparsers: Any) -> None:
             "RLE) and OUT_DIR/<stem>_overlay.png per image; images already done are skipped "
             "unless --overwrite. Folders are searched (not recursively) for "
             + ", ".join(IMAGE_SUFFIXES)
-            + " files; files in OUT_DIR are never inputs."
+            + " files; the overlays it writes are never inputs."
         ),
         epilog=(
             "examples: anyseg auto photos/ -o masks/ --points-per-side 16 --mode fast; "

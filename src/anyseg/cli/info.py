@@ -23,7 +23,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from anyseg.checkpoint import DEFAULT_WEIGHTS, load_model, sha256_file
 
-    model = load_model(args.checkpoint)
+    model = load_model(args.checkpoint, device="cpu")
     path = args.checkpoint or str(DEFAULT_WEIGHTS)
     cfg = model.config
     enc, dec, pe = cfg.image_encoder, cfg.mask_decoder, cfg.prompt_encoder

@@ -11,7 +11,9 @@ One JSON file per image (the SA-1B release format, also written by ``anyseg auto
 Coordinates are pixels of the original image; boxes are XYWH (COCO convention). Masks are COCO
 RLE (pycocotools-compatible, see :mod:`anyseg.ops.rle`). Optional keys beyond SA-1B that anyseg
 writes when known: ``label`` (category name), ``level`` (``"whole" | "part" | "subpart"``) and
-``parent_id`` (the ``id`` of the annotation this one is a part of).
+``parent_id`` (the ``id`` of the annotation this one is a part of), and ``attributes`` (an object
+saying what the mask shows; ``anyseg synth`` writes :class:`anyseg.data.attributes.MaskAttributes`
+there). Readers accept records without them.
 
 Two folder layouts are accepted by :func:`find_dataset`: anyseg's ``<root>/images/<stem>.<ext>``
 + ``<root>/annotations/<stem>.json`` and SA-1B's flat ``<root>/sa_1.jpg`` beside ``sa_1.json``;
@@ -24,8 +26,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from pycocotools import mask as mask_utils
 from anyseg.data.shards import ShardMember, find_shard_dataset, shard_files
 from anyseg.errors import InvalidInputError
 from anyseg.io import IMAGE_SUFFIXES, atomic_write_text, read_image, to_json
-from anyseg.ops.rle import decode_rle, encode_mask
+from anyseg.ops.rle import check_rle, decode_rle, encode_mask
 
 #: A file of a dataset: a path, or a member of a tar shard.
 DataFile = Path | ShardMember
@@ -61,6 +63,8 @@ class MaskAnnotation:
         label: category name (COCO), else None.
         level: ``"whole"``, ``"part"`` or ``"subpart"`` when the hierarchy is known, else None.
         parent_id: ``id`` of the annotation this mask is a part of, else None.
+        attributes: what the mask shows (a JSON object; for synthetic data the fields of
+            :class:`anyseg.data.attributes.MaskAttributes`), else None.
     """
 
     id: int
@@ -74,6 +78,7 @@ class MaskAnnotation:
     label: str | None = None
     level: str | None = None
     parent_id: int | None = None
+    attributes: Mapping[str, Any] | None = None
 
     def decode(self) -> np.ndarray:
         """The mask as bool (H, W)."""
@@ -100,6 +105,8 @@ class MaskAnnotation:
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
+        if self.attributes is not None:
+            out["attributes"] = dict(self.attributes)
         return out
 
 
@@ -166,6 +173,45 @@ def read_image_record(json_path: str | os.PathLike[str] | ShardMember) -> ImageR
     return _parse_record(data, str(path))
 
 
+def read_image_record_lenient(
+    json_path: str | os.PathLike[str] | ShardMember,
+) -> tuple[ImageRecord, tuple[tuple[int | None, str], ...]]:
+    """Read a per-image SA-1B JSON file, keeping its valid annotations.
+
+    A bad annotation (an RLE that does not cover the image exactly, a missing key, a wrong type)
+    is left out and reported instead of failing the whole record, so one bad mask costs one
+    mask. Readers for training and evaluation use this.
+
+    Returns:
+        (the record with its valid annotations, (annotation id or None, reason) per skipped one).
+
+    Raises:
+        InvalidInputError: the file is not JSON, or its ``image`` part is invalid.
+        OSError: the file cannot be read.
+    """
+    path = json_path if isinstance(json_path, ShardMember) else Path(json_path)
+    try:
+        return read_image_record(path), ()
+    except InvalidInputError as exc:
+        first = exc
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise first from None
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise first
+    base = _parse_record({"image": data["image"], "annotations": []}, str(path))
+    good: list[MaskAnnotation] = []
+    skipped: list[tuple[int | None, str]] = []
+    for k, ann in enumerate(data["annotations"]):
+        try:
+            good.append(_parse_annotation(ann, k, base.size_hw, str(path)))
+        except (InvalidInputError, TypeError) as exc:
+            ann_id = ann.get("id") if isinstance(ann, dict) else None
+            skipped.append((ann_id if isinstance(ann_id, int) else None, str(exc)))
+    return replace(base, annotations=tuple(good)), tuple(skipped)
+
+
 def write_image_record(json_path: str | os.PathLike[str], record: ImageRecord) -> None:
     """Write ``record`` as SA-1B JSON atomically (temp file in the same folder, then rename)."""
     atomic_write_text(json_path, to_json(record.to_json_dict(), compact=True))
@@ -184,6 +230,7 @@ def record_from_masks(
     labels: Sequence[str | None] | None = None,
     levels: Sequence[str | None] | None = None,
     parent_ids: Sequence[int | None] | None = None,
+    attributes: Sequence[Mapping[str, Any] | None] | None = None,
 ) -> ImageRecord:
     """Build an :class:`ImageRecord` from binary masks.
 
@@ -195,7 +242,7 @@ def record_from_masks(
         predicted_iou, stability_score: per-mask floats (N,).
         point_coords: per-mask points (N, P, 2) in (x, y) image pixels.
         crop_box: per-mask crops (N, 4) XYWH.
-        labels, levels, parent_ids: per-mask optional extras (N,).
+        labels, levels, parent_ids, attributes: per-mask optional extras (N,).
     """
     masks = np.asarray(masks)
     if masks.ndim != 3:
@@ -212,6 +259,7 @@ def record_from_masks(
         "labels": labels,
         "levels": levels,
         "parent_ids": parent_ids,
+        "attributes": attributes,
     }
     for name, values in per_mask.items():
         if values is not None and len(values) != n:
@@ -241,6 +289,7 @@ def record_from_masks(
                 label=None if labels is None else labels[i],
                 level=None if levels is None else levels[i],
                 parent_id=_opt_int(None if parent_ids is None else parent_ids[i]),
+                attributes=None if attributes is None else attributes[i],
             )
         )
     return ImageRecord(
@@ -378,6 +427,10 @@ def _parse_annotation(
     elif not isinstance(counts, str):
         raise InvalidInputError(f"{where}: RLE counts must be a string or a list of ints")
     try:
+        check_rle({"size": list(rle_hw), "counts": counts})
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{where}: {exc}") from None
+    try:
         return MaskAnnotation(
             id=int(ann["id"]),
             segmentation={"size": list(rle_hw), "counts": counts},
@@ -392,6 +445,7 @@ def _parse_annotation(
             label=None if ann.get("label") is None else str(ann["label"]),
             level=_level(ann.get("level"), where),
             parent_id=None if ann.get("parent_id") is None else int(ann["parent_id"]),
+            attributes=_attributes(ann.get("attributes"), where),
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, InvalidInputError):
@@ -424,6 +478,16 @@ def _points(value: Any, where: str) -> tuple[tuple[float, float], ...] | None:
     ):
         raise InvalidInputError(f"{where}: point_coords must be a list of [x, y] pairs")
     return tuple((float(p[0]), float(p[1])) for p in value)
+
+
+def _attributes(value: Any, where: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInputError(
+            f"{where}: attributes must be an object, got {type(value).__name__}"
+        )
+    return value
 
 
 def _level(value: Any, where: str) -> str | None:

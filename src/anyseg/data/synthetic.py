@@ -27,14 +27,16 @@ import math
 import multiprocessing
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
+from anyseg._version import __version__
+from anyseg.data.attributes import MaskAttributes, name_colour
 from anyseg.data.sa1b import ImageRecord, record_from_masks, write_image_record
+from anyseg.data.synth_config import SynthConfig
 from anyseg.data.synthetic_render import (
     Element,
     background,
@@ -49,91 +51,6 @@ from anyseg.io import atomic_write_bytes, write_image
 LEVEL_NAMES = ("whole", "part", "subpart")
 
 
-@dataclass(frozen=True)
-class SynthConfig:
-    """Settings of the scene generator (shared by the library, ``anyseg synth`` and dataset.json).
-
-    Lengths are fractions of the short image side unless they say pixels.
-    """
-
-    height: int = field(default=512, metadata={"help": "image height in pixels"})
-    width: int = field(default=512, metadata={"help": "image width in pixels"})
-    min_objects: int = field(default=6, metadata={"help": "fewest objects per scene"})
-    max_objects: int = field(default=50, metadata={"help": "most objects per scene"})
-    min_radius: float = field(
-        default=0.03, metadata={"help": "smallest object radius, fraction of the short side"}
-    )
-    max_radius: float = field(
-        default=0.35, metadata={"help": "largest object radius, fraction of the short side"}
-    )
-    part_prob: float = field(default=0.6, metadata={"help": "P(object big enough has parts)"})
-    subpart_prob: float = field(default=0.7, metadata={"help": "P(part carries a subpart)"})
-    assembly_prob: float = field(
-        default=0.35, metadata={"help": "P(parts are touching components, not inner panels)"}
-    )
-    part_min_radius: float = field(
-        default=0.06, metadata={"help": "smallest object radius (fraction) with parts"}
-    )
-    subpart_min_radius: float = field(
-        default=0.08, metadata={"help": "smallest object radius (fraction) with subparts"}
-    )
-    touch_prob: float = field(default=0.3, metadata={"help": "P(object placed touching another)"})
-    min_contrast: float = field(
-        default=60.0, metadata={"help": "least RGB distance of a fill from what lies under it"}
-    )
-    soft_edge_prob: float = field(default=0.25, metadata={"help": "P(object has soft edges)"})
-    shadow_prob: float = field(default=0.25, metadata={"help": "P(object casts a drop shadow)"})
-    blur_prob: float = field(default=0.5, metadata={"help": "P(whole image is blurred)"})
-    max_blur_sigma: float = field(default=1.2, metadata={"help": "largest image blur, pixels"})
-    max_noise: float = field(default=6.0, metadata={"help": "largest pixel noise std (0..255)"})
-    min_area_frac: float = field(
-        default=2e-4, metadata={"help": "drop masks below this fraction of the image (and 4 px)"}
-    )
-
-    def __post_init__(self) -> None:
-        if self.height < 32 or self.width < 32:
-            raise InvalidInputError(f"image size must be >= 32x32, got {self.height}x{self.width}")
-        if not 1 <= self.min_objects <= self.max_objects:
-            raise InvalidInputError(
-                f"need 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}"
-            )
-        if not 0 < self.min_radius <= self.max_radius:
-            raise InvalidInputError(
-                f"need 0 < min_radius <= max_radius, got {self.min_radius}, {self.max_radius}"
-            )
-        for name in (
-            "part_prob",
-            "subpart_prob",
-            "assembly_prob",
-            "touch_prob",
-            "soft_edge_prob",
-            "shadow_prob",
-            "blur_prob",
-            "min_area_frac",
-        ):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise InvalidInputError(f"{name} must be in [0, 1], got {value}")
-        for name in (
-            "min_contrast",
-            "max_blur_sigma",
-            "max_noise",
-            "part_min_radius",
-            "subpart_min_radius",
-        ):
-            if getattr(self, name) < 0:
-                raise InvalidInputError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SynthConfig:
-        """Build from a dict (e.g. ``dataset.json["config"]``); unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InvalidInputError(f"unknown SynthConfig key(s) {unknown}; known: {sorted(names)}")
-        return cls(**data)
-
-
 @dataclass(frozen=True, eq=False)  # arrays: compare fields with numpy
 class Scene:
     """One generated image and its visible masks.
@@ -144,6 +61,7 @@ class Scene:
         levels: (N,) ``"whole"``, ``"part"`` or ``"subpart"``.
         parents: (N,) index of the parent instance in ``masks``, -1 for wholes.
         labels: (N,) shape name of a whole, ``"panel"``/``"component"`` for parts, ``"emblem"``.
+        attributes: (N,) what each mask shows (shape, fill, colour, role, visible fraction).
     """
 
     image: np.ndarray
@@ -151,6 +69,7 @@ class Scene:
     levels: tuple[str, ...]
     parents: tuple[int, ...]
     labels: tuple[str, ...]
+    attributes: tuple[MaskAttributes, ...]
 
     def to_record(self, image_id: int, file_name: str) -> ImageRecord:
         """SA-1B record; annotation ``id`` is the instance index, so ``parent_id`` refers to it."""
@@ -161,6 +80,7 @@ class Scene:
             labels=list(self.labels),
             levels=list(self.levels),
             parent_ids=[None if p < 0 else p for p in self.parents],
+            attributes=[a.to_dict() for a in self.attributes],
         )
 
 
@@ -184,6 +104,7 @@ def generate_scene(seed: int, config: SynthConfig | None = None) -> Scene:
     objects: list[list[Element]] = []
     labels: list[str] = []
     crops: list[tuple[int, int, int, int]] = []
+    painted: list[np.ndarray] = []  # per object: its crop of id_map right after painting it
 
     n = round(math.exp(rng.uniform(math.log(cfg.min_objects), math.log(cfg.max_objects + 1))))
     n = min(max(n, cfg.min_objects), cfg.max_objects)
@@ -204,9 +125,10 @@ def generate_scene(seed: int, config: SynthConfig | None = None) -> Scene:
         objects.append(elements)
         labels.append(label)
         crops.append(crop)
+        painted.append(id_map[crop[1] : crop[3], crop[0] : crop[2]].copy())
 
     image = finish(rng, canvas, cfg, s)
-    return Scene(image, *_instances(id_map, owners, objects, labels, crops, cfg))
+    return Scene(image, *_instances(image, id_map, owners, objects, labels, crops, painted, cfg))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,20 +136,26 @@ def generate_scene(seed: int, config: SynthConfig | None = None) -> Scene:
 
 
 def _instances(
+    image: np.ndarray,
     id_map: np.ndarray,
     owners: list[tuple[int, int]],
     objects: list[list[Element]],
     labels: list[str],
     crops: list[tuple[int, int, int, int]],
+    painted: list[np.ndarray],
     cfg: SynthConfig,
-) -> tuple[np.ndarray, tuple[str, ...], tuple[int, ...], tuple[str, ...]]:
-    """Visible masks of every whole/part/subpart from the element map, filtered (module doc)."""
+) -> tuple[
+    np.ndarray, tuple[str, ...], tuple[int, ...], tuple[str, ...], tuple[MaskAttributes, ...]
+]:
+    """Visible masks of every whole/part/subpart from the element map, filtered (module doc),
+    and their attributes."""
     h, w = id_map.shape
     # Instance tables: each element maps to the instance of every level it belongs to.
     inst_parent: list[int] = []
     inst_level: list[int] = []
     inst_label: list[str] = []
     inst_obj: list[int] = []
+    inst_elem: list[int] = []  # the element whose outline and fill the instance shows, or -1
     elem_inst: list[list[int]] = []  # per object, per element: own instance or -1
     whole_of: list[int] = []
     for o, elements in enumerate(objects):
@@ -237,6 +165,9 @@ def _instances(
         inst_level.append(0)
         inst_label.append(labels[o])
         inst_obj.append(o)
+        # A body with panels shows the object's outline; an assembly's pieces show no one shape.
+        body = next(k for k, e in enumerate(elements) if e.is_body)
+        inst_elem.append(-1 if elements[body].is_instance else body)
         own: list[int] = []
         for e in elements:
             if e.is_instance:
@@ -247,6 +178,7 @@ def _instances(
                 inst_level.append(inst_level[parent] + 1)
                 inst_label.append(e.label)
                 inst_obj.append(o)
+                inst_elem.append(len(own) - 1)
             else:
                 own.append(-1)
         elem_inst.append(own)
@@ -286,10 +218,64 @@ def _instances(
         depth.append(0 if q < 0 else depth[q] + 1)
     levels = tuple(LEVEL_NAMES[min(d, 2)] for d in depth)
     masks = np.zeros((len(kept), h, w), dtype=bool)
+    first_id = np.cumsum([0] + [len(e) for e in objects])  # global id of each object's element 0
+    attributes = []
     for j, i in enumerate(kept):
-        x0, y0, x1, y1 = crops[inst_obj[i]]
+        o = inst_obj[i]
+        x0, y0, x1, y1 = crops[o]
         masks[j, y0:y1, x0:x1] = crop_masks[i]
-    return masks, levels, parents, tuple(inst_label[i] for i in kept)
+        unoccluded = np.count_nonzero(luts[inst_level[i]][painted[o] + 1] == i)
+        attributes.append(
+            _attributes(
+                image[y0:y1, x0:x1],
+                ids[y0:y1, x0:x1],
+                objects[o],
+                inst_elem[i],
+                int(first_id[o]),
+                inst_level[i],
+                inst_label[i],
+                areas[i] / max(unoccluded, 1),
+            )
+        )
+    return masks, levels, parents, tuple(inst_label[i] for i in kept), tuple(attributes)
+
+
+def _attributes(
+    image: np.ndarray,
+    ids: np.ndarray,
+    elements: list[Element],
+    k: int,
+    first_id: int,
+    level: int,
+    label: str,
+    unoccluded_fraction: float,
+) -> MaskAttributes:
+    """Attributes of one instance whose defining element is ``elements[k]`` (-1: none), from the
+    final image and element map (crops of the object's box; ``ids`` = element id + 1)."""
+    role = "object" if level == 0 else label
+    if k < 0:
+        return MaskAttributes(
+            role=role, visible_fraction=round(float(min(unoccluded_fraction, 1.0)), 3)
+        )
+    e = elements[k]
+    own = ids == first_id + k + 1  # the element's own visible pixels (not its children's)
+    colour = rgb = margin = None
+    if own.any():
+        mean = image[own].reshape(-1, 3).mean(0)
+        colour, margin = name_colour(mean)
+        rgb = tuple(np.rint(mean).astype(int).tolist())
+        margin = round(margin, 2)
+    visible = min(unoccluded_fraction, 1.0) * e.in_image
+    return MaskAttributes(
+        role=role,
+        shape=e.kind,
+        sides=e.sides or None,
+        fill=e.fill,
+        colour=colour,
+        colour_rgb=rgb,  # type: ignore[arg-type]
+        colour_margin=margin,
+        visible_fraction=round(float(visible), 3),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,8 +358,6 @@ def write_dataset(
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    from anyseg._version import __version__
-
     meta = {
         "generator": "anyseg.data.synthetic",
         "version": __version__,

@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:
-    from anyseg.data.synthetic import SynthConfig
+from anyseg.data.attributes import FILLS, SHAPES
+from anyseg.data.synth_config import SynthConfig
 
-SHAPES = ("polygon", "ellipse", "star", "blob", "rect", "thin")
-_FILLS = ("solid", "gradient", "stripes", "checker", "noise")
 _FILL_WEIGHTS = np.array([0.3, 0.2, 0.15, 0.1, 0.25])
 _SHIFT = 4  # cv2 sub-pixel bits for polygon vertices
 
 
 @dataclass
 class Element:
-    """A painted shape of an object: polygon in image pixels, clipped by an earlier element."""
+    """A painted shape of an object: polygon in image pixels, clipped by an earlier element.
+
+    ``fill`` and ``in_image`` are filled in by :func:`paint_object` (what was painted), the rest
+    by :func:`object_elements` (what is to be painted).
+    """
 
     pts: np.ndarray  # (K, 2) float, (x, y) image pixels
     clip: int = -1  # index of the element (same object) it is clipped to, -1 for none
@@ -32,14 +33,21 @@ class Element:
     is_instance: bool = False  # a part/subpart mask of its own (a plain body is not)
     label: str = ""
     min_contrast: float = 0.0
+    kind: str = ""  # shape kind, one of SHAPES
+    sides: int = 0  # corners of a polygon, points of a star; 0 for other kinds
+    is_body: bool = False  # the object's body (its outline is the whole object's shape)
+    fill: str | None = None  # fill kind painted (one of FILLS), None if nothing was painted
+    in_image: float = 1.0  # fraction of the polygon's area inside the image
 
 
 # ---------------------------------------------------------------------------------------------
 # Geometry
 
 
-def shape_polygon(rng: np.random.Generator, kind: str, r: float, s: int) -> np.ndarray:
-    """Polygon (K, 2) of a shape of radius ~r centred at 0, randomly stretched and rotated."""
+def shape_polygon(rng: np.random.Generator, kind: str, r: float, s: int) -> tuple[np.ndarray, int]:
+    """Polygon (K, 2) of a shape of radius ~r centred at 0, randomly stretched and rotated, and
+    its number of corners (polygon) or points (star), 0 for other kinds."""
+    sides = 0
     if kind == "thin":
         length, width = r, max(r / rng.uniform(5.0, 14.0), 0.006 * s)
         t = np.linspace(-1.0, 1.0, 24)
@@ -53,11 +61,11 @@ def shape_polygon(rng: np.random.Generator, kind: str, r: float, s: int) -> np.n
     else:
         k = 64 if kind in ("ellipse", "blob", "rect") else 0
         if kind == "polygon":
-            m = int(rng.integers(3, 10))
+            m = sides = int(rng.integers(3, 10))
             ang = np.sort(rng.uniform(0, 2 * np.pi, m))
             rad = rng.uniform(0.55, 1.0, m) if rng.random() < 0.6 else np.ones(m)
         elif kind == "star":
-            m = int(rng.integers(5, 9))
+            m = sides = int(rng.integers(5, 9))
             ang = np.arange(2 * m) * np.pi / m
             rad = np.where(np.arange(2 * m) % 2 == 0, 1.0, rng.uniform(0.35, 0.6))
         else:
@@ -77,7 +85,7 @@ def shape_polygon(rng: np.random.Generator, kind: str, r: float, s: int) -> np.n
         pts[:, 1] *= rng.uniform(0.45, 1.0) if kind != "star" else rng.uniform(0.8, 1.0)
     theta = rng.uniform(0, 2 * np.pi)
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
-    return pts @ rot.T
+    return pts @ rot.T, sides
 
 
 def place_object(
@@ -110,7 +118,10 @@ def object_elements(
     comes after the one it is clipped to)."""
     kind = SHAPES[int(rng.choice(len(SHAPES), p=[0.2, 0.2, 0.12, 0.23, 0.15, 0.1]))]
     c = np.array([cx, cy])
-    body = Element(shape_polygon(rng, kind, r, s) + c, label=kind, min_contrast=cfg.min_contrast)
+    pts, sides = shape_polygon(rng, kind, r, s)
+    body = Element(
+        pts + c, label=kind, min_contrast=cfg.min_contrast, kind=kind, sides=sides, is_body=True
+    )
     part_contrast = cfg.min_contrast * 0.75
     if kind == "thin" or r < cfg.part_min_radius * s or rng.random() >= cfg.part_prob:
         return kind, [body]
@@ -124,11 +135,14 @@ def object_elements(
             rc = r * rng.uniform(0.35, 0.7)
             cc = c + r * rng.uniform(0.7, 1.0) * np.array([math.cos(ang), math.sin(ang)])
             sub_kind = SHAPES[int(rng.choice(5))] if rng.random() < 0.8 else "thin"
+            pts, sides = shape_polygon(rng, sub_kind, rc, s)
             comp = Element(
-                shape_polygon(rng, sub_kind, rc, s) + cc,
+                pts + cc,
                 is_instance=True,
                 label="component",
                 min_contrast=part_contrast,
+                kind=sub_kind,
+                sides=sides,
             )
             # A component lies either behind or in front of the body.
             at = 0 if rng.random() < 0.5 else len(elements)
@@ -148,14 +162,17 @@ def object_elements(
             )
             rp = r * rng.uniform(0.32, 0.55) / (1.0 if m == 1 else 1.5)
             pk = ("rect", "ellipse", "polygon", "blob")[int(rng.integers(4))]
+            pts, sides = shape_polygon(rng, pk, rp, s)
             elements.append(
                 Element(
-                    shape_polygon(rng, pk, rp, s) + c + off,
+                    pts + c + off,
                     clip=0,
                     inst_parent=0,
                     is_instance=True,
                     label="panel",
                     min_contrast=part_contrast,
+                    kind=pk,
+                    sides=sides,
                 )
             )
             radii.append(rp)
@@ -168,14 +185,17 @@ def object_elements(
             centre = host.pts.mean(0) + rng.uniform(0, 0.15) * rh * _unit(rng)
             ek = ("star", "ellipse", "polygon", "rect")[int(rng.integers(4))]
             re = max(rh * rng.uniform(0.35, 0.55), 0.012 * s)
+            pts, sides = shape_polygon(rng, ek, re, s)
             elements.append(
                 Element(
-                    shape_polygon(rng, ek, re, s) + centre,
+                    pts + centre,
                     clip=k,
                     inst_parent=k,
                     is_instance=True,
                     label="emblem",
                     min_contrast=part_contrast,
+                    kind=ek,
+                    sides=sides,
                 )
             )
     return kind, elements
@@ -229,6 +249,7 @@ def paint_object(
     for k, e in enumerate(elements):
         local = e.pts - origin
         alpha = _raster(local, ch, cw)
+        e.in_image = min(1.0, float(alpha.sum()) / max(polygon_area(e.pts), 1e-6))
         # Fill and composite only inside the element's own box (parts are small).
         bx0, by0 = np.maximum(np.floor(local.min(0)).astype(int) - margin, 0)
         bx1, by1 = np.minimum(np.ceil(local.max(0)).astype(int) + margin, (cw, ch))
@@ -247,12 +268,20 @@ def paint_object(
             continue
         region = crop[box]
         under = np.array(cv2.mean(region, mask=inside)[:3], np.float32)
-        fill = _fill(rng, under, e.min_contrast, by1 - by0, bx1 - bx0, local.mean(0) - (bx0, by0))
+        fill, e.fill = _fill(
+            rng, under, e.min_contrast, by1 - by0, bx1 - bx0, local.mean(0) - (bx0, by0)
+        )
         np.subtract(fill, region, out=fill)
         fill *= a[..., None]
         region += fill  # region + alpha * (fill - region)
         ids[box][inside.view(bool)] = first_id + k
     return (x0, y0, x1, y1)
+
+
+def polygon_area(pts: np.ndarray) -> float:
+    """Area (pixels) of a simple polygon (K, 2) (shoelace formula)."""
+    x, y = pts[:, 0], pts[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
 def _raster(pts: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -288,10 +317,11 @@ def _fill(
     h: int,
     w: int,
     centre: np.ndarray,
-) -> np.ndarray:
-    """A textured, shaded fill (H, W, 3) float32 whose colours stand out from ``under``."""
+) -> tuple[np.ndarray, str]:
+    """A textured, shaded fill (H, W, 3) float32 whose colours stand out from ``under``, and
+    its kind (one of :data:`FILLS`)."""
     c1 = _color(rng, under, min_dist)
-    kind = _FILLS[int(rng.choice(len(_FILLS), p=_FILL_WEIGHTS))]
+    kind = FILLS[int(rng.choice(len(FILLS), p=_FILL_WEIGHTS))]
     # Shading: a linear light ramp across the object, sometimes a radial highlight.
     ys, xs = _grid(h, w)
     xs, ys = xs - np.float32(centre[0]), ys - np.float32(centre[1])
@@ -302,12 +332,12 @@ def _fill(
         d2 = (xs * xs + ys * ys) * np.float32(4.0 / size**2)
         shade = shade + np.float32(rng.uniform(0.1, 0.3)) * np.exp(-d2)
     if kind == "solid":
-        return shade[..., None] * c1
+        return shade[..., None] * c1, kind
     c2 = np.clip(c1 + rng.normal(0, 45, 3), 0, 255).astype(np.float32)
     if np.linalg.norm(c2 - under) < 0.6 * min_dist:
         c2 = ((c1 + c2) / 2).astype(np.float32)
     t = _pattern(rng, kind, h, w, min(h, w))
-    return (c1 + t[..., None] * (c2 - c1)) * shade[..., None]
+    return (c1 + t[..., None] * (c2 - c1)) * shade[..., None], kind
 
 
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:

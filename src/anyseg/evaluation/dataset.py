@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from anyseg.data.sa1b import DataFile, ImageRecord, read_dataset_image, read_image_record
+from anyseg.data.sa1b import DataFile, ImageRecord, read_dataset_image, read_image_record_lenient
 from anyseg.errors import InvalidInputError
 
 DatasetFormat = Literal["sa1b", "coco"]
@@ -50,6 +50,7 @@ class EvalDataset:
         num_images_total: images in the whole dataset.
         images_dir: the images folder (COCO), else None.
         num_crowd_skipped: COCO crowd annotations left out (evaluated images only).
+        skipped: invalid annotations left out, one line each naming the file and the id.
     """
 
     path: Path
@@ -58,20 +59,26 @@ class EvalDataset:
     num_images_total: int
     images_dir: Path | None = None
     num_crowd_skipped: int = 0
+    skipped: tuple[str, ...] = ()
 
 
 def open_sa1b(root: str | os.PathLike[str], max_images: int | None = None) -> EvalDataset:
     """Open a SA-1B-format folder (anyseg's ``images/`` + ``annotations/``, SA-1B's flat layout,
     or SA-1B's tar shards).
 
-    Only the first ``max_images`` records (sorted by image path) are read.
+    Only the first ``max_images`` records (sorted by image path) are read. An invalid annotation
+    is left out and named in ``skipped`` (the report lists it), never silently evaluated.
     """
     from anyseg.data.sa1b import find_dataset
 
     pairs = find_dataset(root)
     chosen = pairs if max_images is None else pairs[:max_images]
-    images = tuple(EvalImage(img, read_image_record(js)) for img, js in chosen)
-    return EvalDataset(Path(root), "sa1b", images, len(pairs))
+    images, skipped = [], []
+    for img, js in chosen:
+        record, bad = read_image_record_lenient(js)
+        images.append(EvalImage(img, record))
+        skipped += [f"{js}: annotation {ann_id}: skipped: {reason}" for ann_id, reason in bad]
+    return EvalDataset(Path(root), "sa1b", tuple(images), len(pairs), skipped=tuple(skipped))
 
 
 def open_coco(

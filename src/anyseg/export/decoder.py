@@ -35,12 +35,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from anyseg.errors import InvalidInputError
+from anyseg.export.config import DEFAULT_OPSET, DecoderExportOptions, check_opset
 from anyseg.modeling import Sam
 
 STABILITY_SCORE_OFFSET = 1.0  # the original export's offset (and the AMG default)
-DEFAULT_OPSET = 17
-MIN_OPSET = 14  # scaled_dot_product_attention and dynamic Resize need >= 14
 
 
 @dataclass(frozen=True)
@@ -54,18 +52,6 @@ class TensorSpec:
 
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "doc": self.doc}
-
-
-@dataclass(frozen=True)
-class DecoderExportOptions:
-    """What the exported decoder graph returns (the original export script's flags)."""
-
-    return_single_mask: bool = False  # pick one mask in-graph (see SamOnnxDecoder.select_mask)
-    use_stability_score: bool = False  # replace predicted IoU by the low-res stability score
-    return_extra_metrics: bool = False  # also return stability scores and areas of the masks
-    gelu_approximate: bool = False  # tanh GELU, for runtimes with a slow or missing Erf
-    dynamic_points: bool = True  # N dynamic; else fixed to ``num_points``
-    num_points: int = 5  # N of the example inputs used for tracing
 
 
 class SamOnnxDecoder(nn.Module):
@@ -236,11 +222,6 @@ class SamOnnxDecoder(nn.Module):
         return specs
 
 
-def check_opset(opset: int) -> None:
-    if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise InvalidInputError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
-
-
 def trace_to_onnx(
     module: nn.Module,
     inputs: tuple[Tensor, ...],
@@ -295,12 +276,8 @@ def _export(
 def export_decoder(
     model: Sam,
     path: str | os.PathLike[str],
+    options: DecoderExportOptions | None = None,
     opset: int = DEFAULT_OPSET,
-    return_single_mask: bool = False,
-    use_stability_score: bool = False,
-    return_extra_metrics: bool = False,
-    gelu_approximate: bool = False,
-    dynamic_points: bool = True,
 ) -> SamOnnxDecoder:
     """Export the prompt encoder + mask decoder of ``model`` to an ONNX file at ``path``.
 
@@ -311,17 +288,11 @@ def export_decoder(
     from anyseg.export.onnx_io import write_onnx_atomically
 
     check_opset(opset)
-    options = DecoderExportOptions(
-        return_single_mask=return_single_mask,
-        use_stability_score=use_stability_score,
-        return_extra_metrics=return_extra_metrics,
-        gelu_approximate=gelu_approximate,
-        dynamic_points=dynamic_points,
-    )
+    options = options or DecoderExportOptions()
     wrapper = SamOnnxDecoder(model, options)
     inputs = wrapper.example_inputs()
     dynamic_axes: dict[str, dict[int, str]] = {}
-    if dynamic_points:
+    if options.dynamic_points:
         dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
     # The output image size follows orig_im_size (a value, not a shape): name those axes.
     for spec in wrapper.output_specs():

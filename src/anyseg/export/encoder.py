@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from anyseg.export.decoder import DEFAULT_OPSET, TensorSpec, check_opset, trace_to_onnx
+from anyseg.export.config import DEFAULT_OPSET, check_opset
+from anyseg.export.decoder import TensorSpec, trace_to_onnx
 from anyseg.modeling import Sam
 
 

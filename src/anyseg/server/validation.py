@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyseg.errors import InvalidInputError
+from anyseg.ops.rle import rle_counts_total
 
 MAX_LABEL_CHARS = 200
 
@@ -95,37 +96,6 @@ def validate_prompt(
     if not pts and box_xyxy is None:
         raise InvalidInputError("a prompt needs at least one point or a box")
     return Prompt(tuple(pts), tuple(labs), box_xyxy)
-
-
-def rle_counts_total(counts: str) -> int:
-    """Number of pixels covered by a pycocotools compressed counts string (validates it)."""
-    total = 0
-    runs: list[int] = []
-    p = 0
-    n = len(counts)
-    while p < n:
-        x = 0
-        k = 0
-        more = True
-        while more:
-            if p >= n:
-                raise InvalidInputError("RLE counts string is truncated")
-            c = ord(counts[p]) - 48
-            if not 0 <= c < 64:
-                raise InvalidInputError(f"RLE counts has an invalid character {counts[p]!r}")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        if x < 0:
-            raise InvalidInputError("RLE counts decode to a negative run length")
-        runs.append(x)
-        total += x
-    return total
 
 
 def validate_segmentation(seg: Any, size_hw: tuple[int, int]) -> dict[str, Any]:

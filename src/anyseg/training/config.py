@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from anyseg.data.dataset import SamplingConfig
 from anyseg.errors import InvalidInputError
 from anyseg.settings import dump_toml as settings_dump_toml
 from anyseg.settings import from_mapping, load_file, opt, to_mapping
@@ -62,8 +63,10 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """Where the data is and how one training sample is drawn from it.
+class DataConfig(SamplingConfig):
+    """Where the data is and how one training sample is drawn from it (the sampling fields,
+    ``max_masks_per_image``, ``max_mask_area_fraction``, ``min_mask_pixels`` and ``hflip_prob``,
+    come from :class:`anyseg.data.dataset.SamplingConfig`, their one home).
 
     ``train``/``val``: an SA-1B-layout folder (``images/`` + ``annotations/``, or ``sa_N.jpg``
     beside ``sa_N.json``) or a COCO instances JSON file (its images are looked up in
@@ -80,14 +83,6 @@ class DataConfig:
     )
     format: DataFormat = "auto"
     coco_images: str | None = None
-    # Paper: "up to 64 randomly sampled masks per GPU" (one image per GPU).
-    max_masks_per_image: int = 64
-    # Paper appendix A: discard masks covering more than 90% of the image.
-    max_mask_area_fraction: float = 0.9
-    # Masks smaller than this many pixels after resizing to the model's input are dropped.
-    min_mask_pixels: int = 1
-    # The paper's ViT-H recipe uses no augmentation; a horizontal flip helps small data sets.
-    hflip_prob: float = 0.5
     # Images per optimizer (micro-)step on each process; the paper: 1 per GPU, 256 GPUs.
     images_per_batch: int = 1
     num_workers: int = field(
@@ -156,7 +151,8 @@ class OptimConfig:
     decay_factor: float = 0.1
     # Gradient-norm clipping (None = off; the paper does not mention it).
     grad_clip: float | None = None
-    # Train the prompt encoder and mask decoder only (the common fine-tuning case).
+    # Train the prompt encoder and mask decoder only (the common fine-tuning case). The frozen
+    # encoder's embeddings are then computed once per image and kept on disk (run.embedding_cache).
     freeze_image_encoder: bool = field(
         default=False,
         metadata=opt(
@@ -204,6 +200,24 @@ class RunConfig:
     )
     # Torch threads per process (0: leave torch's default).
     num_threads: int = 0
+    # With optim.freeze_image_encoder: keep each image's embedding on disk, computed once
+    # (training.embedding_cache). A folder, shared by runs and models ("" = <out_dir>/embeddings).
+    embedding_cache: str = field(
+        default="",
+        metadata=opt(
+            "folder of cached image embeddings of a frozen encoder (default: OUT/embeddings)",
+            flag="--embedding-cache",
+            metavar="DIR",
+        ),
+    )
+    cache_embeddings: bool = field(
+        default=True,
+        metadata=opt(
+            "do not cache the frozen encoder's embeddings (recompute every step)",
+            flag="--no-embedding-cache",
+            const=False,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -227,13 +241,6 @@ def _validate(cfg: TrainConfig) -> None:
             raise InvalidInputError(f"training config: expected {what}, got {got!r}")
 
     d, p, lo, o, r = cfg.data, cfg.prompts, cfg.loss, cfg.optim, cfg.run
-    need(d.max_masks_per_image >= 1, "data.max_masks_per_image >= 1", d.max_masks_per_image)
-    need(
-        0 < d.max_mask_area_fraction <= 1,
-        "0 < data.max_mask_area_fraction <= 1",
-        d.max_mask_area_fraction,
-    )
-    need(0 <= d.hflip_prob <= 1, "0 <= data.hflip_prob <= 1", d.hflip_prob)
     need(d.images_per_batch >= 1, "data.images_per_batch >= 1", d.images_per_batch)
     need(d.num_workers >= 0, "data.num_workers >= 0", d.num_workers)
     need(d.format in get_args(DataFormat), f"data.format in {get_args(DataFormat)}", d.format)

@@ -95,17 +95,28 @@ class InteractiveSam(nn.Module):
             self.sam.image_encoder.eval()
         return self
 
-    def forward(self, batch: Batch, schedule: tuple[bool, ...]) -> StepStats:
+    def forward(
+        self,
+        batch: Batch,
+        schedule: tuple[bool, ...],
+        embeddings: torch.Tensor | None = None,
+    ) -> StepStats:
         """Run one step on ``batch``.
 
         Args:
             batch: images (B, 3, S, S) and masks (M, S, S) on this module's device.
             schedule: for each pass after the first, whether it adds a point (True) or only
                 feeds the previous mask back (False) — see ``prompts.pass_schedule``.
+            embeddings: (B, C, h, w) image embeddings of a frozen encoder computed elsewhere
+                (the on-disk cache); None runs the encoder.
         """
         sam = self.sam
         cfg_p, cfg_l = self.prompts, self.loss_cfg
-        if self.freeze_image_encoder:
+        if embeddings is not None:
+            if not self.freeze_image_encoder:
+                raise ValueError("precomputed embeddings need freeze_image_encoder")
+            emb = embeddings
+        elif self.freeze_image_encoder:
             with torch.no_grad():
                 emb = sam.image_encoder(batch.images)  # (B, C, h, w)
         else:
