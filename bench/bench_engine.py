@@ -12,19 +12,21 @@ settings and the same torch threads per model replica (``--threads``):
 - ``label_dataset`` on a local Ray instance (started once, before the timed runs) with 1 worker,
   then with 2 workers.
 
-Per row: images per minute end to end (actor start-up and shipping the model included) and in
-the steady state (the images after the first ``--batch-size``, over the time after them: the
-first images also warm the model up, in every run), and the time per image. The engine's
-per-image overhead is the 1-worker steady time per image over the worker's own time per image
-(measured in the same run), and over the single-process time per image, minus one. Records are
-checked to be identical to the single-process ones. A 2-core machine shared with other work
-gives noisy numbers: run it when the machine is quiet, and say so when not.
+Per row: images per minute while labelling (from the first image's start to the last result:
+Ray, the actors and shipping the model excluded) and end to end (everything but starting Ray),
+the time per image, and the engine's overhead: the labelling time over the workers' own time
+on the images in the same run (divided by the worker count), minus one. The 1-worker run is
+also compared with the single process, which runs before and after the Ray runs (both times are
+shown: a machine whose load drifts shows it). Records are checked to be identical to the
+single-process ones. A 2-core machine shared with other work gives noisy numbers: run it when
+the machine is quiet, and say so when not.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -60,28 +62,28 @@ def main() -> None:
     for i in range(args.images):
         write_image(images / f"sa_{i}.png", generate_scene(i).image)
 
-    # Single process: anyseg auto's per-image job, the model loaded beforehand.
+    # Single process: anyseg auto's per-image job, the model loaded beforehand; run before and
+    # after the Ray runs, so that a machine whose load drifts shows it.
     torch.set_num_threads(args.threads)
     generator = SamAutomaticMaskGenerator(load_model(args.checkpoint, args.device), config=amg)
     single_out = work / "single"
-    single_out.mkdir()
-    start = time.perf_counter()
-    steady_start = start
-    with torch.inference_mode():
-        for i, path in enumerate(sorted(images.iterdir())):
-            if i == args.batch_size:  # steady from the same point as a Ray run's
-                steady_start = time.perf_counter()
-            result = label_image(generator, path, single_out, job)
-            assert result.error is None, result.error
-    end = time.perf_counter()
-    steady_images = args.images - args.batch_size
+
+    def single_process() -> float:
+        shutil.rmtree(single_out, ignore_errors=True)
+        single_out.mkdir()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for path in sorted(images.iterdir()):
+                result = label_image(generator, path, single_out, job)
+                assert result.error is None, result.error
+        return time.perf_counter() - start
+
+    single_before = single_process()
 
     ray_start = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="WARNING")
     ray_start = time.perf_counter() - ray_start
-    rows = [("single process", end - start, end - steady_start, steady_images)]
-    mismatches = 0
-    inside: list[float] = []  # the workers' own time per image
+    runs = []
     for workers in (1, 2):
         out = work / f"ray{workers}"
         engine = EngineConfig(
@@ -101,37 +103,38 @@ def main() -> None:
             progress=False,
         )
         assert (s.labelled, s.failed) == (args.images, 0)
-        rows.append((f"Ray, {workers} worker(s)", s.seconds, s.labelling_seconds, steady_images))
-        inside.append(s.worker_seconds / s.labelled)
-        mismatches += sum(
-            (out / p.name).read_bytes() != p.read_bytes() for p in single_out.glob("*.json")
-        )
+        same = all((out / p.name).read_bytes() == p.read_bytes() for p in single_out.glob("*.json"))
+        runs.append((workers, s, same))
     ray.shutdown()
+    single_after = single_process()
+    single = (single_before + single_after) / 2
 
+    n = args.images
     print(
-        f"{args.images} images 512x512, points_per_side {args.points_per_side}, "
-        f"{args.threads} torch thread(s) per replica, batch {args.batch_size}, device "
-        f"{args.device}, {os.cpu_count()} CPUs; Ray start-up {ray_start:.1f} s (not in the rows)"
+        f"{n} images 512x512, points_per_side {args.points_per_side}, {args.threads} torch "
+        f"thread(s) per replica, batch {args.batch_size}, device {args.device}, "
+        f"{os.cpu_count()} CPUs; Ray start-up {ray_start:.1f} s (in no row)"
     )
-    print("| run | images/min end to end | images/min steady | s/image steady |")
-    print("|---|---|---|---|")
-    for name, total, steady, steady_images in rows:
+    print("| run | images/min, labelling | images/min, end to end | s per image | overhead |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| single process (before / after: {single_before:.1f} / {single_after:.1f} s) | "
+        f"{60 * n / single:.1f} | | {single / n:.3f} | |"
+    )
+    for workers, s, _ in runs:
+        ideal = s.worker_seconds / workers  # the workers' own time, perfectly parallel
         print(
-            f"| {name} | {60 * args.images / total:.1f} | {60 * steady_images / steady:.1f} | "
-            f"{steady / steady_images:.3f} |"
+            f"| Ray, {workers} worker(s) | {60 * n / s.labelling_seconds:.1f} | "
+            f"{60 * n / s.seconds:.1f} | {s.labelling_seconds / n:.3f} | "
+            f"{100 * (s.labelling_seconds / ideal - 1):+.1f}% |"
         )
-    per_single = rows[0][2] / rows[0][3]
-    per_ray = rows[1][2] / rows[1][3]
+    one = runs[0][1]
     print(
-        f"engine overhead per image at 1 worker: {100 * (per_ray / inside[0] - 1):+.1f}% over "
-        f"the worker's own time on an image ({per_ray:.3f} s vs {inside[0]:.3f} s), "
-        f"{100 * (per_ray / per_single - 1):+.1f}% over the single process ({per_single:.3f} s)"
+        "overhead: labelling time over the workers' own time on the images (same run); "
+        f"1 worker vs the single process: {100 * (one.labelling_seconds / single - 1):+.1f}%; "
+        f"2 workers / 1 worker: {one.labelling_seconds / runs[1][1].labelling_seconds:.2f}x"
     )
-    print(
-        "2 workers / 1 worker, steady: "
-        f"{(rows[2][3] / rows[2][2]) / (rows[1][3] / rows[1][2]):.2f}x"
-    )
-    print(f"records identical to the single process: {'yes' if not mismatches else 'NO'}")
+    print(f"records identical to the single process: {all(same for *_, same in runs)}")
 
 
 if __name__ == "__main__":

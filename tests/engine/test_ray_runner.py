@@ -64,3 +64,11 @@ def test_engine_options_need_the_ray_engine(tmp_path: Path, capsys) -> None:  # 
         == 1
     )
     assert "batch_size must be >= 1" in capsys.readouterr().err
+
+
+def test_a_cuda_device_needs_gpu_workers(tmp_path: Path) -> None:
+    from anyseg.engine import label_dataset
+
+    with pytest.raises(InvalidInputError, match="--gpus-per-worker 1"):
+        label_dataset([tmp_path], tmp_path / "out", device="cuda", progress=False)
+    assert not (tmp_path / "out").exists()  # refused before anything is written

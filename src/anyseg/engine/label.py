@@ -37,6 +37,7 @@ from anyseg.engine.ray_runner import (
 )
 from anyseg.engine.shards import ShardSpec, assemble_shards
 from anyseg.engine.worker import LabelTask
+from anyseg.errors import InvalidInputError
 from anyseg.io import to_json
 from anyseg.settings import to_mapping
 
@@ -74,11 +75,18 @@ def label_dataset(
         an image failed.
 
     Raises:
-        InvalidInputError: bad inputs, Ray missing, or a cluster without the GPUs asked for.
+        InvalidInputError: bad inputs, Ray missing, a CUDA device without GPU workers, or a
+            cluster without the GPUs asked for.
     """
     amg = amg or AmgConfig()
     job = job or LabelJobConfig()
     engine = engine or EngineConfig()
+    if device.startswith("cuda") and engine.gpus_per_worker == 0:
+        # Ray hides the GPUs from a worker that holds none: say so before starting anything.
+        raise InvalidInputError(
+            f"--device {device} on Ray needs GPU workers: add --gpus-per-worker 1 (or use "
+            "--device auto, which takes a worker's GPU when it has one)"
+        )
     start = time.perf_counter()
     store = OutputStore(output)
     sources = resolve_inputs(inputs, output=store.location)

@@ -38,8 +38,8 @@ class Progress:
         self.stream = stream
         self.interval = interval
         self.start = time.perf_counter()
-        self.first_result: float | None = None
-        self.last_result: float | None = None
+        self.first_start: float | None = None  # epoch seconds: the first image a worker began
+        self.last_result: float | None = None  # epoch seconds
         self.labelled = 0
         self.masks = 0
         self.worker_seconds = 0.0
@@ -66,8 +66,9 @@ class Progress:
             return False
         self._seen.add(result.location)
         now = time.perf_counter()
-        self.first_result = self.first_result or now
-        self.last_result = now
+        if result.started:
+            self.first_start = min(self.first_start or result.started, result.started)
+        self.last_result = time.time()
         if result.error:
             self.failures[result.location] = result.error
             self.say(f"skipped {display_path(result.location)}: {result.error}")
@@ -107,10 +108,11 @@ class Progress:
 
     @property
     def labelling_seconds(self) -> float:
-        """From the first result to the last (0 before two results)."""
-        if self.first_result is None or self.last_result is None:
+        """From the moment a worker began the first image to the last result (0 before one):
+        the run without its start-up (Ray, the actors, shipping the model)."""
+        if self.first_start is None or self.last_result is None:
             return 0.0
-        return self.last_result - self.first_result
+        return max(0.0, self.last_result - self.first_start)
 
     def say(self, text: str) -> None:
         """Report one line (above the bar on a terminal)."""
@@ -144,7 +146,9 @@ class EngineSummary:
         failed: failed in this run (listed in ``failures.jsonl``).
         masks: masks written in this run.
         seconds: wall time of the run, Ray start-up included.
-        labelling_seconds: from the first result to the last (the steady part).
+        labelling_seconds: from a worker's start on the first image to the last result: the
+            run without its start-up (workers' clocks: exact on one machine, within clock
+            synchronisation on a cluster).
         worker_seconds: the workers' own time on the labelled images, summed (reading,
             generating, writing: what one process would spend on them).
         workers: model replicas.

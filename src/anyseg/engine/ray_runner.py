@@ -183,6 +183,7 @@ def label_on_ray(
                         error=str(batch["error"][i]),
                         hint=str(batch["hint"][i]),
                         seconds=float(batch["seconds"][i]),
+                        started=float(batch["started"][i]),
                         worker=str(batch["worker"][i]),
                     )
                 )

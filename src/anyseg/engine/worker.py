@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from anyseg.modeling import Sam
 
 #: Columns of a worker's output batch (one row per image).
-RESULT_COLUMNS = ("location", "masks", "error", "hint", "seconds", "worker")
+RESULT_COLUMNS = ("location", "masks", "error", "hint", "seconds", "started", "worker")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class ImageResult:
         error: why it failed ("" if it did not).
         hint: why no mask was kept ("" if masks were kept or it failed).
         seconds: wall time spent on it in the worker.
+        started: when the worker began it (seconds since the epoch, the worker's clock).
         worker: ``host:pid`` of the worker.
     """
 
@@ -75,6 +76,7 @@ class ImageResult:
     error: str = ""
     hint: str = ""
     seconds: float = 0.0
+    started: float = 0.0
     worker: str = ""
 
 
@@ -111,23 +113,25 @@ class LabelWorker:
             "error": np.array([r.error for r in results], dtype=object),
             "hint": np.array([r.hint for r in results], dtype=object),
             "seconds": np.array([r.seconds for r in results], dtype=np.float64),
+            "started": np.array([r.started for r in results], dtype=np.float64),
             "worker": np.array([self.name] * len(results), dtype=object),
         }
 
     def label(self, source: ImageSource) -> ImageResult:
         """Label one image (never raises: a failure is a result with its reason)."""
-        start = time.perf_counter()
+        start, started = time.perf_counter(), time.time()
         json_name = f"{source.stem}.json"
         try:
             if not self.task.job.overwrite and self.store.exists(json_name):
                 # A retried batch: the first attempt finished this image.
                 masks = len(json.loads(self.store.read_bytes(json_name))["annotations"])
-                return self._result(source, start, masks=masks)
+                return self._result(source, start, started, masks=masks)
             result = self._label(source)
         except Exception as exc:  # one image's failure, whatever it is, must not stop the run
             text = " ".join(str(exc).split())
-            return self._result(source, start, error=f"{type(exc).__name__}: {text}")
-        return self._result(source, start, result.masks, result.error or "", result.hint or "")
+            return self._result(source, start, started, error=f"{type(exc).__name__}: {text}")
+        error, hint = result.error or "", result.hint or ""
+        return self._result(source, start, started, result.masks, error, hint)
 
     def _label(self, source: ImageSource) -> Any:
         import torch
@@ -148,10 +152,16 @@ class LabelWorker:
             return result
 
     def _result(
-        self, source: ImageSource, start: float, masks: int = 0, error: str = "", hint: str = ""
+        self,
+        source: ImageSource,
+        start: float,
+        started: float,
+        masks: int = 0,
+        error: str = "",
+        hint: str = "",
     ) -> ImageResult:
         seconds = time.perf_counter() - start
-        return ImageResult(source.location, masks, error, hint, seconds, self.name)
+        return ImageResult(source.location, masks, error, hint, seconds, started, self.name)
 
     def close(self) -> None:
         """Remove the scratch folder."""
