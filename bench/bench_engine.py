@@ -1,7 +1,8 @@
 """The Ray engine's throughput and overhead: single process vs Ray with 1 and 2 workers.
 
     .venv/bin/python bench/bench_engine.py                     # bundled model, 24 scenes, CPU
-    .venv/bin/python bench/bench_engine.py --images 200 --device cuda --gpus-per-worker 1
+    .venv/bin/python bench/bench_engine.py --images 200 --device cuda --gpus-per-worker 1 \
+        --threads 4 --points-per-batch 256
 
 Labels the same images (synthetic scenes from ``anyseg.data.synthetic``, 512x512, the kind the
 bundled model was trained on) three ways, each into a fresh folder, with the same generator
@@ -45,6 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--points-per-side", type=int, default=16)
+    ap.add_argument("--points-per-batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per model replica")
     ap.add_argument("--batch-size", type=int, default=4, help="images per Ray task")
     ap.add_argument("--checkpoint", default=None, help="default: the bundled model")
@@ -54,7 +56,7 @@ def main() -> None:
 
     import ray
 
-    amg = AmgConfig(points_per_side=args.points_per_side)
+    amg = AmgConfig(points_per_side=args.points_per_side, points_per_batch=args.points_per_batch)
     job = LabelJobConfig()
     work = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     images = work / "images"
