@@ -109,7 +109,11 @@ def load_tensors_only(path: str | os.PathLike[str], what: str = "checkpoint") ->
     p = Path(path)
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # no class or function in it: a corrupt file
+            raise CheckpointError(
+                f"{p} is not a readable {what} (not a PyTorch tensor file)"
+            ) from None
         raise CheckpointError(
             f"{p} holds Python objects besides tensors (e.g. a pickled model or class), and "
             "anyseg never runs code from a checkpoint file; save the model's state_dict() (its "

@@ -16,6 +16,7 @@ from anyseg.errors import InvalidInputError
 from anyseg.io import ImageLike, to_rgb_uint8
 from anyseg.modeling import Sam
 from anyseg.ops import transforms
+from anyseg.ops.prompts import validate_box, validate_points
 
 
 class PromptablePredictor(Protocol):
@@ -212,8 +213,9 @@ class SamPredictor(ImageFrame):
         coords_t = labels_t = box_t = mask_t = None
         if point_coords is not None or point_labels is not None:
             coords, labels = validate_points(point_coords, point_labels, original_size)
-            coords_t = torch.as_tensor(self.transform_coords(coords), dtype=torch.float)[None]
-            labels_t = torch.as_tensor(labels, dtype=torch.int)[None]
+            if len(coords):  # an empty list of points is no points
+                coords_t = torch.as_tensor(self.transform_coords(coords), dtype=torch.float)[None]
+                labels_t = torch.as_tensor(labels, dtype=torch.int)[None]
         if box is not None:
             box_arr = validate_box(box, original_size)
             box_t = torch.as_tensor(self.transform_boxes(box_arr), dtype=torch.float)
@@ -376,50 +378,6 @@ class SamPredictor(ImageFrame):
 
 def _rows(t: torch.Tensor | None, start: int, count: int) -> torch.Tensor | None:
     return None if t is None else t[start : start + count]
-
-
-def validate_points(
-    point_coords: Any, point_labels: Any, original_size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check (N, 2) xy points with (N,) labels in {0, 1} inside an image of (H, W) pixels."""
-    if point_coords is None or point_labels is None:
-        raise InvalidInputError("point_coords and point_labels must be given together")
-    coords = np.asarray(point_coords, dtype=np.float64)
-    labels = np.asarray(point_labels)
-    if coords.ndim != 2 or coords.shape[1] != 2 or coords.shape[0] == 0:
-        raise InvalidInputError(f"point_coords must be (N, 2) with N >= 1, got {coords.shape}")
-    if labels.shape != (coords.shape[0],):
-        raise InvalidInputError(
-            f"point_labels must have shape ({coords.shape[0]},), got {labels.shape}"
-        )
-    bad_labels = sorted({float(v) for v in labels.ravel() if v not in (0, 1)})
-    if bad_labels:
-        raise InvalidInputError(f"point labels must be 0 or 1, got {bad_labels}")
-    if not np.isfinite(coords).all():
-        raise InvalidInputError("point_coords contain NaN or infinite values")
-    h, w = original_size
-    outside = (coords[:, 0] < 0) | (coords[:, 0] > w) | (coords[:, 1] < 0) | (coords[:, 1] > h)
-    if outside.any():
-        offending = [tuple(float(v) for v in p) for p in coords[outside]]
-        raise InvalidInputError(f"points {offending} lie outside the {w}x{h} (WxH) image")
-    return coords, labels.astype(np.int64)
-
-
-def validate_box(box: Any, original_size: tuple[int, int]) -> np.ndarray:
-    """Check a (4,) or (1, 4) XYXY box inside an image of (H, W) pixels; returns (1, 4)."""
-    arr = np.asarray(box, dtype=np.float64)
-    if arr.shape not in ((4,), (1, 4)):
-        raise InvalidInputError(f"box must be XYXY of shape (4,) or (1, 4), got {arr.shape}")
-    arr = arr.reshape(1, 4)
-    if not np.isfinite(arr).all():
-        raise InvalidInputError("box contains NaN or infinite values")
-    x0, y0, x1, y1 = arr[0]
-    if x0 > x1 or y0 > y1:
-        raise InvalidInputError(f"box must be XYXY with x0<=x1 and y0<=y1, got {arr[0].tolist()}")
-    h, w = original_size
-    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-        raise InvalidInputError(f"box {arr[0].tolist()} lies outside the {w}x{h} (WxH) image")
-    return arr
 
 
 def _to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyseg.cli.common import add_model_arguments, model_options
 from anyseg.server.config import ServerConfig
 from anyseg.settings import add_arguments, from_arguments
+
+if TYPE_CHECKING:
+    from anyseg.server.results import FolderReport
 
 
 def add_parser(subparsers: Any) -> None:
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"anyseg serve: loading the model and scanning {args.image_dir} ...", flush=True)
     app = create_app(config)
     service = app.state.service
+    access = app.state.access
     # Bind first so the printed URL carries the real port (also with --port 0).
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto says TCP, and
@@ -93,10 +98,15 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
         raise OSError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
     port = sock.getsockname()[1]
-    host = f"[{config.host}]" if ":" in config.host else config.host
+    report_folder(service.folder_report())
+    if access.exposed:
+        print(exposed_warning(config.host), file=sys.stderr, flush=True)
+        remote = access.url(f"http://{_url_host(socket.gethostname())}:{port}/")
+        print(f"anyseg serve: from other machines: {remote}", flush=True)
+    local = access.url(f"http://{_url_host(config.host)}:{port}/")
     print(
         f"anyseg serve: {len(service.list_images())} images, project {service.project_dir}\n"
-        f"anyseg serve: open http://{host}:{port}/ in a browser (Ctrl+C to stop)",
+        f"anyseg serve: open {local} in a browser (Ctrl+C to stop)",
         flush=True,
     )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
@@ -108,3 +118,34 @@ def run(args: argparse.Namespace) -> int:
         service.close()
     print("anyseg serve: stopped", flush=True)
     return 0
+
+
+def _url_host(host: str) -> str:
+    """The host as a URL shows it (wildcards as this machine's loopback)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def exposed_warning(host: str) -> str:
+    """What a person must know before serving beyond this machine."""
+    return (
+        f"anyseg serve: warning: listening on {host}, reachable from other machines. Anyone "
+        "with the URL's token can see every image of the folder and add, change or delete "
+        "masks; the traffic is plain HTTP, so the token can be read on the network. Prefer "
+        "--host 127.0.0.1 with an SSH tunnel, or a TLS proxy (--allowed-host NAME)."
+    )
+
+
+def report_folder(report: FolderReport) -> None:
+    """Say which files are not served and which images changed after they were annotated."""
+    for skipped in report.skipped:
+        print(f"anyseg serve: skipped {skipped.name}: {skipped.reason}", file=sys.stderr)
+    for name, count in report.changed:
+        print(
+            f"anyseg serve: warning: {name} changed since it was annotated: its {count} earlier "
+            "masks are kept apart (not shown as accepted, never exported)",
+            file=sys.stderr,
+        )

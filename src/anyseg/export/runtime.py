@@ -23,7 +23,8 @@ from anyseg.errors import InvalidInputError
 from anyseg.export._deps import require
 from anyseg.io import ImageLike, to_rgb_uint8
 from anyseg.ops import transforms
-from anyseg.predictor import ImageFrame, validate_box, validate_points
+from anyseg.ops.prompts import validate_box, validate_points
+from anyseg.predictor import ImageFrame
 
 DECODER_OUTPUTS = ("masks", "iou_predictions", "low_res_masks")
 DECODER_INPUTS = (
@@ -79,8 +80,9 @@ def decoder_feed(
     labels_list: list[np.ndarray] = []
     if point_coords is not None or point_labels is not None:
         coords, labels = validate_points(point_coords, point_labels, original_size)
-        coords_list.append(transforms.apply_coords(coords, original_size, img_size))
-        labels_list.append(labels.astype(np.float64))
+        if len(coords):  # an empty list of points is no points
+            coords_list.append(transforms.apply_coords(coords, original_size, img_size))
+            labels_list.append(labels.astype(np.float64))
     if box is not None:
         box_xyxy = transforms.apply_boxes(validate_box(box, original_size), original_size, img_size)
         coords_list.append(box_xyxy.reshape(2, 2))  # (1, 4) -> (2, 2) corners

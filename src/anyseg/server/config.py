@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,12 @@ class ServerConfig:
             ``image_dir / DEFAULT_PROJECT_DIRNAME``.
         model: the model to serve (checkpoint, device, mode; the commands' shared options).
         host, port: where ``anyseg serve`` listens (loopback by default).
+        require_token: require the access token on loopback too (always required elsewhere).
+        token: the access token (URL-safe, at least 16 characters; giving one also requires it
+            on loopback); None: a random one per run where one is required.
+        allowed_hosts: host names accepted in the Host header besides loopback names (and, when
+            not on loopback, this machine's names and any IP address).
+        follow_symlinks: serve symbolic links that lead out of the image folder.
         author: name stored with every accepted mask.
         max_body_bytes: largest request body accepted; larger ones get 413.
         embedding_lru_size: image embeddings kept in memory (the on-disk cache holds all).
@@ -79,6 +86,28 @@ class ServerConfig:
         metadata=opt("address to listen on (127.0.0.1: this machine only)", metavar="ADDR"),
     )
     port: int = field(default=8000, metadata=opt("port (0: any free port)"))
+    require_token: bool = field(
+        default=False,
+        metadata=opt(
+            "require the access token printed in the URL also on loopback (shared machines); "
+            "it is always required when --host is not a loopback address"
+        ),
+    )
+    token: str | None = field(default=None, metadata={"cli": False})
+    allowed_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata=opt(
+            "more host names the server answers to (the Host header), e.g. a name behind a "
+            "proxy or tunnel; loopback names always work, and when --host is not loopback also "
+            "this machine's names and IP addresses",
+            flag="--allowed-host",
+            metavar="NAME[,NAME...]",
+        ),
+    )
+    follow_symlinks: bool = field(
+        default=False,
+        metadata=opt("serve symbolic links in IMAGE_DIR that lead to files outside it"),
+    )
     author: str | None = field(
         default=None,
         metadata=opt("name stored with every accepted mask (default: the login name)"),
@@ -106,6 +135,13 @@ class ServerConfig:
         for name in ("max_body_bytes", "embedding_lru_size", "max_points", "recent_predictions"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.token is not None and not re.fullmatch(r"[A-Za-z0-9._~-]{16,}", self.token):
+            raise InvalidInputError(
+                "token must be at least 16 URL-safe characters (letters, digits, . _ ~ -)"
+            )
+        for name in self.allowed_hosts:
+            if not re.fullmatch(r"[A-Za-z0-9.:_-]+", name):
+                raise InvalidInputError(f"allowed host {name!r} is not a host name or address")
         if self.decode_threads is not None and self.decode_threads < 1:
             raise InvalidInputError(f"decode_threads must be at least 1, got {self.decode_threads}")
 
