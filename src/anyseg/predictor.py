@@ -42,14 +42,16 @@ class ImageFrame:
     of user prompts (original-image pixels) into the model frame.
 
     Subclasses provide :attr:`long_side` (the encoder input size) and :attr:`mask_input_size`
-    (the low-res logits' (h, w)).
+    (the low-res logits' (h, w)). SAM-HQ models also keep the image's :attr:`hq_features`.
     """
 
     features: Any
+    hq_features: Any
 
     def __init__(self) -> None:
         self.is_image_set = False
         self.features = None
+        self.hq_features = None  # (1, C/8, 4h, 4w), SAM-HQ models only
         self.original_size: tuple[int, int] | None = None  # (H, W) of the original image
         self.input_size: tuple[int, int] | None = None  # (h, w) in the model frame
 
@@ -64,6 +66,7 @@ class ImageFrame:
     def reset_image(self) -> None:
         self.is_image_set = False
         self.features = None
+        self.hq_features = None
         self.original_size = None
         self.input_size = None
 
@@ -115,9 +118,15 @@ class ImageFrame:
 
 
 class SamPredictor(ImageFrame):
-    """Caches one image embedding and answers prompts against it."""
+    """Caches one image embedding and answers prompts against it.
+
+    Works with every checkpoint family. For a SAM-HQ model it also caches the image's HQ
+    features (:attr:`hq_features`), and each prompt gives one mask (see
+    :class:`anyseg.modeling.MaskDecoderHQ`).
+    """
 
     features: torch.Tensor | None
+    hq_features: torch.Tensor | None
 
     def __init__(self, sam_model: Sam) -> None:
         super().__init__()
@@ -165,25 +174,40 @@ class SamPredictor(ImageFrame):
             )
         self.reset_image()
         image = self.model.preprocess(transformed_image.to(self.device).float())
-        features = self.model.image_encoder(image)
+        encoding = self.model.encode(image)
         original = (int(original_image_size[0]), int(original_image_size[1]))
-        self._set_frame(features, original, (int(shape[2]), int(shape[3])))
+        self._set_frame(encoding.embedding, original, (int(shape[2]), int(shape[3])))
+        self.hq_features = encoding.hq_features
 
     def set_embedding(
         self,
         features: torch.Tensor,
         original_size: tuple[int, int],
         input_size: tuple[int, int] | None = None,
+        hq_features: torch.Tensor | None = None,
     ) -> None:
         """Use a previously computed embedding (e.g. from a cache) for the image of
-        ``original_size`` (H, W); ``input_size`` defaults to the model-frame size."""
-        grid = self.model.image_encoder.config.embedding_size
-        expected = (1, self.model.config.image_encoder.out_chans, grid, grid)
+        ``original_size`` (H, W); ``input_size`` defaults to the model-frame size. A SAM-HQ model
+        also needs the image's ``hq_features`` (:attr:`hq_features` after ``set_image``)."""
+        grid = self.model.config.image_encoder.embedding_size
+        dim = self.model.config.image_encoder.out_chans
+        expected = (1, dim, grid, grid)
         if tuple(features.shape) != expected:
             raise InvalidInputError(
                 f"embedding must have shape {expected}, got {tuple(features.shape)}"
             )
+        if self.model.is_hq:
+            expected_hq = (1, dim // 8, 4 * grid, 4 * grid)
+            if hq_features is None or tuple(hq_features.shape) != expected_hq:
+                got = None if hq_features is None else tuple(hq_features.shape)
+                raise InvalidInputError(
+                    f"a SAM-HQ model needs hq_features of shape {expected_hq} with the "
+                    f"embedding, got {got}"
+                )
+        elif hq_features is not None:
+            raise InvalidInputError("hq_features are for SAM-HQ models; this model has none")
         self._set_frame(features.to(self.device), original_size, input_size)
+        self.hq_features = None if hq_features is None else hq_features.to(self.device)
 
     # ---------------------------------------------------------------- prompts
     def predict(
@@ -194,6 +218,7 @@ class SamPredictor(ImageFrame):
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        hq_token_only: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predict masks for one prompt set on the current image.
 
@@ -202,8 +227,10 @@ class SamPredictor(ImageFrame):
             point_labels: (N,) 1 = foreground, 0 = background.
             box: (4,) or (1, 4) XYXY pixels of the original image.
             mask_input: (1, 4h, 4w) low-res logits from a previous call (256×256 for SAM).
-            multimask_output: three masks for an ambiguous prompt, else one.
+            multimask_output: three masks for an ambiguous prompt, else one (SAM-HQ: one mask
+                either way, SAM's part the best of the three).
             return_logits: return logits instead of thresholded masks.
+            hq_token_only: SAM-HQ models: the HQ mask alone (default: the model config's).
 
         Returns:
             masks (C, H, W) bool (float32 logits with ``return_logits``), iou_predictions (C,),
@@ -228,6 +255,7 @@ class SamPredictor(ImageFrame):
             _to(mask_t, self.device),
             multimask_output=multimask_output,
             return_logits=return_logits,
+            hq_token_only=hq_token_only,
         )
         return (
             masks[0].cpu().numpy(),
@@ -244,8 +272,9 @@ class SamPredictor(ImageFrame):
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        hq_token_only: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Predict masks for B prompt sets given in the model frame.
+        """Predict masks for B prompt sets given in the model frame (options as :meth:`predict`).
 
         Args:
             point_coords: (B, N, 2) xy in the model frame, or None.
@@ -276,6 +305,7 @@ class SamPredictor(ImageFrame):
                 _rows(mask_input, start, chunk),
                 multimask_output,
                 return_logits,
+                hq_token_only,
             )
             for start in range(0, batch, chunk)
         ]
@@ -294,7 +324,8 @@ class SamPredictor(ImageFrame):
         h, w = self._require_image()
         grid = self.model.prompt_encoder.image_embedding_size
         c = self.model.prompt_encoder.embed_dim
-        n_masks = self.model.mask_decoder.num_mask_tokens if multimask_output else 1
+        multi = self.model.mask_decoder.num_mask_tokens if not self.model.is_hq else 2
+        n_masks = multi if multimask_output else 1
         s = self.model.img_size
         # Per prompt: the image-side activations of the two-way transformer (about ten
         # (h*w, C) float tensors live at once), the upscaled low-res masks, and the logits at
@@ -359,15 +390,13 @@ class SamPredictor(ImageFrame):
         mask_input: torch.Tensor | None,
         multimask_output: bool,
         return_logits: bool,
+        hq_token_only: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = None if point_coords is None else (point_coords, point_labels)
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res, iou = self.model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
+        assert self.features is not None  # _require_image
+        low_res, iou = self.model.decode(
+            self.features, sparse, dense, multimask_output, self.hq_features, hq_token_only
         )
         assert self.input_size is not None and self.original_size is not None  # set with features
         masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)

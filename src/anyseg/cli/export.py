@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     # Cheap checks first: a missing package, checkpoint or writable folder before loading.
     require("onnx")
     require("onnxruntime")
-    if checkpoint is not None and not Path(checkpoint).is_file():
+    if checkpoint is not None and not Path(checkpoint).exists():  # a file or a model folder
         raise CheckpointError(f"checkpoint not found: {checkpoint}")
     out = Path(args.output)
     created = not out.exists()

@@ -29,6 +29,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "export",
     "info",
     "download",
+    "convert",
 )
 
 

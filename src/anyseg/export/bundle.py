@@ -133,6 +133,8 @@ def export_model(
     reference.set_image(image)
     assert reference.features is not None and reference.input_size is not None
     features = reference.features.detach().float().cpu().numpy()
+    hq = reference.hq_features
+    hq_features = None if hq is None else hq.detach().float().cpu().numpy()
     cases = default_cases(check_image_size)
     opts = {
         "single_mask": options.return_single_mask,
@@ -146,7 +148,7 @@ def export_model(
         if with_encoder:
             pred.set_image(image)
         else:
-            pred.set_embedding(features, check_image_size, reference.input_size)
+            pred.set_embedding(features, check_image_size, reference.input_size, hq_features)
         return pred
 
     decoder_parity = compare_predictors(reference, onnx_predictor(DECODER_NAME), cases, **opts)

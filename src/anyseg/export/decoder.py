@@ -20,6 +20,13 @@ outputs
     ``return_single_mask``; ``iou_predictions`` (1, M); ``low_res_masks`` (1, M, 4h, 4w).
     With ``return_extra_metrics``: ``masks, iou_predictions, stability_scores, areas,
     low_res_masks``.
+
+SAM-HQ models (every encoder family) add one input, ``hq_features`` (1, C/8, 4h, 4w) float32
+(the encoder graph's second output: the per-image fusion of early and final encoder features),
+last; and give M = 2 outputs: SAM-HQ's mask for a single-mask request (SAM's token 0 plus the HQ
+mask) and for a multimask one (SAM's most confident ambiguity mask plus the HQ mask), or the HQ
+mask alone in both when the model's ``hq_token_only`` is set. ``return_single_mask`` picks between
+the two by the same rule as for SAM.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from anyseg.export.config import DEFAULT_OPSET, DecoderExportOptions, check_opset
-from anyseg.modeling import Sam
+from anyseg.modeling import MaskDecoderHQ, Sam
 
 STABILITY_SCORE_OFFSET = 1.0  # the original export's offset (and the AMG default)
 
@@ -78,6 +85,7 @@ class SamOnnxDecoder(nn.Module):
         self.mask_threshold = float(model.mask_threshold)
         self.embed_dim = prompt_encoder.embed_dim
         self.embedding_hw = prompt_encoder.image_embedding_size
+        self.hq = isinstance(mask_decoder, MaskDecoderHQ)
 
     # ------------------------------------------------------------------ prompts
     def embed_points(self, point_coords: Tensor, point_labels: Tensor) -> Tensor:
@@ -145,17 +153,28 @@ class SamOnnxDecoder(nn.Module):
         mask_input: Tensor,
         has_mask_input: Tensor,
         orig_im_size: Tensor,
+        hq_features: Tensor | None = None,
     ) -> tuple[Tensor, ...]:
         """See the module docstring for the shapes; returns (masks, iou_predictions,
         low_res_masks), or five outputs with ``return_extra_metrics``."""
         sparse = self.embed_points(point_coords, point_labels)
         dense = self.embed_mask(mask_input, has_mask_input)
-        low_res, scores = self.mask_decoder.predict_masks(
-            image_embeddings=image_embeddings,
-            image_pe=self.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-        )
+        image_pe = self.prompt_encoder.get_dense_pe()
+        if isinstance(self.mask_decoder, MaskDecoderHQ):
+            every, iou = self.mask_decoder.predict_masks(
+                image_embeddings, image_pe, sparse, dense, hq_features=hq_features
+            )
+            single = self.mask_decoder.select_outputs(every, iou, False, None)
+            multi = self.mask_decoder.select_outputs(every, iou, True, None)
+            low_res = torch.cat([single[0], multi[0]], dim=1)  # (1, 2, 4h, 4w)
+            scores = torch.cat([single[1], multi[1]], dim=1)  # (1, 2)
+        else:
+            low_res, scores = self.mask_decoder.predict_masks(
+                image_embeddings=image_embeddings,
+                image_pe=image_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+            )
         if self.options.use_stability_score:
             scores = self.stability(low_res)
         if self.options.return_single_mask:
@@ -174,7 +193,7 @@ class SamOnnxDecoder(nn.Module):
         n = self.options.num_points if num_points is None else num_points
         h, w = self.embedding_hw
         gen = torch.Generator().manual_seed(0)
-        inputs = (
+        inputs: tuple[Tensor, ...] = (
             torch.randn(1, self.embed_dim, h, w, generator=gen),
             torch.randint(0, self.img_size, (1, n, 2), generator=gen).float(),
             torch.randint(0, 4, (1, n), generator=gen).float(),
@@ -182,6 +201,8 @@ class SamOnnxDecoder(nn.Module):
             torch.tensor([1.0]),
             torch.tensor([1500.0, 2250.0]),
         )
+        if self.hq:
+            inputs += (torch.randn(1, self.embed_dim // 8, 4 * h, 4 * w, generator=gen),)
         device = self.prompt_encoder.no_mask_embed.weight.device
         return tuple(t.to(device) for t in inputs)
 
@@ -202,11 +223,23 @@ class SamOnnxDecoder(nn.Module):
             TensorSpec("mask_input", (1, 1, 4 * h, 4 * w), "float32", "low-res mask logits"),
             TensorSpec("has_mask_input", (1,), "float32", "1 uses mask_input, 0 ignores it"),
             TensorSpec("orig_im_size", (2,), "float32", "(H, W) of the original image"),
-        ]
+        ] + (
+            [
+                TensorSpec(
+                    "hq_features",
+                    (1, self.embed_dim // 8, 4 * h, 4 * w),
+                    "float32",
+                    "SAM-HQ's per-image fusion of early and final encoder features",
+                )
+            ]
+            if self.hq
+            else []
+        )
 
     def output_specs(self) -> list[TensorSpec]:
         h, w = self.embedding_hw
-        m: int = 1 if self.options.return_single_mask else self.mask_decoder.num_mask_tokens
+        all_masks = 2 if self.hq else self.mask_decoder.num_mask_tokens
+        m: int = 1 if self.options.return_single_mask else all_masks
         specs = [
             TensorSpec("masks", (1, m, "H", "W"), "float32", "mask logits at the original size"),
             TensorSpec("iou_predictions", (1, m), "float32", "predicted IoU (or stability)"),

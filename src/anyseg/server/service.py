@@ -202,10 +202,12 @@ class AnnotationService:
                 features = self.predictor.get_image_embedding()
                 assert self.predictor.original_size is not None
                 assert self.predictor.input_size is not None
+                hq = self.predictor.hq_features
                 emb = ImageEmbedding(
                     features=features.detach().to("cpu").clone(),
                     original_size=self.predictor.original_size,
                     input_size=self.predictor.input_size,
+                    hq_features=None if hq is None else hq.detach().to("cpu").clone(),
                 )
                 self._predictor_image = image.sha256
             self.embeddings.put(image.sha256, emb)
@@ -247,7 +249,9 @@ class AnnotationService:
         with self.model_lock, _torch_threads(self.config.decode_threads):
             t0 = time.perf_counter()
             if self._predictor_image != image.sha256:
-                self.predictor.set_embedding(emb.features, emb.original_size, emb.input_size)
+                self.predictor.set_embedding(
+                    emb.features, emb.original_size, emb.input_size, emb.hq_features
+                )
                 self._predictor_image = image.sha256
             masks, scores, low_res = self.predictor.predict(
                 point_coords=coords,

@@ -221,6 +221,31 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Encoder distillation before the mask-loss training (MobileSAM's recipe; see
+    :mod:`anyseg.training.distill`): ``model`` is the student, ``teacher`` a checkpoint whose
+    image embeddings it learns to reproduce (MSE, teacher frozen); the teacher's prompt encoder
+    and decoder are kept. ``run.steps`` mask-loss steps then fine-tune the result."""
+
+    teacher: str = field(
+        default="",
+        metadata=opt(
+            "distil this checkpoint's image encoder into model's first (MobileSAM's recipe)",
+            flag="--distill-teacher",
+            metavar="CHECKPOINT",
+        ),
+    )
+    steps: int = field(
+        default=1000, metadata=opt("encoder distillation steps", flag="--distill-steps")
+    )
+    images_per_step: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    save_every: int = 200  # distilled.safetensors is rewritten this often
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything one training run needs."""
 
@@ -230,6 +255,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -281,6 +307,12 @@ def _validate(cfg: TrainConfig) -> None:
     need(r.eval_every >= 0, "run.eval_every >= 0", r.eval_every)
     need(r.checkpoint_every >= 0, "run.checkpoint_every >= 0", r.checkpoint_every)
     need(r.keep_checkpoints >= 1, "run.keep_checkpoints >= 1", r.keep_checkpoints)
+    ds = cfg.distill
+    need(ds.steps >= 1, "distill.steps >= 1", ds.steps)
+    need(ds.images_per_step >= 1, "distill.images_per_step >= 1", ds.images_per_step)
+    need(ds.lr > 0 and math.isfinite(ds.lr), "distill.lr > 0", ds.lr)
+    need(ds.warmup_steps >= 0, "distill.warmup_steps >= 0", ds.warmup_steps)
+    need(ds.save_every >= 1, "distill.save_every >= 1", ds.save_every)
     need(
         set(r.model_formats) <= {"safetensors", "pth"},
         "run.model_formats from 'safetensors', 'pth'",

@@ -179,12 +179,31 @@ def train(
     device = resolve_device(cfg.run.device, info)
     if cfg.run.num_threads > 0:
         torch.set_num_threads(cfg.run.num_threads)
+    if cfg.distill.teacher and resume is None:
+        cfg = _distill(cfg, info, device, progress)
     created_group = init_process_group(info, device)
     try:
         return _train(cfg, resume, info, device, progress)
     finally:
         if created_group:
             torch.distributed.destroy_process_group()
+
+
+def _distill(cfg: TrainConfig, info: DistInfo, device: torch.device, progress: bool) -> TrainConfig:
+    """The encoder-distillation stage (:mod:`anyseg.training.distill`); returns the config of
+    the mask-loss stage, which starts from the distilled weights."""
+    from dataclasses import replace
+
+    from anyseg.training.distill import distill_encoder, student_of
+
+    if info.world_size > 1:
+        raise ValueError("encoder distillation runs in one process: drop --nproc / torchrun")
+    if not cfg.data.train:
+        raise ValueError("no training data: set data.train in the config or pass --data DIR")
+    teacher = checkpoint.load(cfg.distill.teacher)
+    dataset = make_dataset(cfg, cfg.data.train, student_of(teacher, cfg), train=True)
+    weights = distill_encoder(cfg, dataset, device, progress and info.is_main)
+    return replace(cfg, run=replace(cfg.run, init_checkpoint=str(weights)))
 
 
 @dataclass
@@ -312,7 +331,8 @@ def _setup(
 
     out_dir = Path(cfg.run.out_dir)
     embeddings = None
-    if cfg.optim.freeze_image_encoder and cfg.run.cache_embeddings:
+    # (SAM-HQ's fusion reads the encoder's early features as well: not cached)
+    if cfg.optim.freeze_image_encoder and cfg.run.cache_embeddings and not model.is_hq:
         folder = (
             Path(cfg.run.embedding_cache) if cfg.run.embedding_cache else out_dir / "embeddings"
         )

@@ -113,14 +113,18 @@ class InteractiveSam(nn.Module):
         sam = self.sam
         cfg_p, cfg_l = self.prompts, self.loss_cfg
         if embeddings is not None:
-            if not self.freeze_image_encoder:
-                raise ValueError("precomputed embeddings need freeze_image_encoder")
-            emb = embeddings
+            if not self.freeze_image_encoder or sam.is_hq:
+                raise ValueError(
+                    "precomputed embeddings need freeze_image_encoder, and a model without "
+                    "SAM-HQ's fusion (it reads the encoder's early features too)"
+                )
+            emb, early = embeddings, None
         elif self.freeze_image_encoder:
             with torch.no_grad():
-                emb = sam.image_encoder(batch.images)  # (B, C, h, w)
+                emb, early = sam.encode_features(batch.images)  # (B, C, h, w)
         else:
-            emb = sam.image_encoder(batch.images)
+            emb, early = sam.encode_features(batch.images)
+        hq = sam.hq_features(emb, early)  # SAM-HQ's fusion belongs to the decoder: trained
         device = emb.device
         num_images, num_masks = emb.shape[0], batch.masks.shape[0]
         if num_masks == 0:
@@ -208,13 +212,14 @@ class InteractiveSam(nn.Module):
                     masks=g.mask_input,
                 )
                 multimask = (not g.is_box) and n_points == 1
-                low, iou_pred = sam.mask_decoder(
-                    image_embeddings=emb if num_images == 1 else emb[img_idx[g.idx]],
-                    image_pe=image_pe,
-                    sparse_prompt_embeddings=sparse,
-                    dense_prompt_embeddings=dense,
-                    multimask_output=multimask,
-                )  # (G, K, L, L), (G, K)
+                per_image = slice(None) if num_images == 1 else img_idx[g.idx]
+                low, iou_pred = sam.decode(
+                    emb[per_image],
+                    sparse,
+                    dense,
+                    multimask,
+                    None if hq is None else hq[per_image],
+                )  # (G, K, L, L), (G, K); K = 1 for SAM-HQ
                 logits = low.float()
                 if cfg_l.resolution == "input":
                     logits = F.interpolate(
