@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument(
         "--frozen", action="store_true", help="also time frozen-encoder steps (cached or not)"
     )
+    ap.add_argument("--frozen-only", action="store_true", help="time only the frozen-encoder steps")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
 
@@ -126,8 +127,8 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
         float(out.loss.detach())  # the loop syncs once per step too
 
-    variants = [(False, ""), (True, "")]
-    if args.frozen or cfg.optim.freeze_image_encoder:
+    variants = [] if args.frozen_only else [(False, ""), (True, "")]
+    if args.frozen or args.frozen_only or cfg.optim.freeze_image_encoder:
         variants += [(False, "encoder"), (False, "cached")]
     for bf16, frozen in variants:
         for i in range(args.warmup):

@@ -90,9 +90,7 @@ def find_images(inputs: Sequence[str | os.PathLike[str]], output: Path | None = 
     for entry in inputs:
         path = Path(entry)
         if path.is_dir():
-            found += sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
+            found += folder_images(path)
         elif path.is_file():
             found.append(path)
         else:
@@ -105,15 +103,29 @@ def find_images(inputs: Sequence[str | os.PathLike[str]], output: Path | None = 
     if not unique:
         names = ", ".join(display_path(p) for p in inputs)
         raise InvalidInputError(f"no images found in {names} ({', '.join(IMAGE_SUFFIXES)})")
-    stems: dict[str, Path] = {}
-    for p in unique:
-        if p.stem in stems:
-            raise InvalidInputError(
-                f"{display_path(stems[p.stem])} and {display_path(p)} would both write "
-                f"{display_path(p.stem)}.json: rename one or run twice"
-            )
-        stems[p.stem] = p
+    check_unique_stems((p.stem, display_path(p)) for p in unique)
     return unique
+
+
+def check_unique_stems(images: Iterable[tuple[str, str]]) -> None:
+    """Refuse two images (``(stem, name shown)`` pairs) with one stem: their outputs collide.
+
+    Raises:
+        InvalidInputError: naming both images and the file they would share.
+    """
+    seen: dict[str, str] = {}
+    for stem, shown in images:
+        if stem in seen:
+            raise InvalidInputError(
+                f"{seen[stem]} and {shown} would both write {display_path(stem)}.json: rename "
+                "one or run twice"
+            )
+        seen[stem] = shown
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (by suffix), sorted: what a folder input means."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def image_id_for(stem: str) -> int:

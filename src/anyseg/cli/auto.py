@@ -6,6 +6,10 @@ image whose JSON exists is skipped unless ``--overwrite``, so an interrupted run
 it stopped; the JSON is written last and atomically, so it exists only for finished images. An
 unreadable image is reported and skipped; the exit status is 1 if any image failed. The job
 itself is :mod:`anyseg.automatic.job`; the generator's options are :class:`AmgConfig`'s.
+
+``--engine ray`` runs the same job over a Ray cluster (:mod:`anyseg.engine`, options
+:class:`EngineConfig`): manifests and URIs as inputs, object stores as output, tar shards,
+``failures.jsonl`` and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any
 from anyseg.automatic.config import AmgConfig
 from anyseg.automatic.job import LabelJobConfig
 from anyseg.cli.common import add_model_arguments, model_options
+from anyseg.engine.config import EngineConfig
+from anyseg.errors import InvalidInputError
 from anyseg.io import IMAGE_SUFFIXES, display_path
 from anyseg.settings import add_arguments, from_arguments
 
@@ -35,13 +41,33 @@ def add_parser(subparsers: Any) -> None:
             + ", ".join(IMAGE_SUFFIXES)
             + " files; the overlays it writes are never inputs."
         ),
-        epilog="example: anyseg auto photos/ -o masks/ --points-per-side 16 --mode fast",
+        epilog=(
+            "examples: anyseg auto photos/ -o masks/ --points-per-side 16 --mode fast; "
+            "anyseg auto s3://bucket/images/ -o s3://bucket/masks/ --engine ray --address auto "
+            "--gpus-per-worker 1 --shards 100"
+        ),
     )
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
-    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IMAGE_OR_DIR",
+        help="image files and/or folders (with --engine ray also manifests and fsspec URIs)",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUT_DIR", help="output folder (or URI: ray)"
+    )
+    p.add_argument(
+        "--engine",
+        choices=("single", "ray"),
+        default="single",
+        help="single: this process (default); ray: Ray actors on this machine or a cluster",
+    )
     add_model_arguments(p)
     add_arguments(p, LabelJobConfig)
     add_arguments(p.add_argument_group("generator options (AmgConfig)"), AmgConfig)
+    add_arguments(
+        p.add_argument_group("Ray engine options (EngineConfig, --engine ray)"), EngineConfig
+    )
     p.set_defaults(run=run)
 
 
@@ -56,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     options = model_options(args)
     amg = replace(from_arguments(AmgConfig, args), mode=options.mode)
     job = from_arguments(LabelJobConfig, args)
+    engine = from_arguments(EngineConfig, args)
+    if args.engine == "ray":
+        return run_on_ray(args, options.checkpoint, options.device, amg, job, engine)
+    if engine != EngineConfig():
+        raise InvalidInputError("the Ray engine options need --engine ray")
     out_dir = Path(args.output)
     images = find_images(args.inputs, output=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,3 +128,30 @@ def run(args: argparse.Namespace) -> int:
     )
     print(summary + (f" ({', '.join(failed)})" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def run_on_ray(
+    args: argparse.Namespace,
+    checkpoint: Path | None,
+    device: str,
+    amg: AmgConfig,
+    job: LabelJobConfig,
+    engine: EngineConfig,
+) -> int:
+    from anyseg.engine import label_dataset
+
+    s = label_dataset(
+        args.inputs,
+        args.output,
+        amg=amg,
+        job=job,
+        engine=engine,
+        checkpoint=checkpoint,
+        device=device,
+    )
+    print(
+        f"anyseg auto: {s.labelled} done ({s.masks} masks), {s.already_done} already done, "
+        f"{s.failed} failed" + (f" (see {s.output}/failures.jsonl)" if s.failed else ""),
+        file=sys.stderr,
+    )
+    return 1 if s.failed else 0

@@ -25,12 +25,14 @@ import numpy as np
 import torch
 
 from anyseg.data.sa1b import (
+    DataFile,
     ImageRecord,
     find_dataset,
+    read_dataset_image,
     read_image_record_lenient,
 )
+from anyseg.data.shards import find_shard_dataset
 from anyseg.errors import AnysegError, InvalidInputError
-from anyseg.io import read_image
 from anyseg.ops.rle import decode_rle, rle_area
 from anyseg.ops.transforms import get_preprocess_shape, resize_longest_side
 
@@ -55,8 +57,8 @@ class SkippedItem:
 
 
 class _Entry(NamedTuple):
-    image_path: Path
-    json_path: Path | None  # SA-1B: re-read at draw time; COCO: None (record kept in memory)
+    image_path: DataFile  # a file, or a member of a tar shard
+    json_path: DataFile | None  # SA-1B: re-read at draw time; COCO: None (record kept in memory)
     record: ImageRecord | None
     annotation_ids: tuple[int, ...]  # the usable ones
 
@@ -176,7 +178,8 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
     draw of the same image for every ``draw_key``).
 
     Args:
-        source: SA-1B folder or COCO instances ``.json``.
+        source: SA-1B folder (or tar shards of one, see :func:`~anyseg.data.sa1b.find_dataset`)
+            or COCO instances ``.json``.
         img_size: the model's square input side S.
         pixel_mean, pixel_std: the model's normalization (0..255 scale), RGB.
         sampling: how masks are drawn (how many, which are dropped, the flip probability);
@@ -254,13 +257,14 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
         paired = {j for _, j in pairs}
         # Annotation files without an image (find_dataset pairs only what exists); in the flat
         # layout a JSON without a same-stem image of its own (e.g. dataset.json) is not a record.
-        orphans = sorted((root / "annotations").glob("*.json"))
+        orphans: list[DataFile] = [*sorted((root / "annotations").glob("*.json"))]
         if not (root / "annotations").is_dir():
             orphans = [
                 j
                 for j in sorted(root.glob("*.json"))
                 if j.name != "dataset.json" and j.stem.startswith("sa_")
             ]
+        orphans += find_shard_dataset(root).orphans
         for json_path in orphans:
             if json_path not in paired:
                 self.skipped.append(SkippedItem(str(json_path), None, "image file not found"))
@@ -275,7 +279,7 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
             entries.append(_Entry(image_path, json_path, None, ids))
         return entries
 
-    def _read_sa1b(self, json_path: Path, report: bool = True) -> ImageRecord | None:
+    def _read_sa1b(self, json_path: DataFile, report: bool = True) -> ImageRecord | None:
         """Read a record; on a bad annotation keep the good ones (each bad one reported)."""
         try:
             record, bad = read_image_record_lenient(json_path)
@@ -362,7 +366,7 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def image_path(self, index: int) -> Path:
+    def image_path(self, index: int) -> DataFile:
         return self._entries[index].image_path
 
     def __getitem__(self, key: int | tuple[int, int]) -> Sample:
@@ -377,7 +381,7 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
         if record is None:
             return empty
         try:
-            image = read_image(entry.image_path)
+            image = read_dataset_image(entry.image_path)
         except (OSError, AnysegError) as exc:
             log.warning("skipped %s: %s", entry.image_path, exc)
             return empty

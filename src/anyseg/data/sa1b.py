@@ -16,7 +16,10 @@ saying what the mask shows; ``anyseg synth`` writes :class:`anyseg.data.attribut
 there). Readers accept records without them.
 
 Two folder layouts are accepted by :func:`find_dataset`: anyseg's ``<root>/images/<stem>.<ext>``
-+ ``<root>/annotations/<stem>.json`` and SA-1B's flat ``<root>/sa_1.jpg`` beside ``sa_1.json``.
++ ``<root>/annotations/<stem>.json`` and SA-1B's flat ``<root>/sa_1.jpg`` beside ``sa_1.json``;
+and SA-1B's tar shards (``<root>/sa_000000.tar``, ... or one ``.tar``), read in place
+(:mod:`anyseg.data.shards`). A file of a dataset is therefore a :data:`DataFile`: a path, or a
+member of a shard; :func:`read_image_record` and :func:`read_dataset_image` read either.
 """
 
 from __future__ import annotations
@@ -31,9 +34,13 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from anyseg.data.shards import ShardMember, find_shard_dataset, shard_files
 from anyseg.errors import InvalidInputError
-from anyseg.io import IMAGE_SUFFIXES, atomic_write_text, to_json
+from anyseg.io import IMAGE_SUFFIXES, atomic_write_text, read_image, to_json
 from anyseg.ops.rle import check_rle, decode_rle, encode_mask
+
+#: A file of a dataset: a path, or a member of a tar shard.
+DataFile = Path | ShardMember
 
 LEVELS: tuple[str, ...] = ("whole", "part", "subpart")
 _REQUIRED_IMAGE_KEYS = ("image_id", "file_name", "width", "height")
@@ -149,15 +156,15 @@ class ImageRecord:
         return _parse_record(data, source)
 
 
-def read_image_record(json_path: str | os.PathLike[str]) -> ImageRecord:
-    """Read and validate one SA-1B per-image JSON file.
+def read_image_record(json_path: str | os.PathLike[str] | ShardMember) -> ImageRecord:
+    """Read and validate one SA-1B per-image JSON file (or JSON member of a shard).
 
     Raises:
         InvalidInputError: the file is not JSON or not a valid record (the message names the file
             and, where relevant, the annotation id).
         OSError: the file cannot be read.
     """
-    path = Path(json_path)
+    path = json_path if isinstance(json_path, ShardMember) else Path(json_path)
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
@@ -167,7 +174,7 @@ def read_image_record(json_path: str | os.PathLike[str]) -> ImageRecord:
 
 
 def read_image_record_lenient(
-    json_path: str | os.PathLike[str],
+    json_path: str | os.PathLike[str] | ShardMember,
 ) -> tuple[ImageRecord, tuple[tuple[int | None, str], ...]]:
     """Read a per-image SA-1B JSON file, keeping its valid annotations.
 
@@ -182,7 +189,7 @@ def read_image_record_lenient(
         InvalidInputError: the file is not JSON, or its ``image`` part is invalid.
         OSError: the file cannot be read.
     """
-    path = Path(json_path)
+    path = json_path if isinstance(json_path, ShardMember) else Path(json_path)
     try:
         return read_image_record(path), ()
     except InvalidInputError as exc:
@@ -294,30 +301,44 @@ def record_from_masks(
     )
 
 
-def find_dataset(root: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
-    """List the (image, json) pairs of a dataset folder, sorted by image path.
+def find_dataset(root: str | os.PathLike[str]) -> list[tuple[DataFile, DataFile]]:
+    """List the (image, json) pairs of a dataset folder: files sorted by image path, then the
+    members of its tar shards in shard order.
 
-    Accepts ``<root>/images/<stem>.<png|jpg|jpeg>`` with ``<root>/annotations/<stem>.json``, and the
-    SA-1B flat layout ``<root>/<stem>.jpg`` beside ``<root>/<stem>.json``. Images without a JSON
-    (and JSON without an image) are skipped.
+    Accepts ``<root>/images/<stem>.<png|jpg|jpeg>`` with ``<root>/annotations/<stem>.json``, the
+    SA-1B flat layout ``<root>/<stem>.jpg`` beside ``<root>/<stem>.json``, and SA-1B tar shards
+    ``<root>/*.tar`` holding ``<stem>.jpg`` beside ``<stem>.json`` (``root`` may also be one
+    ``.tar``). Images without a JSON (and JSON without an image) are skipped.
 
     Raises:
-        InvalidInputError: ``root`` is not a folder or holds no image/JSON pair.
+        InvalidInputError: ``root`` is not a folder or a shard, holds no image/JSON pair, or
+            holds a shard that is not an uncompressed tar.
     """
     root_path = Path(root)
-    if not root_path.is_dir():
+    if not root_path.is_dir() and not shard_files(root_path):
         raise InvalidInputError(f"dataset folder {root_path} does not exist or is not a folder")
     pairs: list[tuple[Path, Path]] = []
-    images_dir, ann_dir = root_path / "images", root_path / "annotations"
-    if images_dir.is_dir() and ann_dir.is_dir():
-        pairs += _pairs_in(images_dir, ann_dir)
-    pairs += _pairs_in(root_path, root_path)
-    if not pairs:
+    if root_path.is_dir():
+        images_dir, ann_dir = root_path / "images", root_path / "annotations"
+        if images_dir.is_dir() and ann_dir.is_dir():
+            pairs += _pairs_in(images_dir, ann_dir)
+        pairs += _pairs_in(root_path, root_path)
+    found: list[tuple[DataFile, DataFile]] = [*sorted(pairs)]
+    found += find_shard_dataset(root_path).pairs
+    if not found:
         raise InvalidInputError(
             f"no dataset found in {root_path}: expected images/<stem>.png|jpg with "
-            "annotations/<stem>.json, or <stem>.jpg beside <stem>.json"
+            "annotations/<stem>.json, <stem>.jpg beside <stem>.json, or sa_*.tar shards of them"
         )
-    return sorted(pairs)
+    return found
+
+
+def read_dataset_image(file: DataFile, *, max_pixels: int | None = None) -> np.ndarray:
+    """The image a dataset names, from a file or a shard, as RGB uint8 (H, W, 3)
+    (:func:`anyseg.io.read_image`'s policy either way)."""
+    if isinstance(file, ShardMember):
+        return file.read_image(max_pixels=max_pixels)
+    return read_image(file, max_pixels=max_pixels)
 
 
 # ---------------------------------------------------------------------------------------------
