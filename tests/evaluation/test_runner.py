@@ -244,3 +244,27 @@ def read_report_from(result: Any, tmp_path: Path) -> Any:
     written = write_outputs(result, tmp_path / "cal")
     assert written["calibration.png"].read_bytes()[:4] == b"\x89PNG"
     return read_report(written["report.json"])
+
+
+def test_calibration_scores_a_candidate_by_the_mask_it_covers(
+    tiny_dataset: Any, fake_predictor: Any
+) -> None:
+    """A point's third candidate that segments another ground-truth mask of the image is a good
+    mask: its predicted 0.1 is scored against IoU 1 (the mask it covers), not 0."""
+    base = fake_predictor(tiny_dataset)
+
+    class OtherObject:
+        def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+            base.set_image(image)
+
+        def predict(self, **kwargs: Any) -> Any:
+            masks, scores, logits = base.predict(**kwargs)
+            if len(masks) == 3:
+                other = next(m for m in base.masks if not np.array_equal(m, masks[1]))
+                masks = np.stack([masks[0], masks[1], other])
+            return masks, scores, logits
+
+    config = EvalConfig(protocols=("point",))
+    result = evaluate(OtherObject(), open_sa1b(tiny_dataset.root), config, progress=False)
+    point = result.report.calibration.by_protocol["point"]  # type: ignore[union-attr]
+    assert point.mae == pytest.approx((0.1 + 0.5 + 0.9) / 3)  # every candidate covers a mask

@@ -98,3 +98,31 @@ def test_single_output_has_no_selection() -> None:
     out = sam_mask_loss(logits, torch.rand(3, 1), gt, LossConfig())
     assert out.selected.tolist() == [0, 0, 0]
     assert out.total.shape == (3,)
+
+
+def test_best_match_iou_target_scores_a_mask_by_the_object_it_covers() -> None:
+    """A candidate that segments another valid object of the image (the panel under an emblem
+    click) gets IoU 1 as its target under "best_match", ~0 under "prompted"."""
+    from dataclasses import replace
+
+    from anyseg.training.config import LossConfig
+    from anyseg.training.losses import best_match_iou, sam_mask_loss
+
+    emblem = torch.zeros(1, 8, 8)
+    emblem[0, 3:5, 3:5] = 1
+    panel = torch.zeros(1, 8, 8)
+    panel[0, 1:7, 1:7] = 1
+    logits = torch.stack([panel[0] * 20 - 10, emblem[0] * 20 - 10])[None]  # (1, 2, 8, 8)
+    alternatives = torch.stack([emblem[0], panel[0], torch.zeros(8, 8)])[None]  # (1, 3, 8, 8)
+    best = best_match_iou(logits, alternatives)
+    assert best.tolist() == [[1.0, 1.0]]
+    iou_pred = torch.tensor([[1.0, 1.0]])
+    prompted = sam_mask_loss(logits, iou_pred, emblem, LossConfig(iou_target="prompted"))
+    matched = sam_mask_loss(
+        logits, iou_pred, emblem, replace(LossConfig(), iou_target="best_match"), None, alternatives
+    )
+    assert matched.iou_mse.item() == pytest.approx(0.0)
+    assert prompted.iou_mse.item() == pytest.approx((1 - 4 / 36) ** 2 / 2)
+    # An empty padding mask never matches, not even an empty prediction.
+    empty = torch.full((1, 1, 8, 8), -10.0)
+    assert best_match_iou(empty, torch.zeros(1, 2, 8, 8)).item() == 0.0

@@ -51,7 +51,7 @@ from anyseg.evaluation.summary import (
     summarize_calibration,
     summarize_scores,
 )
-from anyseg.ops.rle import rle_area
+from anyseg.ops.rle import encode_mask, rle_area
 from anyseg.predictor import PromptablePredictor
 
 #: The protocols that prompt the predictor (they need its ``set_image``).
@@ -157,11 +157,12 @@ def evaluate(
                 timer.amg_s += time.perf_counter() - t0
                 amg_best = [float(v) for v in best]
                 amg_generated += n_gen
+            image_rles = [a.segmentation for a in record.annotations]
             for k, ann_index in enumerate(chosen):
                 gt = record.annotations[ann_index].decode()  # one at a time: large images
                 rng = np.random.default_rng([config.seed, image_index, ann_index])
                 want_sample = len(samples) < config.num_samples and k < samples_per_image
-                row, sample = _evaluate_mask(timer, gt, config, rng, want_sample)
+                row, sample = _evaluate_mask(timer, gt, config, rng, want_sample, image_rles)
                 ann = record.annotations[ann_index]
                 results.append(
                     dataclasses.replace(
@@ -258,8 +259,29 @@ class _Timer:
 
 
 def _evaluate_mask(
-    timer: _Timer, gt: np.ndarray, config: EvalConfig, rng: np.random.Generator, want_sample: bool
+    timer: _Timer,
+    gt: np.ndarray,
+    config: EvalConfig,
+    rng: np.random.Generator,
+    want_sample: bool,
+    image_rles: list[dict[str, Any]] | None = None,
 ) -> tuple[MaskResult, SampleView | None]:
+    """Score one ground-truth mask with the configured protocols.
+
+    The IoU head is scored (``iou_predictions``) against the mask each prediction covers: for
+    the first prompt of a mask (a point's 3 candidates and single output, the box), its
+    best-matching ground-truth mask of the image (``image_rles``; a click on an emblem also
+    selects its panel and its object, and the IoU head rates a candidate by the object it
+    covers, as the automatic generator's threshold assumes); for later clicks, which have
+    disambiguated the prompt, the prompted mask.
+    """
+
+    def covered(masks: np.ndarray, prompted: np.ndarray) -> np.ndarray:
+        if not image_rles:
+            return prompted
+        best = metrics.rle_iou_matrix(image_rles, [encode_mask(m) for m in masks]).max(axis=0)
+        return np.maximum(best, prompted)
+
     protocols = set(config.protocols)
     values: dict[str, Any] = {}
     view: dict[str, Any] = {}
@@ -280,10 +302,12 @@ def _evaluate_mask(
             values["point"] = float(ious3[top])
             values["point_oracle"] = float(ious3.max())
             values["point_single"] = float(metrics.mask_iou(single[0][0], gt))
+            actual3 = covered(masks3, ious3)
             predicted += [
-                ("point", float(p), float(a)) for p, a in zip(scores3, ious3, strict=True)
+                ("point", float(p), float(a)) for p, a in zip(scores3, actual3, strict=True)
             ]
-            predicted.append(("point_single", float(single[1][0]), values["point_single"]))
+            actual1 = covered(single[0][:1], np.array([values["point_single"]]))
+            predicted.append(("point_single", float(single[1][0]), float(actual1[0])))
             view.update(point=click, point_mask=masks3[top], point_iou=values["point"])
         if "interactive" in protocols:
             if config.first_point_multimask or single is None:
@@ -304,7 +328,8 @@ def _evaluate_mask(
         box = tight_box(gt)
         masks, box_scores, _ = timer.predict(box=box, multimask_output=False)
         values["box"] = float(metrics.mask_iou(masks[0], gt))
-        predicted.append(("box", float(box_scores[0]), values["box"]))
+        actual_box = covered(masks[:1], np.array([values["box"]]))
+        predicted.append(("box", float(box_scores[0]), float(actual_box[0])))
         view.update(box=box, box_mask=masks[0], box_iou=values["box"])
     row = MaskResult(
         image_id=0,

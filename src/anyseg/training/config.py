@@ -36,6 +36,7 @@ from anyseg.settings import from_mapping, load_file, opt, to_mapping
 
 LossResolution = Literal["input", "low_res"]
 IouSupervision = Literal["all", "best"]
+IouTarget = Literal["prompted", "best_match"]
 DataFormat = Literal["auto", "sa1b", "coco"]
 
 
@@ -130,6 +131,13 @@ class LossConfig:
     # With 3 masks, the mask loss back-propagates through the lowest-loss mask only; the IoU head
     # is trained on "all" three outputs (it ranks them at inference) or only the "best" one.
     iou_supervision: IouSupervision = "all"
+    # What the IoU head regresses: the output's IoU with the prompted mask ("prompted", the
+    # paper), or with the best-matching of the image's sampled masks ("best_match"). With a
+    # part hierarchy, a click on an emblem is also a click on its panel and its object: under
+    # "prompted" the head learns to expect the 1-in-3 chance of having guessed the prompted
+    # level, and scores every good mask low; "best_match" scores a mask by the object it covers,
+    # which is what the automatic generator's threshold assumes.
+    iou_target: IouTarget = "prompted"
 
 
 @dataclass(frozen=True)
@@ -283,6 +291,11 @@ def _validate(cfg: TrainConfig) -> None:
         lo.resolution in get_args(LossResolution),
         "loss.resolution 'input' or 'low_res'",
         lo.resolution,
+    )
+    need(
+        lo.iou_target in get_args(IouTarget),
+        "loss.iou_target 'prompted' or 'best_match'",
+        lo.iou_target,
     )
     need(
         lo.iou_supervision in get_args(IouSupervision),

@@ -76,6 +76,31 @@ def dice_loss(
 
 
 @torch.no_grad()
+def best_match_iou(
+    logits: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """For every predicted mask, its highest IoU with any of the given masks.
+
+    Args:
+        logits: (N, K, H, W) predictions (foreground where > 0).
+        masks: (N, A, H, W) masks in [0, 1] (> 0.5 is foreground); all-empty ones never match.
+        valid: optional (N, H, W) pixels inside the image.
+
+    Returns:
+        (N, K) float32; 0 where no mask matches at all.
+    """
+    pred = (logits > 0).flatten(2).float()  # (N, K, HW)
+    alt = (masks > 0.5).flatten(2).float()  # (N, A, HW)
+    if valid is not None:
+        v = valid.flatten(1)[:, None].float()  # (N, 1, HW)
+        pred, alt = pred * v, alt * v
+    inter = pred @ alt.transpose(1, 2)  # (N, K, A)
+    union = pred.sum(-1)[..., None] + alt.sum(-1)[:, None, :] - inter
+    iou = torch.where(union > 0, inter / union.clamp(min=1.0), torch.zeros_like(inter))
+    iou = iou.masked_fill(alt.sum(-1)[:, None, :] == 0, 0.0)  # padding masks never match
+    return iou.max(dim=-1).values if iou.shape[-1] else torch.zeros(pred.shape[:2])
+
+
 def mask_iou(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -120,6 +145,7 @@ def sam_mask_loss(
     targets: torch.Tensor,
     cfg: LossConfig,
     valid: torch.Tensor | None = None,
+    alternatives: torch.Tensor | None = None,
 ) -> MaskLoss:
     """The paper's loss for one decoder pass with K = 1 or 3 outputs per mask.
 
@@ -135,6 +161,9 @@ def sam_mask_loss(
         targets: (N, H, W) ground truth in [0, 1].
         cfg: loss weights and options.
         valid: optional (N, H, W) pixels inside the image (padding excluded).
+        alternatives: optional (N, A, H, W) masks the IoU head's target may match instead of
+            ``targets`` (``cfg.iou_target == "best_match"``: the image's other masks; empty
+            padding masks never match).
 
     Returns:
         :class:`MaskLoss` with (N,) tensors.
@@ -149,6 +178,8 @@ def sam_mask_loss(
     selected = combined.detach().argmin(dim=1)  # (N,)
     rows = torch.arange(logits.shape[0], device=logits.device)
     iou_true = mask_iou(logits.detach(), t, v)  # (N, K)
+    if cfg.iou_target == "best_match" and alternatives is not None:
+        iou_true = torch.maximum(iou_true, best_match_iou(logits.detach(), alternatives, valid))
     sq_err = (iou_pred - iou_true) ** 2  # (N, K)
     iou_mse = sq_err.mean(dim=1) if cfg.iou_supervision == "all" else sq_err[rows, selected]
     total = combined[rows, selected] + cfg.iou_weight * iou_mse

@@ -150,6 +150,12 @@ class InteractiveSam(nn.Module):
             target = F.avg_pool2d(gt.float()[:, None], stride)[:, 0]  # (M, S, S) -> (M, L, L)
             target_valid = F.avg_pool2d(valid.float()[:, None], stride)[:, 0] > 0
         target_bool = target > 0.5
+        # The image's sampled masks, per mask: what "best_match" IoU targets may match.
+        alternatives = (
+            _same_image_masks(target, img_idx, num_images)
+            if cfg_l.iou_target == "best_match"
+            else None
+        )  # (M, A, L, L)
 
         # Random numbers: from each image's own generator (sample-keyed, batching-independent).
         num_later = len(schedule)
@@ -225,7 +231,14 @@ class InteractiveSam(nn.Module):
                     logits = F.interpolate(
                         logits, (size, size), mode="bilinear", align_corners=False
                     )  # (G, K, L, L) -> (G, K, S, S)
-                out = sam_mask_loss(logits, iou_pred, target[g.idx], cfg_l, target_valid[g.idx])
+                out = sam_mask_loss(
+                    logits,
+                    iou_pred,
+                    target[g.idx],
+                    cfg_l,
+                    target_valid[g.idx],
+                    None if alternatives is None else alternatives[g.idx],
+                )
                 total = total.index_add(0, g.idx, out.total)
                 focal = focal.index_add(0, g.idx, out.focal.detach())
                 dice = dice.index_add(0, g.idx, out.dice.detach())
@@ -262,3 +275,15 @@ def schedule_generator(seed: int, step: int, micro: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed((seed * 1_000_003 + step) * 131 + micro)
     return gen
+
+
+def _same_image_masks(masks: torch.Tensor, img_idx: torch.Tensor, num_images: int) -> torch.Tensor:
+    """(M, H, W) masks of a batch -> (M, A, H, W): for each mask, all masks of its image
+    (itself included), padded with empty masks to the largest image's count A."""
+    counts = torch.bincount(img_idx, minlength=num_images)
+    a = int(counts.max()) if counts.numel() else 0
+    per_image = masks.new_zeros((num_images, a, *masks.shape[1:]))  # (B, A, H, W)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(masks.shape[0], device=masks.device) - starts[img_idx]
+    per_image[img_idx, slot] = masks
+    return per_image[img_idx]
