@@ -231,7 +231,11 @@ def main() -> None:
         "The stage lengths were set by timing the GPU at hand (the script's calibration); `STEPS=`",
         "fixes them to the recorded ones. Results will differ slightly from run to run on a GPU.",
     ]
-    out.write_text("\n".join(lines) + "\n")
+    # Sections other scripts own (the CLIP's, scripts/write_clip_card.py) are kept.
+    kept = ""
+    if out.is_file() and "<!-- clip_synth:begin -->" in (old := out.read_text()):
+        kept = "\n" + old[old.index("<!-- clip_synth:begin -->") :]
+    out.write_text("\n".join(lines) + "\n" + kept)
     print(f"wrote {out} and {out.parent / 'loss_curve.png'}")
 
 
