@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[dev,onnx]'
+	$(BIN)/python -m pip install -q -e '.[dev,onnx,ray]'
 # CLIP's BPE vocabulary ships in the open_clip_torch wheel; only that file is read (the package
 # is never imported, and its torchvision does not import beside this torch): no dependencies.
 	$(BIN)/python -m pip install -q --no-deps open_clip_torch

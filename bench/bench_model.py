@@ -7,6 +7,12 @@ of facebookresearch/segment-anything (see bench/_reference.py).
     .venv/bin/python bench/bench_model.py                 # vit_b, ours only
     ANYSEG_REFERENCE=/path/to/segment-anything .venv/bin/python bench/bench_model.py
     .venv/bin/python bench/bench_model.py --checkpoint src/anyseg/weights/default.safetensors
+    .venv/bin/python bench/bench_model.py --family tinyvit   # MobileSAM's vit_t next to vit_b
+    .venv/bin/python bench/bench_model.py --family hq        # SAM-HQ vit_b next to vit_b
+
+``--family`` times anyseg's model of that family (random weights, released architecture) beside
+anyseg's vit_b in the same run, and the family's own code on the same weights when
+``ANYSEG_MOBILESAM_REFERENCE`` / ``ANYSEG_SAMHQ_REFERENCE`` names a checkout.
 """
 
 from __future__ import annotations
@@ -83,6 +89,11 @@ def main() -> None:
     parser.add_argument("--decode-repeats", type=int, default=20, help="timed decode runs (median)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
+        "--family",
+        choices=sorted(FAMILY_PRESETS),
+        help="time this family's released architecture next to vit_b (see the docstring)",
+    )
+    parser.add_argument(
         "--checkpoint",
         metavar="PATH",
         help="time this checkpoint (any size, e.g. src/anyseg/weights/default.safetensors) "
@@ -90,6 +101,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.family:
+        bench_family(args.family, args.repeats, args.decode_repeats, args.threads)
+        return
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,6 +151,53 @@ def main() -> None:
         print(f"\nmax |logit diff| anyseg vs original (1 point, full res): {max_diff:.2e}")
     else:
         print("\n(set ANYSEG_REFERENCE to a segment-anything checkout to time the original too)")
+
+
+# --family: anyseg preset, the reference repository, and its reference architecture.
+FAMILY_PRESETS = {"tinyvit": "vit_t", "hq": "hq_vit_b"}
+
+
+def bench_family(family: str, repeats: int, decode_repeats: int, threads: int) -> None:
+    """Latency of a family's released architecture next to vit_b (see the module docstring)."""
+    import _family_reference as fam
+
+    preset = FAMILY_PRESETS[family]
+    specs = {
+        "tinyvit": fam.RELEASED_SPECS["mobile_sam"],
+        "hq": fam.FamilySpec("sam_hq", fam.ViTSpec(), hq=True),  # SAM-HQ's vit_b
+    }
+    spec = specs[family]
+    predictors: dict[str, object] = {}
+    torch.manual_seed(0)
+    predictors["anyseg vit_b"] = SamPredictor(build_sam(get_preset("vit_b")))
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "weights.pth"
+        save(build_sam(get_preset(preset)), ckpt)
+        predictors[f"anyseg {preset}"] = SamPredictor(load(ckpt))
+        module = fam.import_reference(spec.repo)
+        if module is not None:
+            reference = fam.build_reference(module, spec)
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            reference.load_state_dict(state, strict=True)
+            predictors[f"{spec.repo} {preset}"] = module.SamPredictor(fam.finish(reference))
+    image = test_image()
+    point, box = np.array([[300.0, 400.0]]), np.array([100.0, 150.0, 500.0, 600.0])
+    with torch.no_grad():
+        rows = bench_predictors(predictors, image, point, box, repeats, decode_repeats)
+    print(
+        f"\n{family}: {image.shape[1]}x{image.shape[0]} image, {threads} threads, "
+        f"torch {torch.__version__}, median ms (random weights)"
+    )
+    names = list(predictors)
+    print("| stage | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for stage in rows[names[0]]:
+        cells = " | ".join(f"{rows[n][stage] * 1e3:.1f}" for n in names)
+        print(f"| {stage} | {cells} |")
+    params = {n: sum(p.numel() for p in predictors[n].model.parameters()) for n in names[:2]}  # type: ignore[attr-defined]
+    print("params: " + ", ".join(f"{n} {v / 1e6:.1f} M" for n, v in params.items()))
+    if len(names) == 2:
+        print(f"(set {fam.ENV[spec.repo]} to time the family's own code too)")
 
 
 if __name__ == "__main__":

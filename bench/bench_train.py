@@ -8,12 +8,17 @@ Prints a table: data loading alone (batches/s through the run's DataLoader), one
 step on a fixed batch (forward over all decoder passes, backward, AdamW), with and without bf16
 autocast, and the peak CUDA memory; ``--profile`` adds torch.profiler's top operators. Random
 initial weights; the data is the config's ``data.train``.
+
+With ``optim.freeze_image_encoder`` (or ``--frozen``) it also times the frozen-encoder step two
+ways: the encoder run every step, and the embedding read from the on-disk cache
+(``training.embedding_cache``) -- the speed-up a decoder fine-tune on a CPU gets.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import tempfile
 import time
 from typing import Any
 
@@ -21,6 +26,7 @@ import torch
 
 from anyseg.training.config import load_config, override
 from anyseg.training.distributed import DistInfo, StepSampler
+from anyseg.training.embedding_cache import EmbeddingCache
 from anyseg.training.loop import _loader, make_dataset, resolve_device
 from anyseg.training.optim import build_optimizer
 from anyseg.training.prompts import pass_schedule
@@ -46,6 +52,10 @@ def main() -> None:
         "--masks", type=int, default=None, help="masks per image (data.max_masks_per_image)"
     )
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--frozen", action="store_true", help="also time frozen-encoder steps (cached or not)"
+    )
+    ap.add_argument("--frozen-only", action="store_true", help="time only the frozen-encoder steps")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
 
@@ -88,7 +98,10 @@ def main() -> None:
     batch = batches[0].to(device)
     masks = int(batch.masks.shape[0])
 
-    def one_step(i: int, bf16: bool) -> None:
+    frozen_module = InteractiveSam(model, cfg.prompts, cfg.loss, True).train()
+    cache = EmbeddingCache(tempfile.mkdtemp(prefix="anyseg-bench-emb-"), model.image_encoder)
+
+    def one_step(i: int, bf16: bool, frozen: str = "") -> None:
         schedule = pass_schedule(
             cfg.prompts.num_iterative_points,
             cfg.prompts.mask_only_iterations,
@@ -100,7 +113,13 @@ def main() -> None:
             else contextlib.nullcontext()
         )
         with ctx:
-            out = module(batch, schedule)
+            if frozen == "cached":
+                emb = cache.embed(model.image_encoder, batch.images)
+                out = frozen_module(batch, schedule, emb)
+            elif frozen == "encoder":
+                out = frozen_module(batch, schedule)
+            else:
+                out = module(batch, schedule)
         out.loss.backward()
         if cfg.optim.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -108,15 +127,18 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
         float(out.loss.detach())  # the loop syncs once per step too
 
-    for bf16 in (False, True):
+    variants = [] if args.frozen_only else [(False, ""), (True, "")]
+    if args.frozen or args.frozen_only or cfg.optim.freeze_image_encoder:
+        variants += [(False, "encoder"), (False, "cached")]
+    for bf16, frozen in variants:
         for i in range(args.warmup):
-            one_step(i, bf16)
+            one_step(i, bf16, frozen)
         _sync(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
         for i in range(args.steps):
-            one_step(i, bf16)
+            one_step(i, bf16, frozen)
         _sync(device)
         dt = (time.perf_counter() - t0) / args.steps
         mem = (
@@ -125,11 +147,18 @@ def main() -> None:
             else ""
         )
         name = "bf16 autocast" if bf16 else "float32" + (" (TF32)" if device.type == "cuda" else "")
+        if frozen:
+            name += (
+                ", encoder frozen, embedding from the disk cache"
+                if frozen == "cached"
+                else ", encoder frozen, run every step"
+            )
         speed = f"{1 / dt:.2f} steps/s ({dt * 1e3:.0f} ms{mem})"
         rows.append((f"train step, fixed batch, {name}", speed))
 
     passes = cfg.prompts.num_passes
     print(f"\n{args.config} on {device}: {masks} masks x {passes} decoder passes per step")
+    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     width = max(len(r[0]) for r in rows)
     print(f"| {'what'.ljust(width)} | speed |\n|{'-' * (width + 2)}|---|")
     for what, speed in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,24 @@ SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 torch.set_num_threads(2)
 
 
+def in_ci() -> bool:
+    """True under CI (``CI=true``), where everything the suite needs must be present."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a test whose prerequisite is missing here; under CI, fail instead (CI provides
+    everything the suite needs, so a skip there would hide a broken set-up)."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: this must not be missing)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
     """Path to ../shared/fixtures (reference outputs of the original implementation)."""
     if not (SHARED_FIXTURES / "manifest.json").is_file():
-        pytest.skip(f"parity fixtures not found at {SHARED_FIXTURES} (../shared is absent)")
+        skip_or_fail(f"parity fixtures not found at {SHARED_FIXTURES} (../shared is absent)")
     return SHARED_FIXTURES
 
 

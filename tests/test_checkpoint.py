@@ -120,3 +120,19 @@ def test_load_model_without_default(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert not ck.default_model_available()
     with pytest.raises(CheckpointError, match="no default model is bundled"):
         ck.load_model(None)
+
+
+def test_a_pickled_object_is_refused_without_advice_to_run_its_code(tmp_path: Path) -> None:
+    """A checkpoint that pickles more than tensors is refused, and the message says anyseg never
+    runs code from checkpoints (not torch's advice to pass weights_only=False)."""
+    import argparse
+
+    path = tmp_path / "pickled.pth"
+    torch.save({"options": argparse.Namespace(lr=1.0)}, path)  # a class: loading it runs code
+    with pytest.raises(CheckpointError, match="never runs code") as info:
+        ck.load(path)
+    assert "weights_only" not in str(info.value)
+    from anyseg.training.state import load_training_checkpoint
+
+    with pytest.raises(CheckpointError, match="never runs code"):
+        load_training_checkpoint(path)

@@ -1,4 +1,4 @@
-"""``anyseg.checkpoint.download`` against a local HTTP server on loopback."""
+"""``anyseg.releases.download`` against a local HTTP server on loopback."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from anyseg.checkpoint import OFFICIAL_CHECKPOINTS, download
 from anyseg.errors import DownloadError
+from anyseg.releases import OFFICIAL_CHECKPOINTS, download
 
 PAYLOAD = b"sam weights " * 5000
 

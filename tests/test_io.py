@@ -130,3 +130,16 @@ def test_write_and_list_images(tmp_path: Path) -> None:
     assert [p.name for p in io.list_images(tmp_path)] == ["a.jpg", "b.png"]
     with pytest.raises(InvalidInputError, match="suffix"):
         io.write_image(tmp_path / "c.gif", image)
+
+
+def test_read_image_bytes_follows_the_file_policy(tmp_path: Path) -> None:
+    from anyseg.io import read_image, read_image_bytes
+
+    image = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    assert np.array_equal(read_image_bytes(data, "shard.tar:a.png"), read_image(tmp_path / "a.png"))
+    with pytest.raises(InvalidInputError, match=r"shard\.tar:b\.png is not a readable image"):
+        read_image_bytes(b"nope", "shard.tar:b.png")
+    with pytest.raises(InvalidInputError, match="more than the limit"):
+        read_image_bytes(data, "a.png", max_pixels=10)

@@ -139,6 +139,33 @@ def test_predict_torch_validation(predictor: SamPredictor) -> None:
         predictor.predict_torch(coords, torch.tensor([1]))
     masks, _, _ = predictor.predict_torch(coords.repeat(4, 1, 1), torch.ones(4, 1, dtype=torch.int))
     assert masks.shape == (4, 3, 60, 80)
+    with pytest.raises(InvalidInputError, match="NaN or infinite"):
+        predictor.predict_torch(torch.tensor([[[float("nan"), 1.0]]]), torch.tensor([[1]]))
+    with pytest.raises(InvalidInputError, match="NaN or infinite"):
+        predictor.predict_torch(None, None, boxes=torch.tensor([[0.0, 0.0, float("inf"), 4.0]]))
+    with pytest.raises(InvalidInputError, match="batch sizes differ"):
+        predictor.predict_torch(coords, torch.tensor([[1]]), boxes=torch.zeros(2, 4))
+    with pytest.raises(InvalidInputError, match=r"mask_input must be \(B, 1, 64, 64\)"):
+        predictor.predict_torch(coords, torch.tensor([[1]]), mask_input=torch.zeros(1, 64, 64))
+    with pytest.raises(InvalidInputError, match="give point_coords"):
+        predictor.predict_torch(None, None)
+
+
+def test_predict_torch_chunks_with_the_same_results(
+    predictor: SamPredictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many prompts are decoded in chunks that bound the working memory; the results are those
+    of one batch."""
+    gen = torch.Generator().manual_seed(0)
+    coords = torch.rand(7, 2, 2, generator=gen) * 60
+    labels = torch.ones(7, 2, dtype=torch.int)
+    boxes = torch.tensor([[5.0, 5.0, 40.0, 30.0]]).repeat(7, 1)
+    whole = predictor.predict_torch(coords, labels, boxes, return_logits=True)
+    monkeypatch.setattr(SamPredictor, "CHUNK_BYTES", 1)  # one prompt per chunk
+    assert predictor.prompts_per_chunk(True) == 1
+    chunked = predictor.predict_torch(coords, labels, boxes, return_logits=True)
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
 # ---------------------------------------------------------------------- image inputs

@@ -22,20 +22,21 @@ from collections.abc import Callable
 from typing import Any
 
 from anyseg._version import __version__
-from anyseg.checkpoint import download, load, load_default, load_model, save
+from anyseg.checkpoint import load, load_default, load_model, save
 from anyseg.config import PRESETS, SamConfig
 from anyseg.modeling import Sam, build_sam
 from anyseg.predictor import SamPredictor
+from anyseg.releases import download
 
 
 def _registry_builder(preset: str) -> Callable[..., Sam]:
     def build(checkpoint: str | None = None) -> Sam:
         model = build_sam(PRESETS[preset])
         if checkpoint is not None:
-            from anyseg.checkpoint import load_state_dict_strict, read_state_dict
+            from anyseg.checkpoint import load_state_dict_strict, official_names, read_state_dict
 
             sd, _ = read_state_dict(checkpoint)
-            load_state_dict_strict(model, sd, source=str(checkpoint))
+            load_state_dict_strict(model, official_names(sd), source=str(checkpoint))
         return model
 
     build.__doc__ = f"Build SAM {preset} (random weights, or ``checkpoint``'s, loaded strictly)."
@@ -48,6 +49,7 @@ sam_model_registry: dict[str, Callable[..., Sam]] = {
     "vit_h": _registry_builder("vit_h"),
     "vit_l": _registry_builder("vit_l"),
     "vit_b": _registry_builder("vit_b"),
+    "vit_t": _registry_builder("vit_t"),  # MobileSAM's name for its TinyViT model
 }
 
 

@@ -1,9 +1,14 @@
-"""Loading and saving SAM checkpoints in the official layout; downloading the official files.
+"""Loading and saving SAM checkpoints of every family.
 
-Any checkpoint whose keys follow the official release loads: the architecture (encoder depth,
-width, heads, MLP ratio, window size, which blocks are global, image size, decoder sizes) is read
-from the tensor shapes. ``.pth`` files are read with ``weights_only=True`` on the CPU;
-``.safetensors`` files too, and those written by :func:`save` also carry the exact config.
+Any checkpoint whose keys follow a family's own release loads: SAM's official layout, MobileSAM's
+``mobile_sam.pt`` (TinyViT encoder keys under ``image_encoder.``), SAM-HQ's ``sam_hq_vit_*.pth``
+(``mask_decoder.hf_token`` and the fusion layers), and the Hugging Face ``SamModel`` layout (its
+names mapped onto the official ones by :mod:`anyseg.hf_layout`). The family and the architecture
+(encoder depth, width, heads, MLP ratio, window size, which blocks are global, image size,
+decoder sizes, TinyViT stages) are read from the tensor names and shapes, never from a file name.
+``.pth``/``.pt``/``.bin`` files are read with ``weights_only=True`` on the CPU; ``.safetensors``
+files too (those written by :func:`save` also carry the exact config), and a Hugging Face model
+folder or sharded index. The released files and their download: :mod:`anyseg.releases`.
 """
 
 from __future__ import annotations
@@ -12,66 +17,58 @@ import hashlib
 import json
 import os
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from anyseg import hf_layout
 from anyseg.config import (
+    EncoderConfig,
+    HQConfig,
     ImageEncoderConfig,
     MaskDecoderConfig,
+    Mode,
     PromptEncoderConfig,
     SamConfig,
+    TinyViTConfig,
 )
-from anyseg.errors import CheckpointError, DownloadError
+from anyseg.errors import CheckpointError, InvalidInputError
 from anyseg.io import atomic_path
 from anyseg.modeling import Sam
+from anyseg.settings import opt
 
 CONFIG_METADATA_KEY = "anyseg_config"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.safetensors"
 
 
-@dataclass(frozen=True)
-class OfficialCheckpoint:
-    """A released SAM checkpoint: where it is published and its SHA-256."""
-
-    name: str
-    url: str
-    sha256: str
-    size_bytes: int
-
-
-OFFICIAL_CHECKPOINTS: dict[str, OfficialCheckpoint] = {
-    "vit_h": OfficialCheckpoint(
-        "sam_vit_h_4b8939.pth",
-        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
-        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-        2564550879,
-    ),
-    "vit_l": OfficialCheckpoint(
-        "sam_vit_l_0b3195.pth",
-        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
-        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-        1249524607,
-    ),
-    "vit_b": OfficialCheckpoint(
-        "sam_vit_b_01ec64.pth",
-        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
-        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-        375042383,
-    ),
-}
-
-
 # ---------------------------------------------------------------------- reading
 def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read tensors (and safetensors metadata) from a ``.pth``/``.pt`` or ``.safetensors`` file."""
+    """Read tensors (and safetensors metadata) from a checkpoint: a ``.pth``/``.pt``/``.bin`` or
+    ``.safetensors`` file, a Hugging Face model folder, or a sharded ``*.index.json``. Names are
+    returned as stored (see :func:`official_names`)."""
     p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    files = hf_layout.weight_files(p)
+    if files != [p]:  # a folder or the shards of an index
+        sd: dict[str, torch.Tensor] = {}
+        metadata: dict[str, str] = {}
+        for f in files:
+            part, meta = _read_file(f)
+            overlap = sorted(set(sd) & set(part))
+            if overlap:
+                raise CheckpointError(f"{f}: tensors also in another shard: {_short(overlap)}")
+            sd.update(part)
+            metadata = metadata or meta
+        return sd, metadata
+    return _read_file(p)
+
+
+def _read_file(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
     if p.suffix == ".safetensors":
@@ -83,16 +80,49 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
                 return {k: f.get_tensor(k) for k in f.keys()}, metadata  # noqa: SIM118
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{p} is not a readable safetensors file: {exc}") from None
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or unsafe pickles
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{p} is not a readable PyTorch checkpoint: {first}") from None
+    obj = load_tensors_only(p, "PyTorch checkpoint")
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]  # training checkpoints wrap the weights
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{p} does not hold a state dict of tensors")
     return {str(k): v for k, v in obj.items()}, {}
+
+
+def load_tensors_only(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
+    """``torch.load`` a ``.pth``/``.pt`` file on the CPU with ``weights_only=True``.
+
+    anyseg never loads code from a checkpoint: a file that pickles Python objects (a whole model,
+    an optimizer class, ...) is refused with a message that says so, not torch's advice to turn
+    the protection off.
+
+    Raises:
+        CheckpointError: the file is corrupt, not a PyTorch file, or holds more than tensors
+            and plain values.
+    """
+    import pickle
+
+    p = Path(path)
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # no class or function in it: a corrupt file
+            raise CheckpointError(
+                f"{p} is not a readable {what} (not a PyTorch tensor file)"
+            ) from None
+        raise CheckpointError(
+            f"{p} holds Python objects besides tensors (e.g. a pickled model or class), and "
+            "anyseg never runs code from a checkpoint file; save the model's state_dict() (its "
+            "tensors only) and load that"
+        ) from None
+    except Exception as exc:  # torch raises many types for corrupt files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{p} is not a readable {what}: {first}") from None
+
+
+def official_names(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict under the official names: Hugging Face ``SamModel`` names are mapped,
+    every other family's release already uses them."""
+    return hf_layout.to_official(sd) if hf_layout.is_hf_layout(sd) else dict(sd)
 
 
 # ---------------------------------------------------------------- config inference
@@ -111,9 +141,12 @@ def _get(sd: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
 
 
 def infer_config(sd: Mapping[str, torch.Tensor], decoder_num_heads: int = 8) -> SamConfig:
-    """Recover the architecture of a checkpoint in the official layout from its tensor shapes.
+    """Recover the family and architecture of a checkpoint (official key names) from its
+    tensor shapes.
 
-    Only the decoder's head count leaves no trace in the shapes; every official model uses 8.
+    A TinyViT encoder (MobileSAM) is told apart from SAM's ViT by its key names, SAM-HQ's decoder
+    by its HQ token. Only the decoder's head count (8 in every released model) and a TinyViT's
+    input size (1024 in every released model) leave no trace in the shapes.
     """
     keys = list(sd)
     if not any(k.startswith("image_encoder.") for k in keys) or not any(
@@ -124,6 +157,46 @@ def infer_config(sd: Mapping[str, torch.Tensor], decoder_num_heads: int = 8) -> 
             "not a SAM checkpoint: expected keys under image_encoder., prompt_encoder. and "
             f"mask_decoder., found e.g. {sample}"
         )
+    encoder: EncoderConfig
+    if "image_encoder.patch_embed.seq.0.c.weight" in sd:
+        encoder = _tinyvit_encoder(sd, keys)
+    else:
+        encoder = _vit_encoder(sd, keys)
+    prompt = PromptEncoderConfig(
+        embed_dim=int(_get(sd, "prompt_encoder.point_embeddings.0.weight").shape[1]),
+        mask_in_chans=int(_get(sd, "prompt_encoder.mask_downscaling.3.weight").shape[0]),
+    )
+    dim = int(_get(sd, "mask_decoder.iou_token.weight").shape[1])
+    internal = int(
+        _get(sd, "mask_decoder.transformer.final_attn_token_to_image.q_proj.weight").shape[0]
+    )
+    iou_layers = _block_indices(keys, "mask_decoder.iou_prediction_head.layers.")
+    decoder = MaskDecoderConfig(
+        transformer_dim=dim,
+        depth=len(_block_indices(keys, "mask_decoder.transformer.layers.")),
+        num_heads=decoder_num_heads,
+        mlp_dim=int(_get(sd, "mask_decoder.transformer.layers.0.mlp.lin1.weight").shape[0]),
+        attention_downsample_rate=dim // internal,
+        num_multimask_outputs=int(_get(sd, "mask_decoder.mask_tokens.weight").shape[0]) - 1,
+        iou_head_depth=len(iou_layers),
+        iou_head_hidden_dim=int(
+            _get(sd, "mask_decoder.iou_prediction_head.layers.0.weight").shape[0]
+        ),
+    )
+    hq = None
+    if "mask_decoder.hf_token.weight" in sd:  # SAM-HQ's output token
+        hq = HQConfig()
+        early = int(_get(sd, "mask_decoder.compress_vit_feat.0.weight").shape[0])
+        if early != encoder.early_dim:
+            raise CheckpointError(
+                f"SAM-HQ fusion expects {early}-channel early features, but the encoder's "
+                f"early features have {encoder.early_dim}"
+            )
+    return SamConfig(image_encoder=encoder, prompt_encoder=prompt, mask_decoder=decoder, hq=hq)
+
+
+def _vit_encoder(sd: Mapping[str, torch.Tensor], keys: list[str]) -> ImageEncoderConfig:
+    """SAM's ViT from the shapes of its patch embedding, blocks and relative-position tables."""
     patch_w = _get(sd, "image_encoder.patch_embed.proj.weight")  # (D, 3, p, p)
     embed_dim, in_chans, patch_size = (
         int(patch_w.shape[0]),
@@ -160,7 +233,7 @@ def infer_config(sd: Mapping[str, torch.Tensor], decoder_num_heads: int = 8) -> 
         num_heads, global_idx, window = max(1, embed_dim // 64), tuple(blocks), 0
     mlp_dim = int(_get(sd, "image_encoder.blocks.0.mlp.lin1.weight").shape[0])
     out_chans = int(_get(sd, "image_encoder.neck.0.weight").shape[0])
-    encoder = ImageEncoderConfig(
+    return ImageEncoderConfig(
         img_size=img_size,
         patch_size=patch_size,
         in_chans=in_chans,
@@ -175,28 +248,43 @@ def infer_config(sd: Mapping[str, torch.Tensor], decoder_num_heads: int = 8) -> 
         window_size=window,
         global_attn_indexes=global_idx,
     )
-    prompt = PromptEncoderConfig(
-        embed_dim=int(_get(sd, "prompt_encoder.point_embeddings.0.weight").shape[1]),
-        mask_in_chans=int(_get(sd, "prompt_encoder.mask_downscaling.3.weight").shape[0]),
+
+
+def _tinyvit_encoder(sd: Mapping[str, torch.Tensor], keys: list[str]) -> TinyViTConfig:
+    """MobileSAM's TinyViT from its stage widths, block counts and attention-bias tables."""
+    stages = _block_indices(keys, "image_encoder.layers.")
+    if stages != [0, 1, 2, 3]:
+        raise CheckpointError(f"a TinyViT encoder has stages 0..3, found {stages}")
+    dims, depths, heads, windows = [], [], [], []
+    for i in stages:
+        prefix = f"image_encoder.layers.{i}.blocks."
+        blocks = _block_indices(keys, prefix)
+        if not blocks or blocks != list(range(len(blocks))):
+            raise CheckpointError(f"TinyViT stage {i}: blocks must be numbered 0..N-1, {blocks}")
+        depths.append(len(blocks))
+        if i == 0:  # MBConv: (hidden, dim, 1, 1) expansion
+            dims.append(int(_get(sd, prefix + "0.conv1.c.weight").shape[1]))
+            heads.append(1)
+            windows.append(7)  # unused by the convolutional stage; TinyViT's default
+            continue
+        dims.append(int(_get(sd, prefix + "0.attn.proj.weight").shape[0]))
+        biases = _get(sd, prefix + "0.attn.attention_biases")  # (heads, window**2)
+        heads.append(int(biases.shape[0]))
+        windows.append(round(int(biases.shape[1]) ** 0.5))
+    attn0 = "image_encoder.layers.1.blocks.0."
+    expand = _get(sd, "image_encoder.layers.0.blocks.0.conv1.c.weight").shape[0] / dims[0]
+    return TinyViTConfig(
+        in_chans=int(_get(sd, "image_encoder.patch_embed.seq.0.c.weight").shape[1]),
+        embed_dims=tuple(dims),
+        depths=tuple(depths),
+        num_heads=tuple(heads),
+        window_sizes=tuple(windows),
+        mlp_ratio=int(_get(sd, attn0 + "mlp.fc1.weight").shape[0]) / dims[1],
+        mbconv_expand_ratio=float(expand),
+        local_conv_size=int(_get(sd, attn0 + "local_conv.c.weight").shape[-1]),
+        out_chans=int(_get(sd, "image_encoder.neck.0.weight").shape[0]),
+        num_classes=int(_get(sd, "image_encoder.head.weight").shape[0]),
     )
-    dim = int(_get(sd, "mask_decoder.iou_token.weight").shape[1])
-    internal = int(
-        _get(sd, "mask_decoder.transformer.final_attn_token_to_image.q_proj.weight").shape[0]
-    )
-    iou_layers = _block_indices(keys, "mask_decoder.iou_prediction_head.layers.")
-    decoder = MaskDecoderConfig(
-        transformer_dim=dim,
-        depth=len(_block_indices(keys, "mask_decoder.transformer.layers.")),
-        num_heads=decoder_num_heads,
-        mlp_dim=int(_get(sd, "mask_decoder.transformer.layers.0.mlp.lin1.weight").shape[0]),
-        attention_downsample_rate=dim // internal,
-        num_multimask_outputs=int(_get(sd, "mask_decoder.mask_tokens.weight").shape[0]) - 1,
-        iou_head_depth=len(iou_layers),
-        iou_head_hidden_dim=int(
-            _get(sd, "mask_decoder.iou_prediction_head.layers.0.weight").shape[0]
-        ),
-    )
-    return SamConfig(image_encoder=encoder, prompt_encoder=prompt, mask_decoder=decoder)
 
 
 # ----------------------------------------------------------------------- loading
@@ -235,11 +323,11 @@ def load(
     device: str | torch.device = "cpu",
     config: SamConfig | None = None,
 ) -> Sam:
-    """Build the right SAM for a checkpoint in the official layout and load its weights.
+    """Build the right SAM for a checkpoint of any family and load its weights strictly.
 
     Args:
-        path: ``.pth``/``.pt`` (official release, or a training checkpoint with a ``model``
-            entry) or ``.safetensors``.
+        path: ``.pth``/``.pt`` (a family's release, or a training checkpoint with a ``model``
+            entry), ``.safetensors``, or a Hugging Face ``SamModel`` file, folder or index.
         device: where to put the model.
         config: force an architecture instead of reading it from the file.
 
@@ -247,6 +335,8 @@ def load(
         The model in eval mode, float32.
     """
     sd, metadata = read_state_dict(path)
+    hf = hf_layout.is_hf_layout(sd)
+    sd = official_names(sd)
     if config is None:
         if CONFIG_METADATA_KEY in metadata:
             try:
@@ -256,10 +346,11 @@ def load(
                     f"{path}: bad {CONFIG_METADATA_KEY} metadata: {exc}"
                 ) from None
         else:
-            config = infer_config(sd)
+            heads = hf_layout.decoder_num_heads(Path(path)) if hf else None
+            config = infer_config(sd, decoder_num_heads=heads or 8)
     model = Sam(config)
     load_state_dict_strict(model, sd, source=str(path))
-    return model.to(device).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def save(model: Sam, path: str | os.PathLike[str], half: bool = False) -> Path:
@@ -294,7 +385,7 @@ def default_model_available() -> bool:
     return DEFAULT_WEIGHTS.is_file()
 
 
-def load_default(device: str | torch.device = "cpu") -> Sam:
+def load_default(device: str | torch.device = "auto") -> Sam:
     """The embedded default model (trained by this project on synthetic scenes)."""
     if not default_model_available():
         raise CheckpointError(
@@ -304,82 +395,81 @@ def load_default(device: str | torch.device = "cpu") -> Sam:
     return load(DEFAULT_WEIGHTS, device=device)
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which model a command runs, where, and how."""
+
+    checkpoint: Path | None = field(
+        default=None,
+        metadata=opt(
+            "model weights of any family (.pth, .safetensors, a Hugging Face folder); default: the "
+            "bundled model",
+            metavar="PATH",
+        ),
+    )
+    device: str = field(
+        default="auto",
+        metadata=opt(
+            "torch device: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ...",
+            metavar="DEVICE",
+        ),
+    )
+    mode: Mode = field(
+        default="exact",
+        metadata=opt(
+            "exact: float32, the original implementation's numbers; fast: trades a little "
+            "fidelity for speed"
+        ),
+    )
+
+
 def load_model(
-    checkpoint: str | os.PathLike[str] | None, device: str | torch.device = "cpu"
+    checkpoint: str | os.PathLike[str] | None, device: str | torch.device = "auto"
 ) -> Sam:
     """``load(checkpoint)`` if given, else the default model: what every CLI command does."""
     return load_default(device) if checkpoint is None else load(checkpoint, device=device)
 
 
-# ---------------------------------------------------------------------- download
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A usable torch device for ``device``; ``"auto"`` is CUDA when available, else the CPU.
 
-
-def download(
-    name: str,
-    dest_dir: str | os.PathLike[str] = ".",
-    url: str | None = None,
-    sha256: str | None = None,
-    timeout: float = 10.0,
-    progress: bool = True,
-) -> Path:
-    """Download an official checkpoint (``vit_b``, ``vit_l``, ``vit_h``) and verify its SHA-256.
-
-    The file is streamed to a temporary file beside the destination and renamed only once the
-    hash matches; an existing file with the right hash is kept. ``url``/``sha256`` override the
-    published ones (mirrors, tests).
+    Raises:
+        InvalidInputError: an unknown device name, or a CUDA device on a machine without CUDA
+            (or without that many GPUs): one clear message instead of torch's assertion.
     """
-    if name not in OFFICIAL_CHECKPOINTS:
-        raise DownloadError(
-            f"unknown checkpoint {name!r}; choose one of {', '.join(OFFICIAL_CHECKPOINTS)}"
-        )
-    info = OFFICIAL_CHECKPOINTS[name]
-    url = url or info.url
-    expected = (sha256 or info.sha256).lower()
-    dest = Path(dest_dir) / info.name
-    if dest.is_file() and sha256_file(dest) == expected:
-        return dest
-    digest = hashlib.sha256()
-    with atomic_path(dest, suffix=".part") as tmp:
-        with open(tmp, "wb") as out:
-            _stream(url, out, digest, timeout=timeout, progress=progress, desc=info.name)
-        actual = digest.hexdigest()
-        if actual != expected:
-            raise DownloadError(
-                f"SHA-256 mismatch for {url}: expected {expected}, got {actual}; file discarded"
-            )
-    return dest
-
-
-def _stream(url: str, out: Any, digest: Any, *, timeout: float, progress: bool, desc: str) -> None:
-    """Copy ``url`` to the open file ``out``, updating ``digest``; errors as DownloadError."""
-    try:
-        response = urllib.request.urlopen(url, timeout=timeout)
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason: object = getattr(exc, "reason", exc)
-        if isinstance(exc, urllib.error.HTTPError):
-            reason = f"HTTP {exc.code} {exc.reason}"
-        raise DownloadError(f"cannot download {url}: {reason} (are you offline?)") from None
-    with response:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc=desc)
+    if isinstance(device, torch.device):
+        parsed = device
+    elif device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
         try:
-            while block := response.read(1 << 20):
+            parsed = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise InvalidInputError(
+                f"unknown device {device!r}: use auto, cpu, cuda or cuda:N"
+            ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidInputError(
+                f"device {str(parsed)!r} asked for, but this machine has no usable CUDA GPU "
+                "(use --device cpu, or auto to pick CUDA only when present)"
+            )
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise InvalidInputError(
+                f"device {str(parsed)!r} asked for, but this machine has {count} CUDA GPU(s)"
+            )
+    elif parsed.type not in ("cpu", "mps", "xpu", "meta"):
+        raise InvalidInputError(f"unsupported device {str(parsed)!r}: use auto, cpu or cuda[:N]")
+    return parsed
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-256 of a checkpoint file; of a Hugging Face model folder or sharded index, of its
+    weight files' bytes in order (one identity for the checkpoint, whatever holds it)."""
+    digest = hashlib.sha256()
+    for file in hf_layout.weight_files(Path(path)):
+        with open(file, "rb") as f:
+            while block := f.read(chunk):
                 digest.update(block)
-                out.write(block)
-                if bar is not None:
-                    bar.update(len(block))
-        except (TimeoutError, OSError) as exc:
-            raise DownloadError(f"download of {url} broke off: {exc}") from None
-        finally:
-            if bar is not None:
-                bar.close()
+    return digest.hexdigest()

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -160,10 +161,13 @@ def _check_pixels(width: int, height: int, path: Any, max_pixels: int | None) ->
 
 
 @contextlib.contextmanager
-def _open_image(path: str | os.PathLike[str], max_pixels: int | None) -> Iterator[Image.Image]:
-    """Open ``path`` with PIL, its size checked against the cap before any pixel is decoded."""
+def _open_image(
+    path: str | os.PathLike[str], max_pixels: int | None, data: bytes | None = None
+) -> Iterator[Image.Image]:
+    """Open ``path`` (or the file's ``data`` when given, ``path`` then only names it) with PIL,
+    its size checked against the cap before any pixel is decoded."""
     p = Path(path)
-    if not p.is_file():
+    if data is None and not p.is_file():
         raise InvalidInputError(f"image file not found: {display_path(p)}")
     try:
         with warnings.catch_warnings():
@@ -174,7 +178,7 @@ def _open_image(path: str | os.PathLike[str], max_pixels: int | None) -> Iterato
                 previous = Image.MAX_IMAGE_PIXELS
                 Image.MAX_IMAGE_PIXELS = None
                 try:
-                    img = Image.open(p)
+                    img = Image.open(p if data is None else BytesIO(data))
                 finally:
                     Image.MAX_IMAGE_PIXELS = previous
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -198,7 +202,19 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     Raises:
         InvalidInputError: missing, unreadable, too large, or too small (a side < 2).
     """
-    with _open_image(path, max_pixels) as img:
+    return _read_image(path, max_pixels, None)
+
+
+def read_image_bytes(data: bytes, name: str, *, max_pixels: int | None = None) -> np.ndarray:
+    """:func:`read_image` of a file's bytes (a member of a tar shard, an object-store blob);
+    ``name`` names it in errors."""
+    return _read_image(name, max_pixels, data)
+
+
+def _read_image(
+    path: str | os.PathLike[str], max_pixels: int | None, data: bytes | None
+) -> np.ndarray:
+    with _open_image(path, max_pixels, data) as img:
         try:
             img.load()
             upright = ImageOps.exif_transpose(img)

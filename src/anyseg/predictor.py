@@ -16,6 +16,7 @@ from anyseg.errors import InvalidInputError
 from anyseg.io import ImageLike, to_rgb_uint8
 from anyseg.modeling import Sam
 from anyseg.ops import transforms
+from anyseg.ops.prompts import validate_box, validate_points
 
 
 class PromptablePredictor(Protocol):
@@ -41,14 +42,16 @@ class ImageFrame:
     of user prompts (original-image pixels) into the model frame.
 
     Subclasses provide :attr:`long_side` (the encoder input size) and :attr:`mask_input_size`
-    (the low-res logits' (h, w)).
+    (the low-res logits' (h, w)). SAM-HQ models also keep the image's :attr:`hq_features`.
     """
 
     features: Any
+    hq_features: Any
 
     def __init__(self) -> None:
         self.is_image_set = False
         self.features = None
+        self.hq_features = None  # (1, C/8, 4h, 4w), SAM-HQ models only
         self.original_size: tuple[int, int] | None = None  # (H, W) of the original image
         self.input_size: tuple[int, int] | None = None  # (h, w) in the model frame
 
@@ -63,6 +66,7 @@ class ImageFrame:
     def reset_image(self) -> None:
         self.is_image_set = False
         self.features = None
+        self.hq_features = None
         self.original_size = None
         self.input_size = None
 
@@ -114,9 +118,15 @@ class ImageFrame:
 
 
 class SamPredictor(ImageFrame):
-    """Caches one image embedding and answers prompts against it."""
+    """Caches one image embedding and answers prompts against it.
+
+    Works with every checkpoint family. For a SAM-HQ model it also caches the image's HQ
+    features (:attr:`hq_features`), and each prompt gives one mask (see
+    :class:`anyseg.modeling.MaskDecoderHQ`).
+    """
 
     features: torch.Tensor | None
+    hq_features: torch.Tensor | None
 
     def __init__(self, sam_model: Sam) -> None:
         super().__init__()
@@ -164,25 +174,40 @@ class SamPredictor(ImageFrame):
             )
         self.reset_image()
         image = self.model.preprocess(transformed_image.to(self.device).float())
-        features = self.model.image_encoder(image)
+        encoding = self.model.encode(image)
         original = (int(original_image_size[0]), int(original_image_size[1]))
-        self._set_frame(features, original, (int(shape[2]), int(shape[3])))
+        self._set_frame(encoding.embedding, original, (int(shape[2]), int(shape[3])))
+        self.hq_features = encoding.hq_features
 
     def set_embedding(
         self,
         features: torch.Tensor,
         original_size: tuple[int, int],
         input_size: tuple[int, int] | None = None,
+        hq_features: torch.Tensor | None = None,
     ) -> None:
         """Use a previously computed embedding (e.g. from a cache) for the image of
-        ``original_size`` (H, W); ``input_size`` defaults to the model-frame size."""
-        grid = self.model.image_encoder.config.embedding_size
-        expected = (1, self.model.config.image_encoder.out_chans, grid, grid)
+        ``original_size`` (H, W); ``input_size`` defaults to the model-frame size. A SAM-HQ model
+        also needs the image's ``hq_features`` (:attr:`hq_features` after ``set_image``)."""
+        grid = self.model.config.image_encoder.embedding_size
+        dim = self.model.config.image_encoder.out_chans
+        expected = (1, dim, grid, grid)
         if tuple(features.shape) != expected:
             raise InvalidInputError(
                 f"embedding must have shape {expected}, got {tuple(features.shape)}"
             )
+        if self.model.is_hq:
+            expected_hq = (1, dim // 8, 4 * grid, 4 * grid)
+            if hq_features is None or tuple(hq_features.shape) != expected_hq:
+                got = None if hq_features is None else tuple(hq_features.shape)
+                raise InvalidInputError(
+                    f"a SAM-HQ model needs hq_features of shape {expected_hq} with the "
+                    f"embedding, got {got}"
+                )
+        elif hq_features is not None:
+            raise InvalidInputError("hq_features are for SAM-HQ models; this model has none")
         self._set_frame(features.to(self.device), original_size, input_size)
+        self.hq_features = None if hq_features is None else hq_features.to(self.device)
 
     # ---------------------------------------------------------------- prompts
     def predict(
@@ -193,6 +218,7 @@ class SamPredictor(ImageFrame):
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        hq_token_only: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predict masks for one prompt set on the current image.
 
@@ -201,8 +227,10 @@ class SamPredictor(ImageFrame):
             point_labels: (N,) 1 = foreground, 0 = background.
             box: (4,) or (1, 4) XYXY pixels of the original image.
             mask_input: (1, 4h, 4w) low-res logits from a previous call (256×256 for SAM).
-            multimask_output: three masks for an ambiguous prompt, else one.
+            multimask_output: three masks for an ambiguous prompt, else one (SAM-HQ: one mask
+                either way, SAM's part the best of the three).
             return_logits: return logits instead of thresholded masks.
+            hq_token_only: SAM-HQ models: the HQ mask alone (default: the model config's).
 
         Returns:
             masks (C, H, W) bool (float32 logits with ``return_logits``), iou_predictions (C,),
@@ -212,8 +240,9 @@ class SamPredictor(ImageFrame):
         coords_t = labels_t = box_t = mask_t = None
         if point_coords is not None or point_labels is not None:
             coords, labels = validate_points(point_coords, point_labels, original_size)
-            coords_t = torch.as_tensor(self.transform_coords(coords), dtype=torch.float)[None]
-            labels_t = torch.as_tensor(labels, dtype=torch.int)[None]
+            if len(coords):  # an empty list of points is no points
+                coords_t = torch.as_tensor(self.transform_coords(coords), dtype=torch.float)[None]
+                labels_t = torch.as_tensor(labels, dtype=torch.int)[None]
         if box is not None:
             box_arr = validate_box(box, original_size)
             box_t = torch.as_tensor(self.transform_boxes(box_arr), dtype=torch.float)
@@ -226,6 +255,7 @@ class SamPredictor(ImageFrame):
             _to(mask_t, self.device),
             multimask_output=multimask_output,
             return_logits=return_logits,
+            hq_token_only=hq_token_only,
         )
         return (
             masks[0].cpu().numpy(),
@@ -242,8 +272,9 @@ class SamPredictor(ImageFrame):
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        hq_token_only: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Predict masks for B prompt sets given in the model frame.
+        """Predict masks for B prompt sets given in the model frame (options as :meth:`predict`).
 
         Args:
             point_coords: (B, N, 2) xy in the model frame, or None.
@@ -254,9 +285,63 @@ class SamPredictor(ImageFrame):
         Returns:
             masks (B, C, H, W) at the original size (bool, or logits), iou (B, C),
             low-res logits (B, C, 4h, 4w).
+
+        Raises:
+            InvalidInputError: malformed or non-finite prompts, or batch sizes that differ.
+
+        Prompts are decoded in chunks of :meth:`prompts_per_chunk` (working memory about
+        :attr:`CHUNK_BYTES` beyond the outputs, whatever B is); results do not depend on it.
         """
         self._require_image()
-        points = None
+        batch = self._check_batched_prompts(point_coords, point_labels, boxes, mask_input)
+        if batch == 0:
+            raise InvalidInputError("predict_torch needs at least one prompt")
+        chunk = self.prompts_per_chunk(multimask_output)
+        outputs = [
+            self._predict_chunk(
+                _rows(point_coords, start, chunk),
+                _rows(point_labels, start, chunk),
+                _rows(boxes, start, chunk),
+                _rows(mask_input, start, chunk),
+                multimask_output,
+                return_logits,
+                hq_token_only,
+            )
+            for start in range(0, batch, chunk)
+        ]
+        if len(outputs) == 1:
+            return outputs[0]
+        masks, iou, low_res = zip(*outputs, strict=True)
+        return torch.cat(masks), torch.cat(iou), torch.cat(low_res)
+
+    #: Working memory one chunk of prompts may take in ``predict_torch``, besides the outputs
+    #: (the decoder's activations and the float logits at the original size).
+    CHUNK_BYTES = 256 * 1024 * 1024
+
+    def prompts_per_chunk(self, multimask_output: bool) -> int:
+        """How many prompts ``predict_torch`` decodes at once to stay within :attr:`CHUNK_BYTES`
+        (results do not depend on it)."""
+        h, w = self._require_image()
+        grid = self.model.prompt_encoder.image_embedding_size
+        c = self.model.prompt_encoder.embed_dim
+        multi = self.model.mask_decoder.num_mask_tokens if not self.model.is_hq else 2
+        n_masks = multi if multimask_output else 1
+        s = self.model.img_size
+        # Per prompt: the image-side activations of the two-way transformer (about ten
+        # (h*w, C) float tensors live at once), the upscaled low-res masks, and the logits at
+        # the padded input size and at the original size.
+        per_prompt = 4 * (10 * grid[0] * grid[1] * c + n_masks * (s * s + h * w)) + n_masks * h * w
+        return max(1, self.CHUNK_BYTES // per_prompt)
+
+    def _check_batched_prompts(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+    ) -> int:
+        """Validate ``predict_torch``'s prompts; return the batch size B they agree on."""
+        sizes: dict[str, int] = {}
         if point_coords is not None or point_labels is not None:
             if point_coords is None or point_labels is None:
                 raise InvalidInputError("point_coords and point_labels must be given together")
@@ -269,19 +354,49 @@ class SamPredictor(ImageFrame):
                     f"point_labels must be (B, N) = {tuple(point_coords.shape[:2])}, "
                     f"got {tuple(point_labels.shape)}"
                 )
+            if not torch.isfinite(point_coords).all():
+                raise InvalidInputError("point_coords contain NaN or infinite values")
             bad = point_labels[(point_labels != 1) & (point_labels != 0) & (point_labels != -1)]
             if bad.numel():
                 raise InvalidInputError(f"point labels must be 1, 0 or -1, got {bad.tolist()}")
-            points = (point_coords, point_labels)
-        if boxes is not None and (boxes.ndim != 2 or boxes.shape[-1] != 4):
-            raise InvalidInputError(f"boxes must be (B, 4), got {tuple(boxes.shape)}")
+            sizes["point_coords"] = point_coords.shape[0]
+        if boxes is not None:
+            if boxes.ndim != 2 or boxes.shape[-1] != 4:
+                raise InvalidInputError(f"boxes must be (B, 4), got {tuple(boxes.shape)}")
+            if not torch.isfinite(boxes).all():
+                raise InvalidInputError("boxes contain NaN or infinite values")
+            sizes["boxes"] = boxes.shape[0]
+        if mask_input is not None:
+            want = (1, *self.mask_input_size)
+            if mask_input.ndim != 4 or tuple(mask_input.shape[1:]) != want:
+                raise InvalidInputError(
+                    f"mask_input must be (B, {', '.join(map(str, want))}), got "
+                    f"{tuple(mask_input.shape)}"
+                )
+            if not torch.isfinite(mask_input).all():
+                raise InvalidInputError("mask_input contains NaN or infinite values")
+            sizes["mask_input"] = mask_input.shape[0]
+        if not sizes:
+            raise InvalidInputError("give point_coords/point_labels, boxes or mask_input")
+        if len(set(sizes.values())) != 1:
+            raise InvalidInputError(f"the prompts' batch sizes differ: {sizes}")
+        return next(iter(sizes.values()))
+
+    def _predict_chunk(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool,
+        return_logits: bool,
+        hq_token_only: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        points = None if point_coords is None else (point_coords, point_labels)
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res, iou = self.model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
+        assert self.features is not None  # _require_image
+        low_res, iou = self.model.decode(
+            self.features, sparse, dense, multimask_output, self.hq_features, hq_token_only
         )
         assert self.input_size is not None and self.original_size is not None  # set with features
         masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
@@ -290,48 +405,8 @@ class SamPredictor(ImageFrame):
         return masks, iou, low_res
 
 
-def validate_points(
-    point_coords: Any, point_labels: Any, original_size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Check (N, 2) xy points with (N,) labels in {0, 1} inside an image of (H, W) pixels."""
-    if point_coords is None or point_labels is None:
-        raise InvalidInputError("point_coords and point_labels must be given together")
-    coords = np.asarray(point_coords, dtype=np.float64)
-    labels = np.asarray(point_labels)
-    if coords.ndim != 2 or coords.shape[1] != 2 or coords.shape[0] == 0:
-        raise InvalidInputError(f"point_coords must be (N, 2) with N >= 1, got {coords.shape}")
-    if labels.shape != (coords.shape[0],):
-        raise InvalidInputError(
-            f"point_labels must have shape ({coords.shape[0]},), got {labels.shape}"
-        )
-    bad_labels = sorted({float(v) for v in labels.ravel() if v not in (0, 1)})
-    if bad_labels:
-        raise InvalidInputError(f"point labels must be 0 or 1, got {bad_labels}")
-    if not np.isfinite(coords).all():
-        raise InvalidInputError("point_coords contain NaN or infinite values")
-    h, w = original_size
-    outside = (coords[:, 0] < 0) | (coords[:, 0] > w) | (coords[:, 1] < 0) | (coords[:, 1] > h)
-    if outside.any():
-        offending = [tuple(float(v) for v in p) for p in coords[outside]]
-        raise InvalidInputError(f"points {offending} lie outside the {w}x{h} (WxH) image")
-    return coords, labels.astype(np.int64)
-
-
-def validate_box(box: Any, original_size: tuple[int, int]) -> np.ndarray:
-    """Check a (4,) or (1, 4) XYXY box inside an image of (H, W) pixels; returns (1, 4)."""
-    arr = np.asarray(box, dtype=np.float64)
-    if arr.shape not in ((4,), (1, 4)):
-        raise InvalidInputError(f"box must be XYXY of shape (4,) or (1, 4), got {arr.shape}")
-    arr = arr.reshape(1, 4)
-    if not np.isfinite(arr).all():
-        raise InvalidInputError("box contains NaN or infinite values")
-    x0, y0, x1, y1 = arr[0]
-    if x0 > x1 or y0 > y1:
-        raise InvalidInputError(f"box must be XYXY with x0<=x1 and y0<=y1, got {arr[0].tolist()}")
-    h, w = original_size
-    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-        raise InvalidInputError(f"box {arr[0].tolist()} lies outside the {w}x{h} (WxH) image")
-    return arr
+def _rows(t: torch.Tensor | None, start: int, count: int) -> torch.Tensor | None:
+    return None if t is None else t[start : start + count]
 
 
 def _to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:

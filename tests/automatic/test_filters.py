@@ -55,7 +55,9 @@ def blobs(monkeypatch: pytest.MonkeyPatch) -> None:
             grid_hw=(16, 16),
         )
 
-    def fake_masks(model: Sam, tokens: TokenOutputs, prompts: torch.Tensor, decoder=None):
+    def fake_masks(
+        model: Sam, tokens: TokenOutputs, prompts: torch.Tensor, decoder=None, hq_features=None
+    ):
         return blob_logits(tokens.mask_tokens[prompts, 0])
 
     monkeypatch.setattr(generator, "decode_tokens", fake_tokens)

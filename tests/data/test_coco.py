@@ -129,7 +129,7 @@ def test_duplicate_image_ids_rejected() -> None:
         ),
         (
             lambda d: d["annotations"][2]["segmentation"]["counts"].append(3),
-            "annotation id 12: uncompressed RLE counts",
+            "annotation id 12: RLE counts cover 771 pixels, but its size 24x32 has 768 (too long)",
         ),
         (
             lambda d: d["annotations"][0].update(segmentation=[[1, 2, 3]]),

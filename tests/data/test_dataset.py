@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from anyseg.data.coco import records_to_coco
-from anyseg.data.dataset import SegmentationDataset, collate
+from anyseg.data.dataset import SamplingConfig, SegmentationDataset, collate
 from anyseg.data.sa1b import read_image_record, record_from_masks, write_image_record
 from anyseg.errors import InvalidInputError
 from anyseg.io import write_image
@@ -30,8 +30,11 @@ def sa1b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_sa1b_dataset(tmp_path_factory.mktemp("ds"), num_images=2, shapes=4, seed=3)
 
 
-def _dataset(root: Path, **kw: object) -> SegmentationDataset:
-    return SegmentationDataset(root, 64, MEAN, STD, **kw)  # type: ignore[arg-type]
+def _dataset(
+    root: Path, max_masks: int = 64, hflip_prob: float = 0.0, **kw: object
+) -> SegmentationDataset:
+    sampling = SamplingConfig(max_masks_per_image=max_masks, hflip_prob=hflip_prob)
+    return SegmentationDataset(root, 64, MEAN, STD, sampling=sampling, **kw)  # type: ignore[arg-type]
 
 
 def test_sample_is_normalized_padded_and_masks_follow_the_image(sa1b: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from anyseg.automatic import AmgConfig
 from anyseg.cli.main import main
 
 
@@ -40,6 +41,7 @@ def test_eval_cli_writes_report_and_plots(
     printed = capsys.readouterr().out
     assert "1 point, best of 3 (oracle)" in printed and "interactive mIoU by clicks" in printed
     assert sorted(p.name for p in out.iterdir()) == [
+        "calibration.png",
         "interactive_curve.png",
         "iou_hist.png",
         "per_mask.jsonl",
@@ -87,8 +89,8 @@ def test_eval_cli_writes_report_and_plots(
         (["DATA", "--images", "imgs"], "--images is only used with --coco"),
         (["DATA", "--protocols", "point,bogus"], "protocols must be"),
         (["DATA", "--points", "0"], "num_points must be"),
-        (["DATA", "--amg-pred-iou-thresh", "1.5"], "amg_pred_iou_thresh"),
-        (["DATA", "--amg-stability-score-thresh", "-1"], "amg_stability_score_thresh"),
+        (["DATA", "--amg-pred-iou-thresh", "1.5"], "(--amg-pred-iou-thresh 1.5)"),
+        (["DATA", "--amg-stability-score-thresh", "-1"], "(--amg-stability-score-thresh -1)"),
     ],
 )
 def test_eval_cli_user_errors(
@@ -114,6 +116,6 @@ def test_eval_cli_amg_thresholds_reach_the_config() -> None:
     thresholds = ["--amg-pred-iou-thresh", "0.3", "--amg-stability-score-thresh", "0.8"]
     args = build_parser().parse_args(["eval", "DATA", "-o", "o", *thresholds])
     config = build_config(args)
-    assert config.amg_pred_iou_thresh == 0.3 and config.amg_stability_score_thresh == 0.8
+    assert config.amg.pred_iou_thresh == 0.3 and config.amg.stability_score_thresh == 0.8
     default = build_config(build_parser().parse_args(["eval", "DATA", "-o", "o"]))
-    assert default.amg_pred_iou_thresh == 0.88 and default.amg_stability_score_thresh == 0.95
+    assert default.amg == AmgConfig()

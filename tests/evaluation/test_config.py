@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from anyseg.automatic import AmgConfig
 from anyseg.errors import InvalidInputError
 from anyseg.evaluation import EvalConfig
 
@@ -29,7 +30,6 @@ def test_round_trip_and_defaults() -> None:
         ({"min_mask_area": 0}, "min_mask_area"),
         ({"num_points": 0}, "num_points"),
         ({"first_point": "middle"}, "first_point"),
-        ({"amg_pred_iou_thresh": 1.5}, "amg_pred_iou_thresh"),
         ({"recall_thresholds": (0.5, 2.0)}, "recall_thresholds"),
     ],
 )
@@ -39,5 +39,23 @@ def test_invalid_values_are_rejected(kwargs: dict[str, object], message: str) ->
 
 
 def test_unknown_keys_are_rejected() -> None:
-    with pytest.raises(InvalidInputError, match="unknown evaluation option"):
+    with pytest.raises(
+        InvalidInputError, match=r"unknown key\(s\) num_point \(did you mean num_points"
+    ):
         EvalConfig.from_dict({"num_point": 3})
+    with pytest.raises(InvalidInputError, match=r"amg\.points_per_sid"):
+        EvalConfig.from_dict({"amg": {"points_per_sid": 3}})
+
+
+def test_the_generator_settings_are_an_amg_config() -> None:
+    config = EvalConfig.from_dict({"amg": {"points_per_side": 8, "pred_iou_thresh": 0.5}})
+    assert config.amg == AmgConfig(points_per_side=8, pred_iou_thresh=0.5)
+    assert EvalConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(InvalidInputError, match="pred_iou_thresh must be a number"):
+        EvalConfig.from_dict({"amg": {"pred_iou_thresh": 1.5}})
+
+
+def test_reports_of_earlier_versions_still_load() -> None:
+    legacy = {"protocols": ["amg"], "amg_points_per_side": 16, "amg_pred_iou_thresh": 0.3}
+    config = EvalConfig.from_dict(legacy)
+    assert config.amg == AmgConfig(points_per_side=16, pred_iou_thresh=0.3)

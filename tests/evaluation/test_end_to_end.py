@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from anyseg.automatic import AmgConfig, SamAutomaticMaskGenerator
 from anyseg.data.coco import write_coco
 from anyseg.errors import InvalidInputError
 from anyseg.evaluation import EvalConfig, EvalReport, evaluate, open_coco, open_sa1b, write_outputs
@@ -85,22 +86,30 @@ def test_image_size_mismatch_is_reported(tiny_dataset: Any, fake_predictor: Any)
 
 
 def test_amg_protocol_with_the_automatic_generator(tiny_dataset: Any, test_model: Sam) -> None:
-    automatic = pytest.importorskip("anyseg.automatic")
-    if not hasattr(automatic, "SamAutomaticMaskGenerator"):
-        pytest.skip("anyseg.automatic.SamAutomaticMaskGenerator is not in this build yet")
     config = EvalConfig(
         protocols=("amg",),
         max_images=1,
-        amg_points_per_side=4,
-        amg_pred_iou_thresh=0.0,
-        amg_stability_score_thresh=0.0,
+        amg=AmgConfig(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0),
     )
     result = evaluate(
         SamPredictor(test_model), open_sa1b(tiny_dataset.root), config, progress=False
     )
     amg = result.report.amg
     assert amg is not None and not result.report.notes
-    assert amg.num_gt == 3 and amg.num_generated >= 0
-    assert set(amg.recall) == {"0.5", "0.75"}
-    assert 0.0 <= amg.recall["0.75"] <= amg.recall["0.5"] <= 1.0
-    assert 0.0 <= amg.mean_best_iou <= 1.0
+    # The same numbers, computed here from the generator's own output on the same image.
+    image = open_sa1b(tiny_dataset.root).images[0]
+    records = SamAutomaticMaskGenerator(test_model, config=config.amg).generate_records(
+        image.load_image()
+    )
+    gt = [a.decode() for a in image.record.annotations]
+    best = np.array(
+        [max((_iou(m, r.mask()) for r in records), default=0.0) for m in gt], dtype=np.float64
+    )
+    assert amg.num_gt == len(gt) == 3 and amg.num_generated == len(records) > 0
+    assert amg.recall == {"0.5": float((best >= 0.5).mean()), "0.75": float((best >= 0.75).mean())}
+    assert amg.mean_best_iou == pytest.approx(best.mean(), abs=1e-9)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0

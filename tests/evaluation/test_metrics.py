@@ -80,3 +80,24 @@ def test_histogram_and_mean() -> None:
     assert histogram([0.0, 0.05, 0.55, 0.95, 1.0]) == [2, 0, 0, 0, 0, 1, 0, 0, 0, 2]
     assert mean_or_nan([0.5, 1.0]) == 0.75
     assert np.isnan(mean_or_nan([]))
+
+
+def test_calibration_error_hand_made_cases() -> None:
+    from anyseg.evaluation.metrics import calibration_error, reliability_bins
+
+    actual = [0.2, 0.5, 0.9, 0.4]
+    assert calibration_error(actual, actual) == (0.0, pytest.approx(1.0))
+    # Predicting half the real IoU (the bundled model's old habit): error = mean/2, r still 1.
+    mae, r = calibration_error([a / 2 for a in actual], actual)
+    assert mae == pytest.approx(sum(actual) / 8) and r == pytest.approx(1.0)
+    mae, r = calibration_error([0.8, 0.5, 0.1, 0.6], actual)  # mirrored: r = -1
+    assert mae == pytest.approx((0.6 + 0.0 + 0.8 + 0.2) / 4) and r == pytest.approx(-1.0)
+    mae, r = calibration_error([0.5, 0.5, 0.5, 0.5], actual)  # constant prediction
+    assert mae == pytest.approx((0.3 + 0.0 + 0.4 + 0.1) / 4) and np.isnan(r)
+    assert all(np.isnan(v) for v in calibration_error([], []))
+    with pytest.raises(InvalidInputError, match="differ in length"):
+        calibration_error([0.1], [0.1, 0.2])
+    bins = reliability_bins([0.05, 0.15, 0.12, 1.3, -0.2], [0.0, 0.3, 0.1, 1.0, 0.5], bins=10)
+    assert [b[2] for b in bins] == [2, 2, 0, 0, 0, 0, 0, 0, 0, 1]  # outside values clipped in
+    assert bins[1][3] == pytest.approx(0.135) and bins[1][4] == pytest.approx(0.2)
+    assert np.isnan(bins[5][3])

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from anyseg.automatic import MaskRecord
 from anyseg.errors import InvalidInputError
 from anyseg.evaluation import (
     EvalConfig,
@@ -19,7 +20,6 @@ from anyseg.evaluation import (
     select_masks,
     write_outputs,
 )
-from anyseg.ops.rle import encode_mask
 
 
 def _degraded_iou(w: int) -> float:
@@ -140,13 +140,13 @@ class _FakeGenerator:
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
 
-    def generate(self, image: np.ndarray) -> list[dict[str, object]]:
+    def generate_records(self, image: np.ndarray) -> list[MaskRecord]:
         if image.shape[:2] != self.dataset.images[0].shape[:2]:
-            return [{"segmentation": np.zeros(image.shape[:2], bool)}]
+            return [MaskRecord.from_mask(np.zeros(image.shape[:2], bool))]
         exact, other = self.dataset.masks[0][0], self.dataset.masks[0][1].copy()
         cols = np.flatnonzero(other.any(axis=0))  # 30 columns; keep 18 -> IoU 0.6
         other[:, cols[18:]] = False
-        return [{"segmentation": encode_mask(exact)}, {"segmentation": other}]
+        return [MaskRecord.from_mask(exact), MaskRecord.from_mask(other)]
 
 
 def test_amg_recall_with_fake_generator(tiny_dataset: Any, fake_predictor: Any) -> None:
@@ -190,13 +190,14 @@ def test_outputs_written_and_report_round_trips(
     assert len(result.samples) == 3
     written = write_outputs(result, tmp_path / "out")
     assert sorted(written) == [
+        "calibration.png",
         "interactive_curve.png",
         "iou_hist.png",
         "per_mask.jsonl",
         "report.json",
         "samples.png",
     ]
-    for name in ("interactive_curve.png", "iou_hist.png", "samples.png"):
+    for name in ("calibration.png", "interactive_curve.png", "iou_hist.png", "samples.png"):
         assert written[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(written["report.json"].read_text())
     assert data["dataset"]["num_masks"] == 5 and data["config"]["num_points"] == 9
@@ -215,3 +216,31 @@ def test_determinism_with_random_first_point(
     b = evaluate(fake_predictor(data, degrade=True), open_sa1b(data.root), config, progress=False)
     assert a.report.metrics() == b.report.metrics()
     assert a.masks == b.masks
+
+
+def test_calibration_of_every_protocol_in_the_report(
+    tiny_dataset: Any, fake_predictor: Any, tmp_path: Path
+) -> None:
+    """The fake predictor scores its masks 0.9 / 0.5 / 0.1 while their IoUs are 1 / 1 / 0."""
+    result = evaluate(
+        fake_predictor(tiny_dataset),
+        open_sa1b(tiny_dataset.root),
+        EvalConfig(protocols=("point", "box")),
+        progress=False,
+    )
+    cal = result.report.calibration
+    assert cal is not None and cal.count == 5 * 5  # 3 candidates + single + box, per mask
+    assert cal.by_protocol["point"].mae == pytest.approx((0.1 + 0.5 + 0.1) / 3)
+    assert cal.by_protocol["point_single"].mae == pytest.approx(0.1)
+    assert cal.by_protocol["box"].mae == pytest.approx(0.1)
+    assert cal.mae == pytest.approx((0.7 + 0.1 + 0.1) / 5)
+    assert set(cal.by_protocol) == {"point", "point_single", "box"}
+    data = result.report.to_dict()["calibration"]
+    assert data["mae"] == pytest.approx(cal.mae) and "pearson" in data
+    assert read_report_from(result, tmp_path).to_dict()["calibration"] == data
+
+
+def read_report_from(result: Any, tmp_path: Path) -> Any:
+    written = write_outputs(result, tmp_path / "cal")
+    assert written["calibration.png"].read_bytes()[:4] == b"\x89PNG"
+    return read_report(written["report.json"])

@@ -113,7 +113,7 @@ def test_bad_opset(
         ["export", "--checkpoint", str(test_checkpoint), "-o", str(tmp_path), "--opset", "9"]
     )
     assert code == 1
-    assert "--opset must be >= 14, got 9" in error_line(capsys)
+    assert "opset must be an integer >= 14, got 9 (--opset 9)" in error_line(capsys)
 
 
 @pytest.mark.parametrize("missing", ["onnx", "onnxruntime"])

@@ -17,7 +17,7 @@ from anyseg.export import (
     random_image,
     read_metadata,
 )
-from anyseg.export.decoder import DecoderExportOptions
+from anyseg.export.config import DecoderExportOptions
 from anyseg.export.runtime import decoder_feed
 from anyseg.predictor import SamPredictor
 
@@ -139,13 +139,10 @@ def test_single_mask_stability_and_extra_metrics(tmp_path: Path, reference: SamP
     import onnxruntime as ort
 
     path = tmp_path / "single.onnx"
-    wrapper = export_decoder(
-        reference.model,
-        path,
-        return_single_mask=True,
-        use_stability_score=True,
-        return_extra_metrics=True,
+    options = DecoderExportOptions(
+        return_single_mask=True, use_stability_score=True, return_extra_metrics=True
     )
+    wrapper = export_decoder(reference.model, path, options)
     assert [s.name for s in wrapper.output_specs()] == [
         "masks",
         "iou_predictions",
@@ -188,7 +185,7 @@ def test_gelu_approximate_fixed_points_leave_the_model_alone(
     model = reference.model
     model.train()
     path = tmp_path / "approx.onnx"
-    export_decoder(model, path, gelu_approximate=True, dynamic_points=False)
+    export_decoder(model, path, DecoderExportOptions(gelu_approximate=True, dynamic_points=False))
     # The caller's model is unchanged: exact GELU, training flags restored.
     gelus = [m for m in model.modules() if isinstance(m, torch.nn.GELU)]
     assert gelus and all(m.approximate == "none" for m in gelus)

@@ -38,8 +38,7 @@ def isolated_modules():
 
 def reference_module():
     spec = importlib.util.spec_from_file_location("_anyseg_bench_reference", BENCH)
-    if spec is None or spec.loader is None:
-        pytest.skip(f"{BENCH} not found")
+    assert spec is not None and spec.loader is not None, f"{BENCH} not found"
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     sam = module.import_reference()

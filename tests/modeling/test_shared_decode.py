@@ -3,8 +3,12 @@ mask decoder."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 
+from anyseg.config import PRESETS, HQConfig, MaskDecoderConfig, PromptEncoderConfig
 from anyseg.modeling import Sam
 from anyseg.modeling.shared_decode import decode_low_res_masks, decode_tokens, prepare_image
 
@@ -25,3 +29,51 @@ def test_split_decoder_equals_the_model_decoder(test_model: Sam) -> None:
         )
     torch.testing.assert_close(tokens.iou_preds, ref_iou, atol=1e-6, rtol=0)
     torch.testing.assert_close(low_res, ref_masks[[1, 3, 4]], atol=1e-5, rtol=0)
+
+
+def perturbed(config, seed: int = 0) -> Sam:
+    from anyseg.modeling import build_sam
+
+    torch.manual_seed(seed)
+    model = build_sam(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+@pytest.mark.parametrize("hq_token_only", [False, True])
+@pytest.mark.parametrize("preset", ["test_hq", "test_hq_tinyvit", "hq_wide"])
+def test_split_decoder_equals_the_hq_decoder(preset: str, hq_token_only: bool) -> None:
+    """SAM-HQ: one candidate per prompt (SAM's best multimask output plus the HQ mask), through
+    the folded transformer where it pays ("hq_wide": SAM's decoder sizes) and the plain one."""
+    if preset == "hq_wide":
+        small = PRESETS["test_hq"]
+        config = dataclasses.replace(
+            small,
+            image_encoder=dataclasses.replace(small.image_encoder, out_chans=256),
+            prompt_encoder=PromptEncoderConfig(),
+            mask_decoder=MaskDecoderConfig(mlp_dim=64),
+            hq=HQConfig(hq_token_only=hq_token_only),
+        )
+    else:
+        config = dataclasses.replace(PRESETS[preset], hq=HQConfig(hq_token_only=hq_token_only))
+    model = perturbed(config)
+    points = torch.rand(6, 2, dtype=torch.float64) * 256
+    with torch.inference_mode():
+        encoding = model.encode(torch.randn(1, 3, 256, 256))
+        image = prepare_image(model, encoding.embedding, model.mask_decoder)
+        tokens = decode_tokens(model, image, points)
+        chosen = torch.tensor([0, 2, 5])
+        low_res = decode_low_res_masks(model, tokens, chosen, hq_features=encoding.hq_features)
+        sparse, dense = model.prompt_encoder(
+            points=(points[:, None], torch.ones(6, 1, dtype=torch.int)), boxes=None, masks=None
+        )
+        ref_masks, ref_iou = model.decode(
+            encoding.embedding, sparse, dense, True, encoding.hq_features
+        )
+    assert tokens.iou_preds.shape == (6, 1) and low_res.shape == (3, 1, 64, 64)
+    torch.testing.assert_close(tokens.iou_preds, ref_iou, atol=1e-5, rtol=0)
+    # rounding only: the folded transformer re-associates products (logits reach ~±130 here)
+    scale = float(ref_masks.abs().max())
+    torch.testing.assert_close(low_res, ref_masks[chosen], atol=1e-5 * max(10.0, scale), rtol=0)

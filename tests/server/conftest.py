@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from anyseg.automatic import MaskRecord
 from anyseg.modeling import Sam
-from anyseg.ops.rle import encode_mask
 from anyseg.server.config import PrefillConfig, ServerConfig
 
 
@@ -50,23 +50,13 @@ class FakeGenerator:
     def __init__(self, model: Sam, cfg: PrefillConfig) -> None:
         self.cfg = cfg
 
-    def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
+    def generate_records(self, image: np.ndarray) -> list[MaskRecord]:
         h, w = image.shape[:2]
         out = []
         for x0, y0, x1, y1 in ((15, 20, 60, 70), (80, 30, 110, 66)):
             mask = np.zeros((h, w), bool)
             mask[y0:y1, x0:x1] = True
-            out.append(
-                {
-                    "segmentation": encode_mask(mask),
-                    "area": int(mask.sum()),
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "predicted_iou": 0.95,
-                    "point_coords": [[(x0 + x1) / 2, (y0 + y1) / 2]],
-                    "stability_score": 0.97,
-                    "crop_box": [0, 0, w, h],
-                }
-            )
+            out.append(MaskRecord.from_mask(mask, predicted_iou=0.95, stability_score=0.97))
         return out
 
 
@@ -89,32 +79,45 @@ def service(config: ServerConfig, test_model: Sam) -> Iterator[Any]:
     svc.close()
 
 
-@pytest.fixture()
-def client(service: Any) -> Iterator[Any]:
+def make_client(app: Any, base_url: str = "http://127.0.0.1:8000", **kwargs: Any) -> Any:
+    """A TestClient of ``app`` (an in-process HTTP client)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*")
         from fastapi.testclient import TestClient
 
+        return TestClient(app, base_url=base_url, **kwargs)
+
+
+@pytest.fixture()
+def client(service: Any) -> Iterator[Any]:
     from anyseg.server.app import create_app
 
-    with TestClient(create_app(service=service), base_url="http://127.0.0.1:8000") as c:
+    with make_client(create_app(service=service)) as c:
         yield c
+
+
+def error_of(res: Any) -> tuple[int, str, str]:
+    """(status, code, message) of an error answer, checking its JSON shape."""
+    body = res.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    return res.status_code, body["error"]["code"], body["error"]["message"]
 
 
 # ---- ``anyseg serve`` as a user runs it (subprocess on a free loopback port) ---------------------
 
-URL_RE = re.compile(r"open (http://127\.0\.0\.1:\d+/)")
+URL_RE = re.compile(r"open (http://127\.0\.0\.1:\d+/)(\?token=\S+)? ")
 
 
 def start_server(
-    image_dir: Path, project: Path, checkpoint: Path, timeout: float = 90.0
+    image_dir: Path, project: Path, checkpoint: Path, *extra: str, timeout: float = 90.0
 ) -> tuple[subprocess.Popen[str], str]:
-    """Run ``anyseg serve`` on a free loopback port; returns the process and the printed URL."""
+    """Run ``anyseg serve`` on a free loopback port; returns the process and the printed URL
+    (with ``?token=...`` when the server requires one)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "anyseg.cli.main", "serve", str(image_dir),
          "--project", str(project), "--checkpoint", str(checkpoint),
-         "--port", "0", "--author", "durable"],
+         "--port", "0", "--author", "durable", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -134,7 +137,8 @@ def start_server(
             seen += chunk
             match = URL_RE.search(seen.decode(errors="replace"))
             if match:
-                return proc, match.group(1)
+                proc.output = seen.decode(errors="replace")  # type: ignore[attr-defined]
+                return proc, match.group(1) + (match.group(2) or "")
         elif proc.poll() is not None:
             break
     stop_server(proc, hard=True)
@@ -161,9 +165,9 @@ class ServeProcesses:
         self.procs: list[subprocess.Popen[str]] = []
 
     def start(
-        self, image_dir: Path, project: Path, checkpoint: Path
+        self, image_dir: Path, project: Path, checkpoint: Path, *extra: str
     ) -> tuple[subprocess.Popen[str], str]:
-        proc, url = start_server(image_dir, project, checkpoint)
+        proc, url = start_server(image_dir, project, checkpoint, *extra)
         self.procs.append(proc)
         return proc, url
 

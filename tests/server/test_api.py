@@ -14,9 +14,13 @@ import pytest
 
 from anyseg.data.coco import coco_to_records
 from anyseg.data.sa1b import ImageRecord
+from anyseg.io import read_image
+from anyseg.ops.prompts import validate_prompt
 from anyseg.ops.rle import decode_rle, encode_mask
 from anyseg.predictor import SamPredictor
-from anyseg.server.images import load_image_rgb
+
+from .._prompt_cases import INVALID, SIZE_HW, VALID
+from .conftest import error_of
 
 
 def _first_image(client: Any) -> dict[str, Any]:
@@ -51,6 +55,7 @@ def test_page_and_static_files(client: Any) -> None:
         "/static/js/input.js",
         "/static/js/state.js",
         "/static/js/api.js",
+        "/static/js/lists.js",
         "/static/style.css",
     ):
         assert client.get(path).status_code == 200, path
@@ -108,7 +113,7 @@ def test_predict_matches_the_predictor(client: Any, service: Any, image_dir: Pat
     assert body["timing"]["decode_ms"] > 0
     # Same masks and scores as the predictor run directly on the image.
     predictor = SamPredictor(service.model)
-    predictor.set_image(load_image_rgb(image_dir / "scene_a.png"))
+    predictor.set_image(read_image(image_dir / "scene_a.png"))
     masks, scores, _ = predictor.predict(np.array([[40.0, 45.0]]), np.array([1]))
     for cand, mask, score in zip(body["candidates"], masks, scores, strict=True):
         assert np.array_equal(decode_rle(cand["segmentation"]), mask)
@@ -140,7 +145,7 @@ def test_predict_feeds_back_a_previous_mask(client: Any, service: Any, image_dir
     assert fed["used_previous"] is True
     # The same as the predictor given that candidate's low-res logits as mask_input.
     predictor = SamPredictor(service.model)
-    predictor.set_image(load_image_rgb(image_dir / "scene_a.png"))
+    predictor.set_image(read_image(image_dir / "scene_a.png"))
     _, _, low = predictor.predict(np.array([[40.0, 45.0]]), np.array([1]))
     pts, lbl = np.array(two_points["points"], float), np.array(two_points["labels"])
     masks, scores, _ = predictor.predict(pts, lbl, mask_input=low[2:3], multimask_output=False)
@@ -157,54 +162,99 @@ def test_predict_previous_bad_input(client: Any, service: Any) -> None:
     pid = first["prediction_id"]
     point = {"points": [[40, 45]], "labels": [1]}
     cases = [
-        ({"prediction_id": "nope", "candidate": 0}, 404, "unknown or expired"),
-        ({"prediction_id": pid, "candidate": 3}, 400, "out of range"),
-        ({"prediction_id": pid, "candidate": True}, 400, "previous must be"),
-        ({"prediction_id": pid}, 400, "previous must be"),
-        ("abc", 400, "previous must be"),
+        ({"prediction_id": "nope", "candidate": 0}, 404, "prediction_expired"),
+        ({"prediction_id": pid, "candidate": 3}, 400, "invalid_input"),
+        ({"prediction_id": pid, "candidate": True}, 400, "invalid_request"),
+        ({"prediction_id": pid}, 400, "invalid_request"),
+        ("abc", 400, "invalid_request"),
     ]
     other = f"/api/images/{images[1]['id']}/predict"  # the fixture folder holds two images
     res = client.post(other, json={**point, "previous": {"prediction_id": pid, "candidate": 0}})
-    assert res.status_code == 400 and "belongs to image" in res.json()["error"]
-    for previous, status, message in cases:
+    assert error_of(res)[:2] == (400, "invalid_input") and "belongs to image" in res.text
+    for previous, status, code in cases:
         res = client.post(url, json={**point, "previous": previous})
-        assert res.status_code == status, (previous, res.text)
-        assert message in res.json()["error"]
+        assert error_of(res)[:2] == (status, code), (previous, res.text)
     # Only the latest predictions are kept.
     for _ in range(service.config.recent_predictions):
         client.post(url, json=point)
     res = client.post(url, json={**point, "previous": {"prediction_id": pid, "candidate": 0}})
-    assert res.status_code == 404 and "unknown or expired" in res.json()["error"]
+    assert error_of(res)[:2] == (404, "prediction_expired")
 
 
 @pytest.mark.parametrize(
-    "body, status, message",
+    "body, code, message",
     [
-        (b"{not json", 400, "malformed JSON"),
-        (b"[1, 2]", 400, "JSON object"),
-        (b"", 400, "needs a JSON object"),
-        (json.dumps({"points": [[500, 10]], "labels": [1]}).encode(), 400, "outside"),
-        (json.dumps({"points": [[-1, 10]], "labels": [1]}).encode(), 400, "outside"),
-        (json.dumps({"points": [[5, 10]], "labels": [7]}).encode(), 400, "label 0"),
-        (json.dumps({"points": [[5, 10]]}).encode(), 400, "one label per point"),
-        (json.dumps({"box": [0, 0, 999, 10]}).encode(), 400, "outside"),
-        (json.dumps({}).encode(), 400, "at least one point"),
-        (json.dumps({"points": [], "labels": [], "extra": 1}).encode(), 400, "unknown"),
-        (json.dumps({"box": [1, 1, 5, 5], "multimask": "yes"}).encode(), 400, "multimask"),
+        (b"{not json", "invalid_json", "malformed JSON"),
+        (b"[1, 2]", "invalid_json", "JSON object"),
+        (b"", "invalid_json", "needs a JSON object"),
+        (b"\xff\xfe{}", "invalid_json", "malformed JSON"),
+        (b'{"box": [1, 1, 5, NaN]}', "invalid_json", "finite numbers only"),
+        (b'{"box": [1, 1, 5, Infinity]}', "invalid_json", "finite numbers only"),
+        (b'{"box": [1, 1, 5, 1e999]}', "invalid_json", "out of range"),
+        (b'{"box": [1, 1, 5, ' + b"9" * 5000 + b"]}", "invalid_json", "out of range"),
+        (b'{"box": [1, 1, 5, 9223372036854775808]}', "invalid_json", "out of range"),
+        (b'{"box": ' + b"[" * 5000 + b"]" * 5000 + b"}", "invalid_json", "nested deeper"),
+        (b'{"box": ' + b"[" * 40 + b"]" * 40 + b"}", "invalid_json", "nested deeper"),
+        (b'{"points": [[1, 1]], "labels": [1], "note": "\\ud800"}', "invalid_json", "surrogate"),
+        (json.dumps({"points": [], "labels": [], "extra": 1}).encode(), "invalid_request", "extra"),
+        (
+            json.dumps({"box": [1, 1, 5, 5], "multimask": "yes"}).encode(),
+            "invalid_request",
+            "multimask",
+        ),
+        (json.dumps({}).encode(), "invalid_input", "at least one point"),
     ],
 )
-def test_predict_bad_input(client: Any, body: bytes, status: int, message: str) -> None:
+def test_predict_bad_input(client: Any, body: bytes, code: str, message: str) -> None:
     image = _first_image(client)
     res = client.post(
         f"/api/images/{image['id']}/predict",
         content=body,
         headers={"Content-Type": "application/json"},
     )
-    assert res.status_code == status, res.text
-    assert message in res.json()["error"]
+    assert error_of(res)[:2] == (400, code), res.text
+    assert message in error_of(res)[2]
+
+
+@pytest.mark.parametrize(("points", "labels", "box"), VALID)
+def test_predict_accepts_the_shared_valid_prompts(
+    client: Any, points: Any, labels: Any, box: Any
+) -> None:
+    image = _first_image(client)
+    assert (image["height"], image["width"]) == SIZE_HW
+    body = {
+        k: v for k, v in (("points", points), ("labels", labels), ("box", box)) if v is not None
+    }
+    res = client.post(f"/api/images/{image['id']}/predict", json=body)
+    assert res.status_code == 200, res.text
+
+
+@pytest.mark.parametrize(("points", "labels", "box", "message", "in_json"), INVALID)
+def test_predict_refuses_the_shared_invalid_prompts(
+    client: Any, points: Any, labels: Any, box: Any, message: str, in_json: bool
+) -> None:
+    """The server and the predictor judge prompts with one validator: same cases, same words."""
+    image = _first_image(client)
+    body = {
+        k: v for k, v in (("points", points), ("labels", labels), ("box", box)) if v is not None
+    }
+    text = json.dumps(body, allow_nan=True)  # what a careless client sends
+    res = client.post(
+        f"/api/images/{image['id']}/predict",
+        content=text.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    status, code, got = error_of(res)
+    if not in_json:
+        assert (status, code) == (400, "invalid_json"), res.text
+        return
+    with pytest.raises(ValueError) as direct:
+        validate_prompt(points, labels, box, SIZE_HW)
+    assert (status, code, got) == (400, "invalid_input", str(direct.value))
 
 
 def test_unknown_ids_and_escaping_paths(client: Any) -> None:
+    huge = str(2**63)  # beyond SQLite's integers: no such row, not a crash
     for method, url in (
         ("get", "/api/images/999"),
         ("get", "/api/images/999/file"),
@@ -216,36 +266,52 @@ def test_unknown_ids_and_escaping_paths(client: Any) -> None:
         ("delete", "/api/masks/999"),
         ("get", "/api/images/by-name/nope.png"),
         ("get", "/api/nothing-here"),
+        ("get", f"/api/images/{huge}"),
+        ("get", f"/api/images/-{huge}1/masks"),
+        ("get", f"/api/masks/{huge}"),
+        ("delete", f"/api/masks/{huge}"),
+        ("post", f"/api/images/{huge}/prefill"),
     ):
         res = getattr(client, method)(url)
-        assert res.status_code == 404, url
-        assert res.json()["error"], url
+        assert error_of(res)[:2] == (404, "not_found"), (url, res.text)
+    res = client.patch(f"/api/masks/{huge}", json={"label": "x"})
+    assert error_of(res)[:2] == (404, "not_found")
     res = client.post("/api/images/999/predict", json={"points": [[1, 1]], "labels": [1]})
-    assert res.status_code == 404 and "no image with id 999" in res.json()["error"]
+    assert error_of(res)[:2] == (404, "not_found") and "no image with id 999" in res.text
+    res = client.post(
+        f"/api/images/{huge}/masks", json={"segmentation": {"size": [1, 1], "counts": "1"}}
+    )
+    assert error_of(res)[:2] == (404, "not_found")
+    res = client.get("/api/images/" + "9" * 5000)
+    assert error_of(res)[0] in (400, 404)
+    image = _first_image(client)
+    res = client.post(f"/api/images/{image['id']}/proposals/accept", json={"ids": [2**62]})
+    assert error_of(res)[:2] == (404, "not_found")
+    assert error_of(client.put("/api/masks/1"))[:2] == (405, "method_not_allowed")
     for url in (
         "/api/images/by-name/..%2F..%2Fetc%2Fpasswd",
         "/api/images/by-name/..%2Fimages%2Fscene_a.png",
         "/api/images/by-name/.hidden",
+        "/api/images/by-name/%FF.png",
         "/api/images/..%2F..%2Fetc%2Fpasswd/file",
         "/api/images/abc",
     ):
         res = client.get(url)
-        assert 400 <= res.status_code < 500, url
-        assert "error" in res.json(), url
+        assert 400 <= error_of(res)[0] < 500, url
 
 
 def test_huge_request_is_refused(client: Any) -> None:
     image = _first_image(client)
     big = {"points": [[1.0, 1.0]] * 200_000, "labels": [1] * 200_000}
     res = client.post(f"/api/images/{image['id']}/predict", json=big)
-    assert res.status_code == 413 and "larger than" in res.json()["error"]
+    assert error_of(res)[:2] == (413, "body_too_large")
 
     def chunks():  # no Content-Length: streamed body, also cut off
         for _ in range(40):
             yield b" " * 65536
 
     res = client.post(f"/api/images/{image['id']}/predict", content=chunks())
-    assert res.status_code == 413
+    assert error_of(res)[:2] == (413, "body_too_large")
     # The server keeps serving.
     assert client.get("/api/health").json() == {"ok": True}
 
@@ -280,22 +346,130 @@ def test_accept_bad_input(client: Any) -> None:
     url = f"/api/images/{image['id']}/masks"
     good = encode_mask(np.eye(96, 128, dtype=bool))
     cases = [
-        ({"label": "x"}, "needs its segmentation"),
-        ({"segmentation": {"size": [10, 10], "counts": "PP"}}, "image's [h, w]"),
-        ({"segmentation": {"size": [96, 128], "counts": "0"}}, "covers"),
-        ({"segmentation": encode_mask(np.zeros((96, 128), bool))}, "empty"),
-        ({"segmentation": good, "label": 5}, "label must be a string"),
-        ({"segmentation": good, "prompts": {"points": [[999, 1]], "labels": [1]}}, "outside"),
-        ({"segmentation": good, "prompts": [1, 2]}, "prompts must be"),
-        ({"segmentation": good, "predicted_iou": "high"}, "predicted_iou"),
-        ({"segmentation": good, "colour": "red"}, "unknown mask fields"),
+        ({"label": "x"}, "invalid_request", "segmentation: required"),
+        ({"segmentation": None}, "invalid_request", "segmentation: required"),
+        ({"segmentation": {"size": [10, 10], "counts": "PP"}}, "invalid_input", "image's [h, w]"),
+        ({"segmentation": {"size": [96, 128], "counts": "0"}}, "invalid_input", "covers"),
+        ({"segmentation": {"size": [96], "counts": "0"}}, "invalid_request", "size"),
+        ({"segmentation": {"size": [96, 128], "counts": 5}}, "invalid_request", "counts"),
+        ({"segmentation": encode_mask(np.zeros((96, 128), bool))}, "invalid_input", "empty"),
+        ({"segmentation": good, "label": 5}, "invalid_request", "label"),
+        ({"segmentation": good, "label": "x" * 201}, "invalid_input", "at most 200"),
+        (
+            {"segmentation": good, "prompts": {"points": [[999, 1]], "labels": [1]}},
+            "invalid_input",
+            "outside",
+        ),
+        ({"segmentation": good, "prompts": [1, 2]}, "invalid_request", "prompts"),
+        ({"segmentation": good, "prompts": {"points": [], "x": 1}}, "invalid_request", "x"),
+        ({"segmentation": good, "predicted_iou": "high"}, "invalid_request", "predicted_iou"),
+        ({"segmentation": good, "predicted_iou": True}, "invalid_request", "predicted_iou"),
+        ({"segmentation": good, "author": 7}, "invalid_request", "author"),
+        ({"segmentation": good, "author": True}, "invalid_request", "author"),
+        ({"segmentation": good, "image_sha256": "abc"}, "invalid_request", "image_sha256"),
+        ({"segmentation": good, "colour": "red"}, "invalid_request", "unknown field 'colour'"),
     ]
-    for body, message in cases:
+    for body, code, message in cases:
         res = client.post(url, json=body)
-        assert res.status_code == 400, (body, res.text)
-        assert message in res.json()["error"], (body, res.json())
-    assert client.patch("/api/masks/1", json={"status": "x"}).status_code in (400, 404)
+        assert error_of(res)[:2] == (400, code), (body, res.text)
+        assert message in error_of(res)[2], (body, res.json())
     assert client.get(f"/api/images/{image['id']}/masks").json()["accepted"] == []
+
+
+def test_patch_takes_the_same_schema_as_accept(client: Any) -> None:
+    """PATCH refuses what POST refuses (wrong types, unknown fields): one request schema."""
+    image = _first_image(client)
+    saved = _accept_click(client, image["id"], [40, 45], label="kept")
+    url = f"/api/masks/{saved['id']}"
+    for body, code in (
+        ({"predicted_iou": "high"}, "invalid_request"),
+        ({"predicted_iou": True}, "invalid_request"),
+        ({"predicted_iou": [0.5]}, "invalid_request"),
+        ({"author": True}, "invalid_request"),
+        ({"author": 12}, "invalid_request"),
+        ({"label": {"a": 1}}, "invalid_request"),
+        ({"status": "x"}, "invalid_request"),
+        ({"segmentation": None}, "invalid_input"),
+        ({"segmentation": {"size": [1, 1], "counts": "1"}}, "invalid_input"),
+    ):
+        res = client.patch(url, json=body)
+        assert error_of(res)[:2] == (400, code), (body, res.text)
+    for text in (b'{"predicted_iou": NaN}', b'{"predicted_iou": 1e999}', b'{"label": "a"'):
+        res = client.patch(url, content=text, headers={"Content-Type": "application/json"})
+        assert error_of(res)[:2] == (400, "invalid_json"), text
+    assert client.get(url).json() == saved  # nothing changed
+    assert client.patch(url, json={"predicted_iou": 1}).json()["predicted_iou"] == 1.0
+
+
+def test_non_finite_numbers_never_reach_the_export(client: Any) -> None:
+    image = _first_image(client)
+    url = f"/api/images/{image['id']}/masks"
+    good = encode_mask(np.eye(96, 128, dtype=bool))
+    for iou in (b"NaN", b"Infinity", b"-Infinity", b"1e999"):
+        text = (
+            b'{"segmentation": ' + json.dumps(good).encode() + b', "predicted_iou": ' + iou + b"}"
+        )
+        res = client.post(url, content=text, headers={"Content-Type": "application/json"})
+        assert error_of(res)[:2] == (400, "invalid_json"), iou
+    assert client.get(url).json()["accepted"] == []
+    _accept_click(client, image["id"], [40, 45])
+    export = zipfile.ZipFile(io.BytesIO(client.get("/api/export?format=both").content))
+
+    def no_constant(constant: str) -> None:
+        pytest.fail(f"{constant} in the export")
+
+    for name in ("annotations/scene_a.json", "coco_instances.json"):
+        json.loads(export.read(name), parse_constant=no_constant)
+
+
+def test_edit_keeps_the_creator_and_records_the_editor(client: Any) -> None:
+    image = _first_image(client)
+    saved = _accept_click(client, image["id"], [40, 45])
+    assert (saved["author"], saved["edited_by"]) == ("tester", None)
+    edited = client.patch(f"/api/masks/{saved['id']}", json={"label": "car", "author": "bob"})
+    assert (edited.json()["author"], edited.json()["edited_by"]) == ("tester", "bob")
+    again = client.patch(f"/api/masks/{saved['id']}", json={"label": "van"}).json()
+    assert (again["author"], again["edited_by"]) == ("tester", "tester")  # the server's author
+    other = client.post(
+        f"/api/images/{image['id']}/masks",
+        json={"segmentation": saved["segmentation"], "author": "carol"},
+    ).json()
+    assert (other["author"], other["edited_by"]) == ("carol", None)
+
+
+def test_accept_is_idempotent_with_a_key(client: Any, service: Any) -> None:
+    """A client retrying an accept whose answer was lost gets the same mask, not a second."""
+    image = _first_image(client)
+    url = f"/api/images/{image['id']}/masks"
+    body = {"segmentation": encode_mask(np.eye(96, 128, dtype=bool)), "label": "once"}
+    first = client.post(url, json=body, headers={"Idempotency-Key": "page-0001-abcdef"})
+    retry = client.post(url, json=body, headers={"Idempotency-Key": "page-0001-abcdef"})
+    assert first.status_code == retry.status_code == 201
+    assert retry.json() == first.json()
+    assert [m["id"] for m in client.get(url).json()["accepted"]] == [first.json()["id"]]
+    # The same key for another request is a conflict; another key is another mask.
+    res = client.post(
+        url, json={**body, "label": "twice"}, headers={"Idempotency-Key": "page-0001-abcdef"}
+    )
+    assert error_of(res)[:2] == (409, "idempotency_conflict")
+    other = client.post(url, json=body, headers={"Idempotency-Key": "page-0002-abcdef"})
+    assert other.json()["id"] != first.json()["id"]
+    assert error_of(client.post(url, json=body, headers={"Idempotency-Key": "x"}))[:2] == (
+        400,
+        "invalid_input",
+    )
+    assert len(client.get(url).json()["accepted"]) == 2
+    # Concurrent retries of one accept (the page retrying while the first is in flight).
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(_: int) -> int:
+        res = client.post(url, json=body, headers={"Idempotency-Key": "burst-key-0001"})
+        assert res.status_code == 201, res.text
+        return int(res.json()["id"])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        ids = set(pool.map(send, range(8)))
+    assert len(ids) == 1 and len(client.get(url).json()["accepted"]) == 3
 
 
 def test_prefill_and_review(client: Any) -> None:
@@ -308,7 +482,7 @@ def test_prefill_and_review(client: Any) -> None:
     assert res.status_code == 200, res.text
     proposals = res.json()["proposals"]
     assert len(proposals) == 1 and proposals[0]["status"] == "proposal"
-    assert proposals[0]["bbox"] == [80.0, 30.0, 30.0, 36.0]
+    assert proposals[0]["bbox"] == [80.0, 30.0, 29.0, 35.0]  # the generator's convention
     assert proposals[0]["stability_score"] == pytest.approx(0.97)
     assert _first_image(client)["num_proposals"] == 1
     # Accept one by id, then pre-fill again and reject all.
@@ -324,11 +498,10 @@ def test_prefill_and_review(client: Any) -> None:
     rej = client.post(f"/api/images/{image['id']}/proposals/reject", json={"ids": None})
     assert rej.json() == {"rejected": [again[0]["id"]]}
     bad = client.post(f"/api/images/{image['id']}/proposals/accept", json={"ids": [123456]})
-    assert bad.status_code == 404
-    bad = client.post(f"/api/images/{image['id']}/proposals/accept", json={"ids": "all"})
-    assert bad.status_code == 400
-    bad = client.post(f"/api/images/{image['id']}/proposals/accept", json={"idz": None})
-    assert bad.status_code == 400
+    assert error_of(bad)[:2] == (404, "not_found")
+    for body in ({"ids": "all"}, {"idz": None}, {"ids": [True]}, {"ids": [1.5]}):
+        bad = client.post(f"/api/images/{image['id']}/proposals/accept", json=body)
+        assert error_of(bad)[:2] == (400, "invalid_request"), body
 
 
 def test_export_zip(client: Any) -> None:
@@ -352,20 +525,22 @@ def test_export_zip(client: Any) -> None:
     assert coco.annotations[0].label == "box"
     only_coco = zipfile.ZipFile(io.BytesIO(client.get("/api/export?format=coco").content))
     assert "annotations/scene_a.json" not in only_coco.namelist()
-    assert client.get("/api/export?format=voc").status_code == 400
+    assert error_of(client.get("/api/export?format=voc"))[:2] == (400, "invalid_input")
 
 
 def test_other_sites_cannot_change_anything(client: Any) -> None:
     image = _first_image(client)
     url = f"/api/images/{image['id']}/proposals/accept"
     evil = client.post(url, headers={"Origin": "http://evil.example"})
-    assert evil.status_code == 403 and "other web pages" in evil.json()["error"]
+    assert error_of(evil)[:2] == (403, "forbidden_origin")
     own = client.post(url, headers={"Origin": "http://127.0.0.1:8000"})
     assert own.status_code == 200
     # DNS rebinding: a foreign host name pointing at the loopback server.
     rebound = client.get("/api/images", headers={"Host": "evil.example:8000"})
-    assert rebound.status_code == 403
+    assert error_of(rebound)[:2] == (403, "forbidden_host")
     assert client.get("/api/images", headers={"Host": "localhost:8000"}).status_code == 200
+    # A loopback server without --require-token needs no token.
+    assert client.app.state.access.token is None
 
 
 def test_internal_errors_are_json(client: Any, service: Any, monkeypatch: Any) -> None:
@@ -380,5 +555,5 @@ def test_internal_errors_are_json(client: Any, service: Any, monkeypatch: Any) -
             client.app, base_url=str(client.base_url), raise_server_exceptions=False
         )
     res = client_no_raise.post(f"/api/images/{image['id']}/predict", json={"box": [1, 1, 5, 5]})
-    assert res.status_code == 500 and "model exploded" in res.json()["error"]
+    assert error_of(res)[:2] == (500, "internal_error") and "model exploded" in res.text
     assert client.get("/api/health").status_code == 200

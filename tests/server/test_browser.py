@@ -80,18 +80,19 @@ def browser_images(tmp_path: Path) -> Path:
 def live_server(
     browser_images: Path, tmp_path: Path, test_model: Any, fake_generator: Any
 ) -> Iterator[str]:
-    """The app on 127.0.0.1 with a free port, served by uvicorn in a thread."""
+    """The app on 127.0.0.1 with a free port, served by uvicorn in a thread, requiring its access
+    token (as a server reachable from others does); yields the URL with the token."""
     import uvicorn
 
     from anyseg.server import ServerConfig, create_app
     from anyseg.server.service import AnnotationService
 
-    service = AnnotationService(
-        ServerConfig(image_dir=browser_images, project_dir=tmp_path / "proj", author="e2e"),
-        model=test_model,
-        mask_generator=fake_generator,
+    config = ServerConfig(
+        image_dir=browser_images, project_dir=tmp_path / "proj", author="e2e", require_token=True
     )
+    service = AnnotationService(config, model=test_model, mask_generator=fake_generator)
     app = create_app(service=service)
+    token = app.state.access.token
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -103,7 +104,7 @@ def live_server(
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}/?token={token}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -187,7 +188,11 @@ _CANVAS_CHECK = """() => {
 
 
 def test_annotate_in_browser(page: Any, live_server: str) -> None:
-    page.goto(live_server + "/")
+    base = live_server.split("?", 1)[0]
+    denied = page.goto(base)  # without the token: nothing but an explanation
+    assert denied is not None and denied.status == 401 and "token" in page.inner_text("body")
+    page.goto(live_server)  # the printed URL: the token becomes a cookie, the URL loses it
+    assert page.url == base
     page.wait_for_selector("#image-list li")
     names = page.locator("#image-list li .name").all_inner_texts()
     assert names == ["shapes.png", "shapes_flipped.png"]
@@ -222,9 +227,13 @@ def test_annotate_in_browser(page: Any, live_server: str) -> None:
         "(() => { const s = window.anyseg.state; return s.candidates[s.chosen].segmentation; })()"
     )
 
-    # Accept with a label (Enter in the label field): it shows in the list and the counts.
+    # Accept with a label (Enter in the label field): it shows in the list and the counts. The
+    # request carries an idempotency key and the image content it was drawn on.
     page.fill("#label", "red block")
-    page.press("#label", "Enter")
+    with page.expect_request(lambda r: r.url.endswith("/masks") and r.method == "POST") as sent:
+        page.press("#label", "Enter")
+    assert sent.value.headers["idempotency-key"].startswith("page-")
+    assert len(sent.value.post_data_json["image_sha256"]) == 64
     page.wait_for_selector("#accepted-list li")
     assert "red block" in page.inner_text("#accepted-list li")
     assert page.inner_text("#image-list li.active .badge.ok") == "1"
@@ -304,7 +313,8 @@ def test_js_rle_decoder_matches_pycocotools(page: Any, live_server: str) -> None
     big[10:290, 5:395] = True  # runs over 2^13 need several characters per count
     masks.append(big)
     rles = [encode_mask(m) for m in masks]
-    page.goto(live_server + "/static/index.html")
+    page.goto(live_server)
+    page.goto(live_server.split("?", 1)[0] + "static/index.html")
     decoded = page.evaluate(
         """async (rles) => {
           const { decodeRle } = await import('/static/js/rle.js');
@@ -322,3 +332,30 @@ def test_js_rle_decoder_matches_pycocotools(page: Any, live_server: str) -> None
             assert got["bbox"] == [xs.min(), ys.min(), xs.max(), ys.max()]
         else:
             assert got["bbox"] is None
+
+
+def test_changed_file_and_skipped_files_are_shown(
+    page: Any, live_server: str, browser_images: Path
+) -> None:
+    """A file replaced after it was annotated: the page marks it, lists its old masks apart;
+    a file the server cannot serve is named in the image panel."""
+    page.goto(live_server)
+    page.wait_for_function("document.querySelector('#canvas').dataset.state === 'ready'")
+    _click_image(page, 95, 120)
+    page.wait_for_selector("#candidates button.candidate")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#accepted-list li")
+    flipped = np.asarray(Image.open(browser_images / "shapes.png"))[:, ::-1].copy()
+    Image.fromarray(flipped).save(browser_images / "shapes.png")
+    os.utime(browser_images / "shapes.png", ns=(1, 10**18))
+    (browser_images / "bad\\name.png").write_bytes(
+        (browser_images / "shapes_flipped.png").read_bytes()
+    )
+    page.reload()
+    page.wait_for_function("document.querySelector('#canvas').dataset.state === 'ready'")
+    assert page.inner_text("#image-list li.active .badge.stale") == "changed"
+    assert page.locator("#stale-section").is_visible()
+    assert page.locator("#stale-list li").count() == 1
+    assert page.locator("#accepted-list li").count() == 0
+    assert "bad\\name.png: the name holds a backslash" in page.inner_text("#folder-notices")
+    assert page.js_errors == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -132,9 +133,91 @@ def test_train_command_on_the_export(service: Any, tmp_path: Path) -> None:
     out = tmp_path / "out"
     export_project(service.store, service.image_dir, out, "sa1b")
     config = Path(__file__).resolve().parents[2] / "configs" / "test.toml"
-    if not config.is_file():
-        pytest.skip(f"{config} is not in this checkout")
     run_dir = tmp_path / "run"
     args = ["train", "--config", str(config), "--data", str(out), "--out", str(run_dir)]
     assert main([*args, "--steps", "1", "--quiet"]) == 0
     assert (run_dir / "model.safetensors").is_file()
+
+
+def test_exports_copy_images_never_link_them(
+    service: Any, image_dir: Path, tmp_path: Path, config: Any, test_model: Any
+) -> None:
+    """Editing the export never edits the originals: no hard links, no symbolic links (also
+    for an image that is a link inside the folder); links out of the folder are not exported
+    unless asked."""
+    import dataclasses
+    import zipfile
+
+    from anyseg.server.service import AnnotationService
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.fromarray(np.full((96, 128, 3), 50, np.uint8)).save(outside / "far.png")
+    (image_dir / "near.png").symlink_to(image_dir / "scene_a.png")
+    svc = AnnotationService(dataclasses.replace(config, follow_symlinks=True), model=test_model)
+    (image_dir / "far.png").symlink_to(outside / "far.png")
+    svc.rescan()
+    try:
+        for image in svc.list_images():
+            svc.accept_mask(image.id, _rect(image.height, image.width, 0, 0, 5, 5))
+        summary = export_project(
+            svc.store, image_dir, tmp_path / "out", "sa1b", follow_symlinks=True
+        )
+        assert summary.num_images == 4
+        strict = export_project(service.store, image_dir, tmp_path / "strict", "sa1b")
+        assert strict.skipped_missing == ("far.png",)  # a link out of the folder: not read
+        zipped = zipfile.ZipFile(__import__("io").BytesIO(svc.export_zip("sa1b")))
+        assert sorted(n for n in zipped.namelist() if n.startswith("images/")) == [
+            "images/far.png", "images/near.png", "images/scene_a.png", "images/scene_b.jpg"
+        ]  # fmt: skip
+    finally:
+        svc.close()
+    for out in (tmp_path / "out" / "images").iterdir():
+        assert not out.is_symlink() and out.stat().st_nlink == 1, out
+        original = image_dir / out.name
+        assert out.read_bytes() == original.read_bytes()
+        assert not os.path.samefile(out, original)
+    (tmp_path / "out" / "images" / "scene_a.png").write_bytes(b"edited")
+    assert read_image(image_dir / "scene_a.png").shape == (96, 128, 3)
+
+
+def test_leftover_export_folders_are_removed_at_start(
+    config: Any, test_model: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A server killed during a zip export leaves its temporary folder; the next start removes
+    it, but never another live server's, another user's or a fresh one of an older version."""
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from anyseg.server.export import TEMP_PREFIX
+    from anyseg.server.service import AnnotationService
+
+    tmp_root = tmp_path / "tmp"
+    tmp_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_root))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead_pid = int(dead.stdout)
+    paths = {
+        "dead": tmp_root / f"{TEMP_PREFIX}{dead_pid}-abc",
+        "alive": tmp_root / f"{TEMP_PREFIX}{os.getpid()}-abc",
+        "old": tmp_root / f"{TEMP_PREFIX}k3j2h1x9",
+        "fresh": tmp_root / f"{TEMP_PREFIX}q8w7e6r5",
+    }
+    for path in paths.values():
+        (path / "export" / "images").mkdir(parents=True)
+        (path / "export" / "images" / "a.png").write_bytes(b"x")
+    hour_ago = time.time() - 3600
+    os.utime(paths["old"], (hour_ago, hour_ago))
+    AnnotationService(config, model=test_model).close()
+    assert {k for k, p in paths.items() if p.exists()} == {"alive", "fresh"}
+    # The page's own exports leave nothing behind.
+    svc = AnnotationService(config, model=test_model)
+    try:
+        svc.accept_mask(svc.list_images()[0].id, _rect(96, 128, 0, 0, 5, 5))
+        assert svc.export_zip("both")
+    finally:
+        svc.close()
+    assert {p.name for p in tmp_root.iterdir()} == {paths["alive"].name, paths["fresh"].name}

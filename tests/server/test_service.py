@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from anyseg.ops.rle import decode_rle
+from anyseg.ops.rle import decode_rle, encode_mask
 
 
 def test_concurrent_clicks_on_two_images(service: Any) -> None:
@@ -44,14 +44,14 @@ def test_decode_threads_is_scoped(service: Any) -> None:
 
 
 def test_prefill_with_the_automatic_generator(config: Any, test_model: Any) -> None:
-    automatic = pytest.importorskip("anyseg.automatic")
-    if not hasattr(automatic, "SamAutomaticMaskGenerator"):
-        pytest.skip("anyseg.automatic.SamAutomaticMaskGenerator has not landed yet")
+    from anyseg.automatic import AmgConfig
     from anyseg.server.config import PrefillConfig
     from anyseg.server.service import AnnotationService
 
     # Thresholds at zero so the random test model proposes something to review.
-    prefill = PrefillConfig(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    prefill = PrefillConfig(
+        amg=AmgConfig(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    )
     svc = AnnotationService(dataclasses.replace(config, prefill=prefill), model=test_model)
     try:
         image = svc.list_images()[0]
@@ -63,7 +63,128 @@ def test_prefill_with_the_automatic_generator(config: Any, test_model: Any) -> N
             assert p.area == int(decode_rle(p.segmentation).sum()) > 0
             assert p.predicted_iou is not None and p.stability_score is not None
             assert p.crop_box == [0.0, 0.0, float(image.width), float(image.height)]
-        accepted, listed = svc.list_masks(image.id)
-        assert accepted == [] and [p.id for p in listed] == [p.id for p in proposals]
+        listed = svc.list_masks(image.id)
+        assert listed.accepted == [] and [p.id for p in listed.proposals] == [
+            p.id for p in proposals
+        ]
     finally:
         svc.close()
+
+
+def _replace(path: Any, image: np.ndarray) -> None:
+    """Write another picture under the same name (a new modification time too)."""
+    import os
+
+    from PIL import Image
+
+    Image.fromarray(image).save(path)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+
+def test_a_replaced_image_keeps_its_old_masks_apart(
+    service: Any, image_dir: Any, tmp_path: Any, capsys: Any
+) -> None:
+    """Masks record the image's SHA-256: after the file is replaced they are stale (listed
+    apart, not editable, never exported against the new pixels) until the old file returns."""
+    from anyseg.cli.main import main
+    from anyseg.data.sa1b import find_dataset, read_image_record
+    from anyseg.server.errors import ImageChangedError
+    from anyseg.server.export import export_project
+
+    from .conftest import scene
+
+    path = image_dir / "scene_a.png"
+    original = path.read_bytes()
+    image = next(i for i in service.list_images() if i.file_name == "scene_a.png")
+    pred = service.predict(image.id, [[40, 45]], [1])
+    mask = service.accept_mask(image.id, pred.candidates[0].segmentation, label="old")
+    assert mask.image_sha256 == image.sha256
+    service.prefill(image.id)
+
+    _replace(path, scene(60, 80))  # another size, as in the report
+    # Without a rescan, reading the file notices the change (and rescans).
+    with pytest.raises(ImageChangedError):
+        service.image_path(image.id)
+    now = service.get_image(image.id)
+    assert (now.width, now.height, now.num_accepted, now.num_stale) == (80, 60, 0, 1)
+    masks = service.list_masks(image.id)
+    assert (
+        masks.accepted == [] and masks.proposals == [] and [m.id for m in masks.stale] == [mask.id]
+    )
+    assert service.folder_report().changed == (("scene_a.png", 1),)
+    with pytest.raises(ImageChangedError):
+        service.update_mask(mask.id, {"label": "new"})
+    with pytest.raises(ImageChangedError):  # drawn on the old pixels, sent after the change
+        service.accept_mask(
+            image.id, encode_mask(np.ones((60, 80), bool)), image_sha256=image.sha256
+        )
+    new = service.accept_mask(image.id, encode_mask(np.ones((60, 80), bool)), label="new")
+
+    summary = export_project(service.store, image_dir, tmp_path / "out", "both")
+    assert summary.skipped_changed == (("scene_a.png", 1),) and summary.num_masks == 1
+    for _, json_path in find_dataset(tmp_path / "out"):  # anyseg's reader takes it
+        record = read_image_record(json_path)
+        assert [a.label for a in record.annotations] == ["new"]
+        assert record.masks().shape[1:] == (60, 80)
+
+    # The old file comes back: its masks are current again, the new one is stale.
+    path.write_bytes(original)
+    service.rescan()
+    assert [m.id for m in service.list_masks(image.id).accepted] == [mask.id]
+    assert [m.id for m in service.list_masks(image.id).stale] == [new.id]
+
+    # Replaced while no server runs: the CLI export notices from the bytes and says so.
+    _replace(path, scene(60, 80))
+    out = tmp_path / "cli"
+    assert main(["export-annotations", str(service.project_dir), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "scene_a.png changed since it was annotated: 2 masks" in printed
+    assert "exported 0 masks of 0 images" in printed
+    assert not list((out / "images").iterdir())
+
+    # An embedding is never computed from new pixels under the old content's hash.
+    b = next(i for i in service.list_images() if i.file_name == "scene_b.jpg")
+    _replace(image_dir / "scene_b.jpg", scene(50, 70))
+    with pytest.raises(ImageChangedError):
+        service.ensure_embedding(b.id)
+    assert service.embeddings.where(b.sha256) is None
+    assert service.get_image(b.id).height == 50
+
+
+def test_two_servers_on_one_project_lose_nothing(config: Any, test_model: Any) -> None:
+    """Two services on one project file, four threads of mixed requests: every accept is stored
+    once, ids are unique, and SQLite's integrity check passes."""
+    import sqlite3
+
+    from anyseg.server.service import AnnotationService
+
+    a = AnnotationService(config, model=test_model)
+    b = AnnotationService(config, model=test_model)
+    try:
+        image = a.list_images()[0]
+
+        def work(k: int) -> list[int]:
+            svc = (a, b)[k % 2]
+            ids = []
+            for i in range(25):
+                mask = np.zeros((image.height, image.width), bool)
+                mask[: 1 + (k * 25 + i) % 90, :10] = True
+                ids.append(svc.accept_mask(image.id, encode_mask(mask), label=f"{k}-{i}").id)
+                if i % 5 == 0:
+                    svc.rescan()
+                    svc.update_mask(ids[-1], {"label": f"{k}-{i}-edited"})
+                if i % 7 == 0:
+                    svc.delete_mask(ids.pop())
+            return ids
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            kept = [i for ids in pool.map(work, range(4)) for i in ids]
+        stored = [m.id for m in a.store.list_masks(image.id)]
+        assert sorted(stored) == sorted(kept) and len(set(kept)) == len(kept)
+    finally:
+        a.close()
+        b.close()
+    conn = sqlite3.connect(config.database_path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 from pathlib import Path
 
@@ -104,4 +106,64 @@ def test_missing_images_hidden_but_kept(tmp_path: Path) -> None:
     store.set_present(["b.png"])
     assert [i.file_name for i in store.list_images()] == ["b.png"]
     assert [i.id for i in store.list_images(include_missing=True)] == [a, a + 1]
+    store.close()
+
+
+def test_a_version_1_project_is_migrated(tmp_path: Path) -> None:
+    """Projects written before masks recorded their image's SHA-256 open as they were: masks
+    whose size matches the image belong to its recorded content, others are stale."""
+    from anyseg.server.storage import _SCHEMA_V1, SCHEMA_VERSION
+
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA_V1)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    conn.execute(
+        "INSERT INTO images (file_name, width, height, sha256, size_bytes, mtime_ns, added_at) "
+        "VALUES ('a.png', 10, 8, ?, 1, 1, 'then')",
+        ("ab" * 32,),
+    )
+    seg = encode_mask(np.ones((8, 10), bool))
+    wrong = encode_mask(np.ones((5, 5), bool))  # drawn on an older file of another size
+    for s in (seg, wrong):
+        conn.execute(
+            "INSERT INTO masks (image_id, status, source, segmentation, bbox, area, author, "
+            "created_at, updated_at) VALUES (1, 'accepted', 'manual', ?, '[0,0,1,1]', 1, 'ann', "
+            "'then', 'then')",
+            (json.dumps(s),),
+        )
+    conn.commit()
+    conn.close()
+    store = ProjectStore(path)
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
+    (kept,) = store.list_masks(1)
+    (stale,) = store.list_masks(1, stale=True)
+    assert kept.segmentation == seg and kept.image_sha256 == "ab" * 32 and kept.author == "ann"
+    assert stale.segmentation == wrong and stale.edited_by is None
+    assert store.get_image(1).num_stale == 1
+    store.close()
+    ProjectStore(path).close()  # opening again changes nothing
+
+
+def test_ids_beyond_64_bits_are_not_found(tmp_path: Path) -> None:
+    store = ProjectStore(tmp_path / "p.sqlite3")
+    for call in (
+        lambda: store.get_image(2**63),
+        lambda: store.get_mask(-(2**63) - 1),
+        lambda: store.delete_mask(2**70),
+        lambda: store.update_mask(2**64, label="x"),
+        lambda: store.list_masks(10**30),
+    ):
+        with pytest.raises(NotFoundError):
+            call()
+    store.close()
+
+
+def test_non_finite_scores_are_refused(tmp_path: Path) -> None:
+    store = ProjectStore(tmp_path / "p.sqlite3")
+    image_id = store.upsert_image("a.png", 10, 8, "0" * 64, 1, 1)
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite"):
+            store.add_masks(image_id, [dataclasses.replace(_mask(), predicted_iou=value)])
+    assert store.list_masks(image_id) == []
     store.close()

@@ -1,4 +1,5 @@
-"""Client input checks: prompts, compressed RLE strings (vs pycocotools) and labels."""
+"""Client input checks besides prompts (tests/ops/test_prompts.py): compressed RLE strings
+(vs pycocotools), labels, authors and scores."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from anyseg.errors import InvalidInputError
 from anyseg.ops.rle import encode_mask
 from anyseg.server.validation import (
     rle_counts_total,
+    validate_author,
     validate_label,
-    validate_prompt,
+    validate_score,
     validate_segmentation,
 )
 
@@ -41,34 +43,6 @@ def test_bad_segmentations(seg: dict, message: str) -> None:
         validate_segmentation(seg, (8, 10))
 
 
-def test_prompt_validation() -> None:
-    p = validate_prompt([[0, 0], [10, 8]], [1, 0], [1, 1, 5, 5], (8, 10))
-    assert p.points_xy == ((0.0, 0.0), (10.0, 8.0)) and p.labels == (1, 0)
-    assert p.positive_points() == [[0.0, 0.0]]
-    assert p.to_json() == {
-        "points": [[0.0, 0.0], [10.0, 8.0]],
-        "labels": [1, 0],
-        "box": [1, 1, 5, 5],
-    }
-    bad = [
-        (([[11, 0]], [1], None), "outside the 10x8"),
-        (([[0, -1]], [1], None), "outside"),
-        (([[0, 0]], [], None), "one label per point"),
-        (([[0, 0]], [2], None), "label 0 must be"),
-        (([[0, 0]], [True], None), "label 0 must be"),
-        (([[0, "x"]], [1], None), "must be a number"),
-        (([[0, float("nan")]], [1], None), "finite"),
-        (([[0, 0, 0]], [1], None), "must be \\[x, y\\]"),
-        (([], [], None), "at least one point or a box"),
-        (([], [], [5, 5, 1, 1]), "x0 < x1"),
-        (([], [], [0, 0, 11, 5]), "outside"),
-        (([[1, 1]] * 65, [1] * 65, None), "at most 64"),
-    ]
-    for (points, labels, box), message in bad:
-        with pytest.raises(InvalidInputError, match=message):
-            validate_prompt(points, labels, box, (8, 10))
-
-
 def test_labels() -> None:
     assert validate_label("  red   car ") == "red car"
     assert validate_label("   ") is None and validate_label(None) is None
@@ -76,3 +50,14 @@ def test_labels() -> None:
         validate_label(3)
     with pytest.raises(InvalidInputError):
         validate_label("x" * 201)
+
+
+def test_authors_and_scores() -> None:
+    assert validate_author("  ann  lee ") == "ann lee" and validate_author(" ") is None
+    for bad in (True, 3, "x" * 201):
+        with pytest.raises(InvalidInputError):
+            validate_author(bad)
+    assert validate_score(None) is None and validate_score(1) == 1.0
+    for bad in (True, "0.5", float("nan"), float("inf"), 10**400):
+        with pytest.raises(InvalidInputError):
+            validate_score(bad)

@@ -59,10 +59,13 @@ def test_unknown_keys_are_named(tmp_path: Path) -> None:
         config_from_dict({"run": {"steps": "many"}})
     with pytest.raises(InvalidInputError, match="box_prob"):
         config_from_dict({"prompts": {"box_prob": 2.0}})
-    with pytest.raises(InvalidInputError, match=r"\.json"):
-        p = tmp_path / "c.json"
-        p.write_text("{}")
+    p = tmp_path / "c.ini"
+    p.write_text("[run]\n")
+    with pytest.raises(InvalidInputError, match=r"expected one of \.toml, \.yaml, \.yml, \.json"):
         load_config(p)
+    p = tmp_path / "c.json"  # JSON is a config format like the others
+    p.write_text('{"run": {"steps": 7}}')
+    assert load_config(p).run.steps == 7
 
 
 def test_dump_toml_round_trips(tmp_path: Path) -> None:
@@ -113,3 +116,24 @@ def test_default_model_stages_chain_and_match_the_shipped_weights() -> None:
     for cfg, stage in zip(stages, ("stage1", "stage2", "stage3"), strict=True):
         rows = (REPO / "docs" / "default_model" / stage / "metrics.csv").read_text().splitlines()
         assert int(rows[-1].split(",")[0]) == cfg.run.steps
+
+
+@pytest.mark.parametrize(
+    ("name", "stage"),
+    [
+        ("default_model_gpu.toml", "stage1"),
+        ("default_model_gpu_stage2.toml", "stage2"),
+        ("default_model_gpu_stage3.toml", "stage3"),
+    ],
+)
+def test_stage_configs_extend_each_other_and_resolve_to_the_recorded_runs(
+    name: str, stage: str
+) -> None:
+    """Stages 2 and 3 only write what changes (``extends``); resolved, each is exactly the
+    config its recorded run wrote out whole."""
+    config = load_config(REPO / "configs" / name)
+    recorded = load_config(REPO / "docs" / "default_model" / stage / "config.resolved.toml")
+    assert config == recorded
+    text = (REPO / "configs" / name).read_text()
+    assert ("extends =" in text) == (stage != "stage1")
+    assert len(text.splitlines()) < 40 or stage == "stage1"

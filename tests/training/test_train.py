@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,78 @@ def test_bf16_autocast_and_gradient_accumulation_run(tmp_path: Path, tiny_datase
     losses = _losses(tmp_path / "bf16")
     assert sorted(losses) == [1, 2] and all(0 < v < 10 for v in losses.values())
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
+
+
+def test_a_run_without_usable_masks_fails_and_writes_no_model(
+    tmp_path: Path, tiny_dataset: Path
+) -> None:
+    """Every mask filtered away (here: all smaller than min_mask_pixels) is a clear error,
+    not a run of zero losses that ends with a model file."""
+    cfg = tiny_config(
+        tiny_dataset,
+        tmp_path / "run",
+        data={"min_mask_pixels": 10**9},
+        run={"steps": 3, "checkpoint_every": 1},
+    )
+    with pytest.raises(ValueError, match=r"held no usable mask.*min_mask_pixels"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_device_that_is_not_there_is_one_clear_error(tmp_path: Path, tiny_dataset: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg = tiny_config(tiny_dataset, tmp_path / "run", run={"device": "cuda"})
+    with pytest.raises(ValueError, match="no usable CUDA GPU"):
+        train(cfg, progress=False)
+
+
+def test_cached_embeddings_give_the_losses_of_the_encoder(
+    tmp_path: Path, tiny_dataset: Path
+) -> None:
+    """With a frozen encoder each image is encoded once and read back from disk; the run's
+    losses are those of a run that encodes every step (one image per step: bit for bit)."""
+    frozen = {"freeze_image_encoder": True}
+    plain = tiny_config(
+        tiny_dataset,
+        tmp_path / "plain",
+        optim=frozen,
+        run={"steps": 6, "cache_embeddings": False},
+        data={"hflip_prob": 0.5},
+    )
+    cached_dir = tmp_path / "cache"
+    cached = tiny_config(
+        tiny_dataset,
+        tmp_path / "cached",
+        optim=frozen,
+        run={"steps": 6, "embedding_cache": str(cached_dir)},
+        data={"hflip_prob": 0.5},
+    )
+    train(plain, progress=False)
+    model = train(cached, progress=False).model
+    assert _losses(tmp_path / "plain") == _losses(tmp_path / "cached")
+    files = list(cached_dir.rglob("*.safetensors"))
+    # 3 images, each flipped or not: at most 6 distinct inputs over 6 steps, some reused.
+    assert 1 <= len(files) <= 6
+    assert not (tmp_path / "plain" / "embeddings").exists()
+    # The files are what the run reads: replaced by zeros, the same run learns differently.
+    from safetensors.torch import load_file, save_file
+
+    for f in files:
+        save_file({"embedding": torch.zeros_like(load_file(str(f))["embedding"])}, str(f))
+    train(
+        dataclasses.replace(
+            cached, run=dataclasses.replace(cached.run, out_dir=str(tmp_path / "z"))
+        ),
+        progress=False,
+    )
+    assert _losses(tmp_path / "z") != _losses(tmp_path / "cached")
+    # A second run with the same encoder reads them back; another encoder never sees them.
+    from anyseg.training.embedding_cache import EmbeddingCache
+
+    cache = EmbeddingCache(cached_dir, model.image_encoder)
+    assert cache.folder == files[0].parent
+    with torch.no_grad():
+        model.image_encoder.blocks[0].attn.qkv.weight.add_(1.0)
+    assert EmbeddingCache(cached_dir, model.image_encoder).folder != cache.folder

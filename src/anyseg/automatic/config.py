@@ -1,5 +1,6 @@
-"""Settings of the automatic mask generator: one frozen dataclass for the library, the CLI and
-config files.
+"""Settings of the automatic mask generator: one frozen dataclass for the library, every command
+that generates masks (``anyseg auto``, ``anyseg eval``'s ``amg`` protocol, ``anyseg serve``'s
+pre-fill) and config files. The flags come from the field metadata (:mod:`anyseg.settings`).
 
 The parameters and their defaults are those of the original ``SamAutomaticMaskGenerator`` (the
 defaults were tuned for ViT-H). ``mode`` is anyseg's: ``"exact"`` reproduces the original's
@@ -8,21 +9,18 @@ records; ``"fast"`` trades a little fidelity for speed (see :mod:`anyseg.automat
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import numpy as np
 
+from anyseg.config import Mode
 from anyseg.errors import InvalidInputError
+from anyseg.settings import from_mapping, opt
 
 OutputMode = Literal["binary_mask", "uncompressed_rle", "coco_rle"]
-Mode = Literal["exact", "fast"]
-
-
-def _opt(help_text: str, cli: bool = True) -> dict[str, Any]:
-    return {"help": help_text, "cli": cli}
 
 
 @dataclass(frozen=True)
@@ -31,39 +29,39 @@ class AmgConfig:
 
     points_per_side: int | None = field(
         default=32,
-        metadata=_opt("grid points per image side (points_per_side**2 prompts per crop layer 0)"),
+        metadata=opt("grid points per image side (points_per_side**2 prompts per crop layer 0)"),
     )
     points_per_batch: int = field(
-        default=64, metadata=_opt("prompts decoded together (memory vs. speed; results equal)")
+        default=64, metadata=opt("prompts decoded together (memory vs. speed; results equal)")
     )
     pred_iou_thresh: float = field(
-        default=0.88, metadata=_opt("keep masks whose predicted IoU is > this (0 disables)")
+        default=0.88, metadata=opt("keep masks whose predicted IoU is > this (0 disables)")
     )
     stability_score_thresh: float = field(
-        default=0.95, metadata=_opt("keep masks whose stability score is >= this (0 disables)")
+        default=0.95, metadata=opt("keep masks whose stability score is >= this (0 disables)")
     )
     stability_score_offset: float = field(
-        default=1.0, metadata=_opt("logit offset of the stability score's two thresholds")
+        default=1.0, metadata=opt("logit offset of the stability score's two thresholds")
     )
     box_nms_thresh: float = field(
-        default=0.7, metadata=_opt("box IoU above which a lower-scored mask of a crop is dropped")
+        default=0.7, metadata=opt("box IoU above which a lower-scored mask of a crop is dropped")
     )
     crop_n_layers: int = field(
-        default=0, metadata=_opt("extra crop layers; layer i has (2**i)**2 crops")
+        default=0, metadata=opt("extra crop layers; layer i has (2**i)**2 crops")
     )
     crop_nms_thresh: float = field(
-        default=0.7, metadata=_opt("box IoU above which duplicates across crops are dropped")
+        default=0.7, metadata=opt("box IoU above which duplicates across crops are dropped")
     )
     crop_overlap_ratio: float = field(
-        default=512 / 1500, metadata=_opt("crop overlap, as a fraction of the image's short side")
+        default=512 / 1500, metadata=opt("crop overlap, as a fraction of the image's short side")
     )
     crop_n_points_downscale_factor: int = field(
-        default=1, metadata=_opt("points per side in crop layer i = points_per_side / factor**i")
+        default=1, metadata=opt("points per side in crop layer i = points_per_side / factor**i")
     )
     point_grids: tuple[np.ndarray, ...] | None = field(
         default=None,
         compare=False,
-        metadata=_opt(
+        metadata=opt(
             "explicit (N, 2) grids in [0, 1] (x, y), one per crop layer; exclusive with "
             "points_per_side",
             cli=False,
@@ -71,15 +69,18 @@ class AmgConfig:
     )
     min_mask_region_area: int = field(
         default=0,
-        metadata=_opt("fill holes and drop islands smaller than this many pixels (0 disables)"),
+        metadata=opt("fill holes and drop islands smaller than this many pixels (0 disables)"),
     )
     output_mode: OutputMode = field(
         default="binary_mask",
-        metadata=_opt("segmentation format: binary_mask, uncompressed_rle or coco_rle", cli=False),
+        metadata=opt("segmentation format: binary_mask, uncompressed_rle or coco_rle", cli=False),
     )
     mode: Mode = field(
         default="exact",
-        metadata=_opt("exact: the original's records; fast: bfloat16 and low-res pre-filters"),
+        # Set by the commands' shared --mode flag (anyseg.cli.common), not a flag of its own.
+        metadata=opt(
+            "exact: the original's records; fast: bfloat16 and low-res pre-filters", cli=False
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -99,11 +100,17 @@ class AmgConfig:
                 raise InvalidInputError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("box_nms_thresh", "crop_nms_thresh", "crop_overlap_ratio"):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if not math.isfinite(value) or not 0.0 <= value <= 1.0:
                 raise InvalidInputError(f"{name} must be in [0, 1], got {value}")
-        if self.stability_score_offset < 0:
+        for name in ("pred_iou_thresh", "stability_score_thresh"):
+            value = getattr(self, name)
+            # NaN would silently disable the filter (every comparison with it is False).
+            if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+                raise InvalidInputError(f"{name} must be a number in [0, 1], got {value}")
+        if not math.isfinite(self.stability_score_offset) or self.stability_score_offset < 0:
             raise InvalidInputError(
-                f"stability_score_offset must be >= 0, got {self.stability_score_offset}"
+                f"stability_score_offset must be a finite number >= 0, got "
+                f"{self.stability_score_offset}"
             )
         if self.output_mode not in get_args(OutputMode):
             raise InvalidInputError(
@@ -126,52 +133,6 @@ class AmgConfig:
             object.__setattr__(self, "point_grids", grids)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AmgConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> AmgConfig:
         """Build from a mapping (a config file); unknown keys are an error that names them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidInputError(f"unknown AmgConfig keys: {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--option`` per CLI-visible :class:`AmgConfig` field (defaults from the class)."""
-    group = parser.add_argument_group("generator options (AmgConfig)")
-    for f in dataclasses.fields(AmgConfig):
-        if not f.metadata.get("cli", False):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = _field_type(f)
-        if kind is Literal:
-            choices = get_args(Mode) if f.name == "mode" else get_args(OutputMode)
-            group.add_argument(flag, choices=choices, default=f.default, help=f.metadata["help"])
-        else:
-            group.add_argument(
-                flag,
-                type=kind,
-                default=f.default,
-                metavar=kind.__name__.upper(),
-                help=f"{f.metadata['help']} (default: {f.default:.4g})"
-                if isinstance(f.default, float)
-                else f"{f.metadata['help']} (default: {f.default})",
-            )
-
-
-def config_from_args(args: argparse.Namespace) -> AmgConfig:
-    """The :class:`AmgConfig` of parsed arguments (see :func:`add_config_arguments`)."""
-    values = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(AmgConfig)
-        if f.metadata.get("cli", False) and hasattr(args, f.name)
-    }
-    return AmgConfig(**values)
-
-
-def _field_type(f: dataclasses.Field[Any]) -> Any:
-    annotation = str(f.type)
-    if annotation.startswith(("Mode", "OutputMode")):
-        return Literal
-    if "float" in annotation:
-        return float
-    return int
+        return from_mapping(cls, data, source="AmgConfig")

@@ -241,7 +241,8 @@ class SamAutomaticMaskGenerator:
         tokens = decode_tokens(model, image_side, points_input, self.decoder)
 
         # Filter by predicted IoU, before any mask is computed
-        iou_preds = tokens.iou_preds.flatten()  # (B, 3) -> (B*3,): prompt-major, as the original
+        per_prompt = tokens.iou_preds.shape[1]  # 3 candidates (SAM) or 1 (SAM-HQ)
+        iou_preds = tokens.iou_preds.flatten()  # (B, K) -> (B*K,): prompt-major, as the original
         keep = torch.ones_like(iou_preds, dtype=torch.bool)
         if cfg.pred_iou_thresh > 0.0:
             keep = iou_preds > cfg.pred_iou_thresh
@@ -258,9 +259,11 @@ class SamAutomaticMaskGenerator:
             return Candidates.empty()
 
         # Predict low-res masks for the prompts that still have one
-        prompts, slots = kept // 3, kept % 3
+        prompts, slots = kept // per_prompt, kept % per_prompt
         unique_prompts, inverse = torch.unique(prompts, return_inverse=True)
-        low_res_all = decode_low_res_masks(model, tokens, unique_prompts, self.decoder)
+        low_res_all = decode_low_res_masks(
+            model, tokens, unique_prompts, self.decoder, hq_features=self.predictor.hq_features
+        )
         low_res = low_res_all[inverse, slots]  # (K, 4h, 4w)
         points = torch.as_tensor(points_xy, dtype=torch.float64)[prompts.cpu()]
         iou_preds = iou_preds[kept]

@@ -18,9 +18,11 @@ import torch
 from anyseg.automatic.config import OutputMode
 from anyseg.data.sa1b import ImageRecord, MaskAnnotation
 from anyseg.ops.boxes import box_xyxy_to_xywh
+from anyseg.ops.masks import mask_to_box
 from anyseg.ops.rle import (
     CocoRle,
     UncompressedRle,
+    masks_to_uncompressed_rle,
     uncompressed_rle_area,
     uncompressed_rle_to_mask,
     uncompressed_to_coco_rle,
@@ -118,6 +120,32 @@ class MaskRecord:
     point_xy: tuple[float, float]
     stability_score: float
     crop_box_xywh: tuple[int, int, int, int]
+
+    @classmethod
+    def from_mask(
+        cls,
+        mask: np.ndarray,
+        *,
+        predicted_iou: float = 1.0,
+        point_xy: tuple[float, float] | None = None,
+        stability_score: float = 1.0,
+        crop_box_xywh: tuple[int, int, int, int] | None = None,
+    ) -> MaskRecord:
+        """A record of an (H, W) bool mask (box and area computed; the point defaults to the
+        box centre, the crop to the whole image)."""
+        mask_t = torch.as_tensor(np.ascontiguousarray(mask, dtype=bool))
+        rle = masks_to_uncompressed_rle(mask_t[None])[0]
+        box = box_xyxy_to_xywh(mask_to_box(mask_t[None]))[0].tolist()
+        h, w = mask_t.shape
+        return cls(
+            rle=rle,
+            area=uncompressed_rle_area(rle),
+            bbox_xywh=(box[0], box[1], box[2], box[3]),
+            predicted_iou=float(predicted_iou),
+            point_xy=point_xy or (box[0] + box[2] / 2, box[1] + box[3] / 2),
+            stability_score=float(stability_score),
+            crop_box_xywh=crop_box_xywh or (0, 0, int(w), int(h)),
+        )
 
     def mask(self) -> np.ndarray:
         """(H, W) bool."""

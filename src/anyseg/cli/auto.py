@@ -4,23 +4,29 @@ Writes, per image, ``<stem>.json`` (SA-1B format: COCO RLE masks with their scor
 and crop) and ``<stem>_overlay.png`` (every mask tinted in its own colour, outlines drawn). An
 image whose JSON exists is skipped unless ``--overwrite``, so an interrupted run resumes where
 it stopped; the JSON is written last and atomically, so it exists only for finished images. An
-unreadable image is reported and skipped; the exit status is 1 if any image failed.
+unreadable image is reported and skipped; the exit status is 1 if any image failed. The job
+itself is :mod:`anyseg.automatic.job`; the generator's options are :class:`AmgConfig`'s.
+
+``--engine ray`` runs the same job over a Ray cluster (:mod:`anyseg.engine`, options
+:class:`EngineConfig`): manifests and URIs as inputs, object stores as output, tar shards,
+``failures.jsonl`` and ``summary.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-import zlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from anyseg.automatic.config import add_config_arguments, config_from_args
+from anyseg.automatic.config import AmgConfig
+from anyseg.automatic.job import LabelJobConfig
+from anyseg.cli.common import add_model_arguments, model_options
+from anyseg.engine.config import EngineConfig
 from anyseg.errors import InvalidInputError
-from anyseg.io import IMAGE_SUFFIXES
-
-OVERLAY_CHUNK = 32  # masks decoded at once while drawing the overlay
+from anyseg.io import IMAGE_SUFFIXES, display_path
+from anyseg.settings import add_arguments, from_arguments
 
 
 def add_parser(subparsers: Any) -> None:
@@ -33,107 +39,88 @@ def add_parser(subparsers: Any) -> None:
             "RLE) and OUT_DIR/<stem>_overlay.png per image; images already done are skipped "
             "unless --overwrite. Folders are searched (not recursively) for "
             + ", ".join(IMAGE_SUFFIXES)
-            + " files."
+            + " files; the overlays it writes are never inputs."
         ),
-        epilog="example: anyseg auto photos/ -o masks/ --points-per-side 16 --mode fast",
+        epilog=(
+            "examples: anyseg auto photos/ -o masks/ --points-per-side 16 --mode fast; "
+            "anyseg auto s3://bucket/images/ -o s3://bucket/masks/ --engine ray --address auto "
+            "--gpus-per-worker 1 --shards 100"
+        ),
     )
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders")
-    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder")
     p.add_argument(
-        "--checkpoint", help="model checkpoint (.pth/.safetensors); default: bundled model"
+        "inputs",
+        nargs="+",
+        metavar="IMAGE_OR_DIR",
+        help="image files and/or folders (with --engine ray also manifests and fsspec URIs)",
     )
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    p.add_argument("--overwrite", action="store_true", help="redo images whose JSON exists")
-    p.add_argument("--no-overlay", action="store_true", help="write the JSON only")
-    add_config_arguments(p)
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUT_DIR", help="output folder (or URI: ray)"
+    )
+    p.add_argument(
+        "--engine",
+        choices=("single", "ray"),
+        default="single",
+        help="single: this process (default); ray: Ray actors on this machine or a cluster",
+    )
+    add_model_arguments(p)
+    add_arguments(p, LabelJobConfig)
+    add_arguments(p.add_argument_group("generator options (AmgConfig)"), AmgConfig)
+    add_arguments(
+        p.add_argument_group("Ray engine options (EngineConfig, --engine ray)"), EngineConfig
+    )
     p.set_defaults(run=run)
-
-
-def find_images(inputs: list[str]) -> list[Path]:
-    """Image files named directly or found in named folders, in order, without duplicates.
-
-    Raises:
-        InvalidInputError: a path does not exist, nothing is found, or two images share a stem
-            (their outputs would collide).
-    """
-    found: list[Path] = []
-    for text in inputs:
-        path = Path(text)
-        if path.is_dir():
-            found += sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise InvalidInputError(f"{path}: no such file or folder")
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    if not unique:
-        raise InvalidInputError(
-            f"no images found in {', '.join(inputs)} ({', '.join(IMAGE_SUFFIXES)})"
-        )
-    stems: dict[str, Path] = {}
-    for p in unique:
-        if p.stem in stems:
-            raise InvalidInputError(
-                f"{stems[p.stem]} and {p} would both write {p.stem}.json: rename one or run twice"
-            )
-        stems[p.stem] = p
-    return unique
-
-
-def image_id_for(stem: str) -> int:
-    """SA-1B-style id: the trailing number of the stem (``sa_123`` -> 123), else a CRC32."""
-    match = re.search(r"(\d+)$", stem)
-    return int(match.group(1)) if match else zlib.crc32(stem.encode("utf-8"))
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from anyseg.automatic import SamAutomaticMaskGenerator, to_image_record
-    from anyseg.checkpoint import load_model
-    from anyseg.data.sa1b import write_image_record
-    from anyseg.io import read_image
+    from anyseg.automatic import SamAutomaticMaskGenerator
+    from anyseg.automatic.job import find_images, label_image, pending
+    from anyseg.cli.common import load_model
 
-    config = config_from_args(args)
-    images = find_images(args.inputs)
+    options = model_options(args)
+    amg = replace(from_arguments(AmgConfig, args), mode=options.mode)
+    job = from_arguments(LabelJobConfig, args)
+    engine = from_arguments(EngineConfig, args)
+    if args.engine == "ray":
+        return run_on_ray(args, options.checkpoint, options.device, amg, job, engine)
+    if engine != EngineConfig():
+        raise InvalidInputError("the Ray engine options need --engine ray")
     out_dir = Path(args.output)
+    images = find_images(args.inputs, output=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [p for p in images if args.overwrite or not (out_dir / f"{p.stem}.json").exists()]
+    todo = pending(images, out_dir, job)
     skipped = len(images) - len(todo)
     if not todo:
         print(f"anyseg auto: all {len(images)} images already done in {out_dir}", file=sys.stderr)
         return 0
 
-    generator = SamAutomaticMaskGenerator(load_model(args.checkpoint, args.device), config=config)
+    generator = SamAutomaticMaskGenerator(load_model(options), config=amg)
     show = sys.stderr.isatty()
     failed: list[str] = []
     done = total_masks = 0
     with torch.inference_mode():
         for path in tqdm(todo, desc="images", unit="img", disable=not show):
-            try:
-                image = read_image(path)
-            except (InvalidInputError, OSError, ValueError) as exc:
-                failed.append(path.name)
-                print(f"anyseg auto: skipped {path}: {exc}", file=sys.stderr)
-                continue
-            with tqdm(desc=path.name, unit="batch", leave=False, disable=not show) as bar:
+            with tqdm(
+                desc=display_path(path.name), unit="batch", leave=False, disable=not show
+            ) as bar:
 
                 def progress(n: int, total: int, bar: Any = bar) -> None:
                     bar.total = total
                     bar.update(n - bar.n)
 
-                records = generator.generate_records(image, progress=progress)
-            hint = generator.last_stats.hint(generator.config)
-            if hint is not None:
-                print(f"anyseg auto: {path.name}: 0 masks kept: {hint}", file=sys.stderr)
-            total_masks += len(records)
-            if not args.no_overlay:
-                write_overlay(out_dir / f"{path.stem}_overlay.png", image, records)
-            record = to_image_record(records, image_id_for(path.stem), path.name, image.shape[:2])
-            write_image_record(out_dir / f"{path.stem}.json", record)  # last: marks it done
+                result = label_image(generator, path, out_dir, job, progress=progress)
+            if result.error is not None:
+                failed.append(display_path(path.name))
+                print(f"anyseg auto: skipped {display_path(path)}: {result.error}", file=sys.stderr)
+                continue
+            if result.hint is not None:
+                print(
+                    f"anyseg auto: {display_path(path.name)}: 0 masks kept: {result.hint}",
+                    file=sys.stderr,
+                )
+            total_masks += result.masks
             done += 1
     summary = (
         f"anyseg auto: {done} done ({total_masks} masks), {skipped} already done, "
@@ -143,18 +130,28 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def write_overlay(path: Path, image: Any, records: list[Any]) -> None:
-    """Tint every mask in a distinct colour and outline it (large masks first, small on top)."""
-    import numpy as np
+def run_on_ray(
+    args: argparse.Namespace,
+    checkpoint: Path | None,
+    device: str,
+    amg: AmgConfig,
+    job: LabelJobConfig,
+    engine: EngineConfig,
+) -> int:
+    from anyseg.engine import label_dataset
 
-    from anyseg.io import write_image
-    from anyseg.visualize import distinct_colors, overlay_masks
-
-    ordered = sorted(records, key=lambda r: r.area, reverse=True)
-    colors = distinct_colors(len(ordered))
-    out = image
-    for start in range(0, len(ordered), OVERLAY_CHUNK):
-        chunk = ordered[start : start + OVERLAY_CHUNK]
-        masks = np.stack([r.mask() for r in chunk])
-        out = overlay_masks(out, masks, colors[start : start + len(chunk)], alpha=0.45)
-    write_image(path, np.ascontiguousarray(out))
+    s = label_dataset(
+        args.inputs,
+        args.output,
+        amg=amg,
+        job=job,
+        engine=engine,
+        checkpoint=checkpoint,
+        device=device,
+    )
+    print(
+        f"anyseg auto: {s.labelled} done ({s.masks} masks), {s.already_done} already done, "
+        f"{s.failed} failed" + (f" (see {s.output}/failures.jsonl)" if s.failed else ""),
+        file=sys.stderr,
+    )
+    return 1 if s.failed else 0

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from anyseg.cli.common import add_model_arguments, model_options
+from anyseg.export.config import ExportConfig
+from anyseg.settings import add_arguments, from_arguments
+
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -20,37 +24,9 @@ def add_parser(subparsers: Any) -> None:
         ),
         epilog="example: anyseg export --checkpoint sam_vit_b_01ec64.pth --encoder -o onnx/",
     )
-    p.add_argument(
-        "--checkpoint", help="model checkpoint (.pth/.safetensors); default: bundled model"
-    )
+    add_model_arguments(p, exclude=("device", "mode"))  # export traces on the CPU, float32
     p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
-    p.add_argument("--encoder", action="store_true", help="also export the image encoder")
-    p.add_argument(
-        "--quantize",
-        action="store_true",
-        help="also write decoder_int8.onnx (dynamic int8 quantization; deviation reported)",
-    )
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset version, >= 14 (default 17)")
-    p.add_argument(
-        "--return-single-mask",
-        action="store_true",
-        help="the decoder returns only the best mask (faster upscaling for large images)",
-    )
-    p.add_argument(
-        "--use-stability-score",
-        action="store_true",
-        help="return the low-res stability score (offset 1.0) instead of the predicted IoU",
-    )
-    p.add_argument(
-        "--return-extra-metrics",
-        action="store_true",
-        help="also return stability_scores and areas of the upscaled masks",
-    )
-    p.add_argument(
-        "--gelu-approximate",
-        action="store_true",
-        help="tanh-approximated GELU, for runtimes with a slow or missing Erf op",
-    )
+    add_arguments(p, ExportConfig, nested=True)
     p.add_argument(
         "--threads", type=int, default=None, help="onnxruntime threads for the self-check"
     )
@@ -66,20 +42,20 @@ def run(args: argparse.Namespace) -> int:
     from anyseg.export.bundle import export_model
     from anyseg.export.onnx_io import prepare_output_dir
 
-    if args.opset < 14:
-        raise InvalidInputError(f"--opset must be >= 14, got {args.opset}")
+    config = from_arguments(ExportConfig, args)
+    checkpoint = model_options(args).checkpoint
     if args.threads is not None and args.threads < 1:
         raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
     # Cheap checks first: a missing package, checkpoint or writable folder before loading.
     require("onnx")
     require("onnxruntime")
-    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
-        raise CheckpointError(f"checkpoint not found: {args.checkpoint}")
+    if checkpoint is not None and not Path(checkpoint).exists():  # a file or a model folder
+        raise CheckpointError(f"checkpoint not found: {checkpoint}")
     out = Path(args.output)
     created = not out.exists()
     prepare_output_dir(out)
     try:
-        model = load_model(args.checkpoint)
+        model = load_model(checkpoint, device="cpu")
     except Exception:
         if created and not any(out.iterdir()):
             out.rmdir()  # leave nothing behind for a model that did not load
@@ -87,13 +63,7 @@ def run(args: argparse.Namespace) -> int:
     result = export_model(
         model,
         args.output,
-        encoder=args.encoder,
-        quantize=args.quantize,
-        opset=args.opset,
-        return_single_mask=args.return_single_mask,
-        use_stability_score=args.use_stability_score,
-        return_extra_metrics=args.return_extra_metrics,
-        gelu_approximate=args.gelu_approximate,
+        config,
         threads=args.threads,
         log=lambda msg: print(f"anyseg export: {msg}"),
     )

@@ -43,6 +43,11 @@ def add_parser(subparsers: Any) -> None:
         "--include-empty", action="store_true", help="also export images that have no accepted mask"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT")
+    parser.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="also export images that are symbolic links to files outside the image folder",
+    )
     parser.set_defaults(run=run)
 
 
@@ -58,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             args.format,
             include_empty=args.include_empty,
             overwrite=args.overwrite,
+            follow_symlinks=args.follow_symlinks,
         )
     finally:
         store.close()
@@ -69,4 +75,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"exported {summary.num_masks} masks of {summary.num_images} images: " + ", ".join(parts))
     for name in summary.skipped_missing:
         print(f"warning: {name} is no longer in {image_dir}; its masks were not exported")
+    for name, count in summary.skipped_changed:
+        print(
+            f"warning: {name} changed since it was annotated: {count} masks were not exported "
+            "(they belong to another version of the file; they are kept in the project)"
+        )
     return 0

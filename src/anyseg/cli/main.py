@@ -30,6 +30,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "export",
     "info",
     "download",
+    "convert",
 )
 
 
@@ -45,13 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"anyseg.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"anyseg.cli.{name}":
-                continue  # subcommand not part of this build
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"anyseg.cli.{name}").add_parser(sub)
     return parser
 
 

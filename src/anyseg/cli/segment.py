@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from anyseg.cli.common import add_model_arguments, model_options
 from anyseg.errors import InvalidInputError
 from anyseg.io import atomic_write_json
 
@@ -31,15 +32,12 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box prompt (XYXY pixels)")
     p.add_argument(
-        "--checkpoint", help="model checkpoint (.pth/.safetensors); default: bundled model"
-    )
-    p.add_argument(
         "--multimask",
         action="store_true",
         help="return three candidate masks for an ambiguous prompt (e.g. a single point)",
     )
     p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    add_model_arguments(p, exclude=("mode",))
     p.set_defaults(run=run)
 
 
@@ -70,9 +68,8 @@ def parse_box(text: str) -> list[float]:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    from PIL import Image
 
-    from anyseg.checkpoint import load_model
+    from anyseg.cli.common import load_model
     from anyseg.io import read_image
     from anyseg.ops.rle import encode_mask
     from anyseg.predictor import SamPredictor
@@ -83,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if not points and box is None:
         raise InvalidInputError("give at least one --point X,Y or a --box X0,Y0,X1,Y1")
     image = read_image(args.image)
-    model = load_model(args.checkpoint, device=args.device)
+    options = model_options(args)
+    model = load_model(options)
     predictor = SamPredictor(model)
     predictor.set_image(image)
     coords = np.array([[x, y] for x, y, _ in points]) if points else None
@@ -134,10 +132,10 @@ def run(args: argparse.Namespace) -> int:
             )
             for r, i in enumerate(order)
         ]
-        Image.fromarray(np.concatenate(panels, axis=1)).save(out / f"{stem}_candidates.png")
+        _save_png(out / f"{stem}_candidates.png", np.concatenate(panels, axis=1))
     result = {
         "image": {"file_name": str(args.image), "height": image.shape[0], "width": image.shape[1]},
-        "checkpoint": args.checkpoint or "bundled default model",
+        "checkpoint": str(options.checkpoint or "bundled default model"),
         "prompts": {
             "points": [[x, y] for x, y, _ in points],
             "labels": [lab for _, _, lab in points],

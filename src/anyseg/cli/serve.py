@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from anyseg.cli.common import add_model_arguments, model_options
+from anyseg.server.config import ServerConfig
+from anyseg.settings import add_arguments, from_arguments
+
+if TYPE_CHECKING:
+    from anyseg.server.results import FolderReport
 
 
 def add_parser(subparsers: Any) -> None:
@@ -19,37 +28,7 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("image_dir", type=Path, metavar="IMAGE_DIR", help="folder of images")
-    parser.add_argument(
-        "--project",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="project folder for the database and embedding cache "
-        "(default: IMAGE_DIR/.anyseg-project)",
-    )
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="SAM checkpoint (.pth or .safetensors); default: the bundled model",
-    )
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1: this machine only)",
-    )
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free)")
-    parser.add_argument(
-        "--decode-threads",
-        type=int,
-        default=None,
-        metavar="N",
-        help="CPU threads for each click's decode (default: as --threads); 1 is steadier on a "
-        "busy machine",
-    )
-    parser.add_argument("--author", default=None, help="name stored with every accepted mask")
-    parser.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
+    add_model_arguments(parser)
     parser.add_argument(
         "--threads",
         type=int,
@@ -57,30 +36,33 @@ def add_parser(subparsers: Any) -> None:
         metavar="N",
         help="CPU threads for torch (default: torch's choice, one per core)",
     )
-    parser.add_argument(
-        "--prefill-points-per-side",
-        type=int,
-        default=16,
-        metavar="N",
-        help="point grid of the pre-fill generator (default 16, i.e. 256 points)",
-    )
-    parser.add_argument(
-        "--prefill-pred-iou-thresh",
-        type=float,
-        default=0.88,
-        metavar="T",
-        help="pre-fill's predicted-IoU filter (default 0.88, the paper's; the bundled model "
-        "wants about 0.35)",
-    )
-    parser.add_argument(
-        "--prefill-stability-score-thresh",
-        type=float,
-        default=0.95,
-        metavar="T",
-        help="pre-fill's stability filter (default 0.95, the paper's; the bundled model wants "
-        "about 0.85)",
+    add_arguments(
+        parser.add_argument_group(
+            "server options (ServerConfig; --prefill-* set pre-fill's generator, an AmgConfig)"
+        ),
+        ServerConfig,
+        nested=True,
+        base=ServerConfig(image_dir=Path(".")),
     )
     parser.set_defaults(run=run)
+
+
+def build_config(args: argparse.Namespace) -> ServerConfig:
+    """The :class:`ServerConfig` of the command line (the author defaults to the login name)."""
+    options = model_options(args)
+    config = from_arguments(
+        ServerConfig, args, base=ServerConfig(image_dir=args.image_dir, model=options)
+    )
+    prefill = replace(config.prefill, amg=replace(config.prefill.amg, mode=options.mode))
+    author = config.author
+    if author is None:
+        import getpass
+
+        try:
+            author = getpass.getuser()
+        except (KeyError, OSError):
+            author = None
+    return replace(config, prefill=prefill, author=author)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -89,54 +71,21 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from anyseg.errors import InvalidInputError
-    from anyseg.server import PrefillConfig, ServerConfig, create_app
+    from anyseg.server import create_app
 
     if not args.image_dir.is_dir():
         raise InvalidInputError(f"image folder {args.image_dir} does not exist or is not a folder")
-    if not 0 <= args.port <= 65535:
-        raise InvalidInputError(f"--port must be in 0..65535, got {args.port}")
     if args.threads is not None:
         if args.threads < 1:
             raise InvalidInputError(f"--threads must be at least 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.decode_threads is not None and args.decode_threads < 1:
-        raise InvalidInputError(f"--decode-threads must be at least 1, got {args.decode_threads}")
-    if args.prefill_points_per_side < 1:
-        raise InvalidInputError("--prefill-points-per-side must be at least 1")
-    for flag, value in (
-        ("--prefill-pred-iou-thresh", args.prefill_pred_iou_thresh),
-        ("--prefill-stability-score-thresh", args.prefill_stability_score_thresh),
-    ):
-        if not 0.0 <= value <= 1.0:
-            raise InvalidInputError(f"{flag} must be in [0, 1], got {value}")
-    author = args.author
-    if author is None:
-        import getpass
-
-        try:
-            author = getpass.getuser()
-        except (KeyError, OSError):
-            author = None
-    config = ServerConfig(
-        image_dir=args.image_dir,
-        project_dir=args.project,
-        checkpoint=args.checkpoint,
-        host=args.host,
-        port=args.port,
-        author=author,
-        device=args.device,
-        decode_threads=args.decode_threads,
-        prefill=PrefillConfig(
-            points_per_side=args.prefill_points_per_side,
-            pred_iou_thresh=args.prefill_pred_iou_thresh,
-            stability_score_thresh=args.prefill_stability_score_thresh,
-        ),
-    )
+    config = build_config(args)
     print(f"anyseg serve: loading the model and scanning {args.image_dir} ...", flush=True)
     app = create_app(config)
     service = app.state.service
+    access = app.state.access
     # Bind first so the printed URL carries the real port (also with --port 0).
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto says TCP, and
@@ -149,10 +98,15 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
         raise OSError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
     port = sock.getsockname()[1]
-    host = f"[{config.host}]" if ":" in config.host else config.host
+    report_folder(service.folder_report())
+    if access.exposed:
+        print(exposed_warning(config.host), file=sys.stderr, flush=True)
+        remote = access.url(f"http://{_url_host(socket.gethostname())}:{port}/")
+        print(f"anyseg serve: from other machines: {remote}", flush=True)
+    local = access.url(f"http://{_url_host(config.host)}:{port}/")
     print(
         f"anyseg serve: {len(service.list_images())} images, project {service.project_dir}\n"
-        f"anyseg serve: open http://{host}:{port}/ in a browser (Ctrl+C to stop)",
+        f"anyseg serve: open {local} in a browser (Ctrl+C to stop)",
         flush=True,
     )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
@@ -164,3 +118,34 @@ def run(args: argparse.Namespace) -> int:
         service.close()
     print("anyseg serve: stopped", flush=True)
     return 0
+
+
+def _url_host(host: str) -> str:
+    """The host as a URL shows it (wildcards as this machine's loopback)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def exposed_warning(host: str) -> str:
+    """What a person must know before serving beyond this machine."""
+    return (
+        f"anyseg serve: warning: listening on {host}, reachable from other machines. Anyone "
+        "with the URL's token can see every image of the folder and add, change or delete "
+        "masks; the traffic is plain HTTP, so the token can be read on the network. Prefer "
+        "--host 127.0.0.1 with an SSH tunnel, or a TLS proxy (--allowed-host NAME)."
+    )
+
+
+def report_folder(report: FolderReport) -> None:
+    """Say which files are not served and which images changed after they were annotated."""
+    for skipped in report.skipped:
+        print(f"anyseg serve: skipped {skipped.name}: {skipped.reason}", file=sys.stderr)
+    for name, count in report.changed:
+        print(
+            f"anyseg serve: warning: {name} changed since it was annotated: its {count} earlier "
+            "masks are kept apart (not shown as accepted, never exported)",
+            file=sys.stderr,
+        )

@@ -1,7 +1,7 @@
 """``anyseg synth``: write a synthetic SA-1B-layout dataset of scenes with whole/part/subpart masks.
 
 Every option of :class:`anyseg.data.synthetic.SynthConfig` is a flag (``min_objects`` ->
-``--min-objects``); ``--config FILE`` starts from a JSON config (a previous run's
+``--min-objects``); ``--config FILE`` starts from a config file (TOML/YAML/JSON; a previous run's
 ``dataset.json`` works) and explicit flags override it.
 """
 
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from anyseg.data.synth_config import SynthConfig
 from anyseg.errors import InvalidInputError
+from anyseg.settings import add_arguments, from_arguments, from_mapping, read_file
 
 _SIZE_FIELDS = ("height", "width")
 
@@ -45,51 +45,35 @@ def add_parser(subparsers: Any) -> None:
         "--format", choices=("png", "jpg"), default="png", help="image file format (default: png)"
     )
     parser.add_argument(
-        "--config", type=Path, default=None, help="JSON config file (or a previous dataset.json)"
+        "--config",
+        type=Path,
+        default=None,
+        help="SynthConfig file, TOML/YAML/JSON (or a previous dataset.json)",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a previous run's files in OUT_DIR"
     )
-    defaults = SynthConfig()
-    group = parser.add_argument_group("scene options (SynthConfig)")
-    for f in dataclasses.fields(SynthConfig):
-        if f.name in _SIZE_FIELDS:
-            continue
-        group.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f"cfg_{f.name}",
-            type=type(getattr(defaults, f.name)),
-            default=None,
-            metavar="N" if isinstance(getattr(defaults, f.name), int) else "X",
-            help=f"{f.metadata.get('help', '')} (default: {getattr(defaults, f.name)})",
-        )
+    add_arguments(
+        parser.add_argument_group("scene options (SynthConfig)"), SynthConfig, exclude=_SIZE_FIELDS
+    )
     parser.set_defaults(run=run)
 
 
 def config_from_args(args: argparse.Namespace) -> SynthConfig:
     """The :class:`SynthConfig` named by ``--config``, the size flags and the scene options."""
-    values: dict[str, Any] = {}
+    base = SynthConfig()
     if args.config is not None:
-        try:
-            data = json.loads(args.config.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{args.config}: not valid JSON ({exc})") from exc
-        if isinstance(data, dict) and isinstance(data.get("config"), dict):
+        data = read_file(args.config)
+        if isinstance(data.get("config"), dict):
             data = data["config"]  # a dataset.json written by a previous run
-        if not isinstance(data, dict):
-            raise InvalidInputError(f"{args.config}: expected a JSON object of SynthConfig fields")
-        values.update(data)
+        base = from_mapping(SynthConfig, data, source=str(args.config))
     if args.size is not None and args.size_hw is not None:
         raise InvalidInputError("give --size or --size-hw, not both")
     if args.size is not None:
-        values.update(height=args.size, width=args.size)
+        base = dataclasses.replace(base, height=args.size, width=args.size)
     if args.size_hw is not None:
-        values.update(height=args.size_hw[0], width=args.size_hw[1])
-    for f in dataclasses.fields(SynthConfig):
-        value = getattr(args, f"cfg_{f.name}", None)
-        if value is not None:
-            values[f.name] = value
-    return SynthConfig.from_dict(values)
+        base = dataclasses.replace(base, height=args.size_hw[0], width=args.size_hw[1])
+    return from_arguments(SynthConfig, args, base=base)
 
 
 def run(args: argparse.Namespace) -> int:

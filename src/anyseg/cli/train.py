@@ -16,6 +16,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from anyseg.settings import add_arguments, from_arguments
+from anyseg.training.config import TrainConfig
+
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -28,30 +31,17 @@ def add_parser(subparsers: Any) -> None:
             "Flags override the config file. Under torchrun, each process trains on a shard."
         ),
     )
-    p.add_argument("--config", metavar="FILE", help="training config (.toml or .yaml)")
-    p.add_argument("--data", metavar="PATH", help="training data: SA-1B folder or COCO .json")
-    p.add_argument("--val", metavar="PATH", help="held-out data for periodic evaluation")
-    p.add_argument("--out", metavar="DIR", help="output folder (run.out_dir)")
     p.add_argument(
-        "--init",
-        metavar="CHECKPOINT",
-        help="start from the weights of an official-layout checkpoint",
+        "--config",
+        metavar="FILE",
+        help="training config (.toml, .yaml or .json; may extend another)",
     )
     p.add_argument(
         "--resume",
         metavar="RUN_DIR|CKPT",
         help="continue a run from its newest (or the given) training checkpoint",
     )
-    p.add_argument(
-        "--freeze-image-encoder",
-        action="store_true",
-        help="train the prompt encoder and mask decoder only",
-    )
-    p.add_argument("--steps", type=int, metavar="N", help="total optimizer steps (run.steps)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="run.device")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (mixed precision)")
-    p.add_argument("--workers", type=int, metavar="N", help="data-loading workers per process")
-    p.add_argument("--seed", type=int, help="run.seed")
+    add_arguments(p, TrainConfig, nested=True, marked_only=True)
     p.add_argument(
         "--nproc",
         type=int,
@@ -74,43 +64,19 @@ def run(args: argparse.Namespace) -> int:
     from anyseg.training.state import config_of_checkpoint, load_training_checkpoint
 
     if args.resume:
-        cfg = config_of_checkpoint(load_training_checkpoint(args.resume))
+        base = config_of_checkpoint(load_training_checkpoint(args.resume))
         if args.config:
             raise InvalidInputError(
                 "--resume continues with the run's own config; pass overrides as flags, not "
                 "--config"
             )
-        if args.init:
-            raise InvalidInputError("--init and --resume cannot be combined")
     elif args.config:
-        cfg = tc.load_config(args.config)
+        base = tc.load_config(args.config)
     else:
         raise InvalidInputError("pass --config FILE (see configs/) or --resume RUN_DIR")
-
-    data: dict[str, Any] = {}
-    run_: dict[str, Any] = {}
-    optim: dict[str, Any] = {}
-    if args.data:
-        data["train"] = args.data
-    if args.val:
-        data["val"] = args.val
-    if args.workers is not None:
-        data["num_workers"] = args.workers
-    if args.out:
-        run_["out_dir"] = args.out
-    if args.init:
-        run_["init_checkpoint"] = args.init
-    if args.steps is not None:
-        run_["steps"] = args.steps
-    if args.device:
-        run_["device"] = args.device
-    if args.bf16:
-        run_["bf16"] = True
-    if args.seed is not None:
-        run_["seed"] = args.seed
-    if args.freeze_image_encoder:
-        optim["freeze_image_encoder"] = True
-    cfg = tc.override(cfg, data=data, run=run_, optim=optim)
+    cfg = from_arguments(TrainConfig, args, base=base)
+    if args.resume and cfg.run.init_checkpoint != base.run.init_checkpoint:
+        raise InvalidInputError("--init and --resume cannot be combined")
     if args.nproc is not None and args.nproc > 1:
         train_multiprocess(cfg, args.nproc, resume=args.resume)
         return 0

@@ -23,6 +23,7 @@ from pycocotools import mask as mask_utils
 from anyseg.data.sa1b import ImageRecord, MaskAnnotation
 from anyseg.errors import InvalidInputError
 from anyseg.io import atomic_write_bytes
+from anyseg.ops.rle import check_rle
 
 _REQUIRED_IMAGE_KEYS = ("id", "file_name", "width", "height")
 _REQUIRED_ANN_KEYS = ("id", "image_id", "segmentation")
@@ -169,11 +170,11 @@ def _annotation(
                 f"{where}: RLE size {list(seg['size'])} does not match image size "
                 f"[h, w] = [{h}, {w}]"
             )
+        try:
+            check_rle(seg)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{where}: {exc}") from None
         if isinstance(seg["counts"], list):
-            if sum(int(c) for c in seg["counts"]) != h * w:
-                raise InvalidInputError(
-                    f"{where}: uncompressed RLE counts do not sum to h*w = {h * w}"
-                )
             rle = mask_utils.frPyObjects(seg, h, w)
         elif isinstance(seg["counts"], str):
             rle = {"size": [h, w], "counts": seg["counts"].encode("ascii")}

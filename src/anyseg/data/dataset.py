@@ -24,9 +24,15 @@ import cv2
 import numpy as np
 import torch
 
-from anyseg.data.sa1b import ImageRecord, MaskAnnotation, find_dataset, read_image_record
+from anyseg.data.sa1b import (
+    DataFile,
+    ImageRecord,
+    find_dataset,
+    read_dataset_image,
+    read_image_record_lenient,
+)
+from anyseg.data.shards import find_shard_dataset
 from anyseg.errors import AnysegError, InvalidInputError
-from anyseg.io import read_image
 from anyseg.ops.rle import decode_rle, rle_area
 from anyseg.ops.transforms import get_preprocess_shape, resize_longest_side
 
@@ -51,8 +57,8 @@ class SkippedItem:
 
 
 class _Entry(NamedTuple):
-    image_path: Path
-    json_path: Path | None  # SA-1B: re-read at draw time; COCO: None (record kept in memory)
+    image_path: DataFile  # a file, or a member of a tar shard
+    json_path: DataFile | None  # SA-1B: re-read at draw time; COCO: None (record kept in memory)
     record: ImageRecord | None
     annotation_ids: tuple[int, ...]  # the usable ones
 
@@ -124,6 +130,46 @@ def collate(samples: Sequence[Sample]) -> Batch:
     )
 
 
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How one training sample is drawn from an image's masks (the training config's
+    ``[data]`` table holds these fields; this is their one home)."""
+
+    # Paper: "up to 64 randomly sampled masks per GPU" (one image per GPU).
+    max_masks_per_image: int = 64
+    # Paper appendix A: discard masks covering more than 90% of the image.
+    max_mask_area_fraction: float = 0.9
+    # Masks smaller than this many pixels after resizing to the model's input are dropped.
+    min_mask_pixels: int = 1
+    # The paper's ViT-H recipe uses no augmentation; a horizontal flip helps small data sets.
+    hflip_prob: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.max_masks_per_image < 1:
+            raise InvalidInputError(
+                f"max_masks_per_image must be >= 1, got {self.max_masks_per_image}"
+            )
+        if not 0 < self.max_mask_area_fraction <= 1:
+            raise InvalidInputError(
+                f"max_mask_area_fraction must be in (0, 1], got {self.max_mask_area_fraction}"
+            )
+        if not 0 <= self.hflip_prob <= 1:
+            raise InvalidInputError(f"hflip_prob must be in [0, 1], got {self.hflip_prob}")
+
+    def without_augmentation(self) -> SamplingConfig:
+        """The same sampling with no flip (what evaluation draws)."""
+        return SamplingConfig(
+            max_masks_per_image=self.max_masks_per_image,
+            max_mask_area_fraction=self.max_mask_area_fraction,
+            min_mask_pixels=self.min_mask_pixels,
+            hflip_prob=0.0,
+        )
+
+
+#: A dataset built without a sampling config draws every mask, unflipped.
+NO_AUGMENTATION = SamplingConfig(hflip_prob=0.0)
+
+
 class SegmentationDataset(torch.utils.data.Dataset[Sample]):
     """Map-style dataset of :class:`Sample` (see the module docstring).
 
@@ -132,13 +178,12 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
     draw of the same image for every ``draw_key``).
 
     Args:
-        source: SA-1B folder or COCO instances ``.json``.
+        source: SA-1B folder (or tar shards of one, see :func:`~anyseg.data.sa1b.find_dataset`)
+            or COCO instances ``.json``.
         img_size: the model's square input side S.
         pixel_mean, pixel_std: the model's normalization (0..255 scale), RGB.
-        max_masks: masks sampled per image (without replacement; all when fewer).
-        hflip_prob: probability of a horizontal flip (0 for evaluation).
-        max_mask_area_fraction: drop masks covering more of the image than this.
-        min_mask_pixels: drop masks smaller than this after resizing to the input frame.
+        sampling: how masks are drawn (how many, which are dropped, the flip probability);
+            default :data:`NO_AUGMENTATION`.
         seed: base seed of every draw.
         data_format: "auto" (a .json file is COCO, a folder SA-1B), "sa1b" or "coco".
         coco_images: folder of a COCO file's images (default: the JSON's folder, or its
@@ -152,26 +197,18 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
         img_size: int,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
-        max_masks: int = 64,
-        hflip_prob: float = 0.0,
-        max_mask_area_fraction: float = 0.9,
-        min_mask_pixels: int = 1,
+        sampling: SamplingConfig = NO_AUGMENTATION,
         seed: int = 0,
         data_format: str = "auto",
         coco_images: str | Path | None = None,
         max_images: int = 0,
     ) -> None:
-        if img_size <= 0 or max_masks <= 0:
-            raise InvalidInputError(
-                f"img_size and max_masks must be positive, got {img_size}, {max_masks}"
-            )
+        if img_size <= 0:
+            raise InvalidInputError(f"img_size must be positive, got {img_size}")
         self.img_size = img_size
         self.mean = np.asarray(pixel_mean, dtype=np.float32)
         self.std = np.asarray(pixel_std, dtype=np.float32)
-        self.max_masks = max_masks
-        self.hflip_prob = hflip_prob
-        self.max_mask_area_fraction = max_mask_area_fraction
-        self.min_mask_pixels = min_mask_pixels
+        self.sampling = sampling
         self.seed = seed
         self.skipped: list[SkippedItem] = []
         source = Path(source)
@@ -201,13 +238,13 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
             area = rle_area(ann.segmentation)
             if area == 0:
                 self.skipped.append(SkippedItem(file, ann.id, "empty mask"))
-            elif area > self.max_mask_area_fraction * image_area:
+            elif area > self.sampling.max_mask_area_fraction * image_area:
                 self.skipped.append(
                     SkippedItem(
                         file,
                         ann.id,
                         f"mask covers {area / image_area:.0%} of the image "
-                        f"(> max_mask_area_fraction {self.max_mask_area_fraction})",
+                        f"(> max_mask_area_fraction {self.sampling.max_mask_area_fraction})",
                     )
                 )
             else:
@@ -220,13 +257,14 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
         paired = {j for _, j in pairs}
         # Annotation files without an image (find_dataset pairs only what exists); in the flat
         # layout a JSON without a same-stem image of its own (e.g. dataset.json) is not a record.
-        orphans = sorted((root / "annotations").glob("*.json"))
+        orphans: list[DataFile] = [*sorted((root / "annotations").glob("*.json"))]
         if not (root / "annotations").is_dir():
             orphans = [
                 j
                 for j in sorted(root.glob("*.json"))
                 if j.name != "dataset.json" and j.stem.startswith("sa_")
             ]
+        orphans += find_shard_dataset(root).orphans
         for json_path in orphans:
             if json_path not in paired:
                 self.skipped.append(SkippedItem(str(json_path), None, "image file not found"))
@@ -241,43 +279,17 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
             entries.append(_Entry(image_path, json_path, None, ids))
         return entries
 
-    def _read_sa1b(self, json_path: Path, report: bool = True) -> ImageRecord | None:
+    def _read_sa1b(self, json_path: DataFile, report: bool = True) -> ImageRecord | None:
         """Read a record; on a bad annotation keep the good ones (each bad one reported)."""
         try:
-            return read_image_record(json_path)
-        except OSError as exc:
-            if report:
-                self.skipped.append(SkippedItem(str(json_path), None, f"unreadable: {exc}"))
-            return None
-        except AnysegError:
-            pass
-        # Something in the file is invalid: parse annotation by annotation.
-        try:
-            data = json.loads(json_path.read_text(encoding="utf-8"))
-            image_info = data["image"]
-            base = ImageRecord.from_json_dict(
-                {"image": image_info, "annotations": []}, str(json_path)
-            )
-        except (ValueError, KeyError, TypeError, OSError) as exc:
+            record, bad = read_image_record_lenient(json_path)
+        except (AnysegError, ValueError, KeyError, TypeError, OSError) as exc:
             if report:
                 self.skipped.append(SkippedItem(str(json_path), None, f"invalid record: {exc}"))
             return None
-        good: list[MaskAnnotation] = []
-        for ann in data.get("annotations") or []:
-            try:
-                one = ImageRecord.from_json_dict(
-                    {"image": image_info, "annotations": [ann]}, str(json_path)
-                )
-                good.extend(one.annotations)
-            except (ValueError, TypeError) as exc:
-                if report:
-                    ann_id = ann.get("id") if isinstance(ann, dict) else None
-                    self.skipped.append(
-                        SkippedItem(
-                            str(json_path), ann_id if isinstance(ann_id, int) else None, str(exc)
-                        )
-                    )
-        return ImageRecord(base.image_id, base.file_name, base.width, base.height, tuple(good))
+        if report:
+            self.skipped.extend(SkippedItem(str(json_path), i, reason) for i, reason in bad)
+        return record
 
     def _index_coco(self, json_path: Path, images_dir: str | Path | None) -> list[_Entry]:
         from anyseg.data.coco import coco_to_records
@@ -354,7 +366,7 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def image_path(self, index: int) -> Path:
+    def image_path(self, index: int) -> DataFile:
         return self._entries[index].image_path
 
     def __getitem__(self, key: int | tuple[int, int]) -> Sample:
@@ -369,7 +381,7 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
         if record is None:
             return empty
         try:
-            image = read_image(entry.image_path)
+            image = read_dataset_image(entry.image_path)
         except (OSError, AnysegError) as exc:
             log.warning("skipped %s: %s", entry.image_path, exc)
             return empty
@@ -385,8 +397,8 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
             return empty
         usable = set(entry.annotation_ids)
         anns = [a for a in record.annotations if a.id in usable]
-        chosen = rng.permutation(len(anns))[: self.max_masks]
-        flip = bool(rng.random() < self.hflip_prob)
+        chosen = rng.permutation(len(anns))[: self.sampling.max_masks_per_image]
+        flip = bool(rng.random() < self.sampling.hflip_prob)
         prompt_seed = int(rng.integers(0, 2**62))
 
         h, w = get_preprocess_shape(record.height, record.width, s)
@@ -397,7 +409,7 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
             full = decode_rle(anns[i].segmentation).astype(np.uint8)
             interp = cv2.INTER_AREA if h < record.height else cv2.INTER_LINEAR
             small = cv2.resize(full * 255, (w, h), interpolation=interp) >= 128
-            if int(small.sum()) >= self.min_mask_pixels:
+            if int(small.sum()) >= self.sampling.min_mask_pixels:
                 masks[j, :h, :w] = small
                 keep.append(j)
         masks = masks[keep]

@@ -16,7 +16,10 @@ saying what the mask shows; ``anyseg synth`` writes :class:`anyseg.data.attribut
 there). Readers accept records without them.
 
 Two folder layouts are accepted by :func:`find_dataset`: anyseg's ``<root>/images/<stem>.<ext>``
-+ ``<root>/annotations/<stem>.json`` and SA-1B's flat ``<root>/sa_1.jpg`` beside ``sa_1.json``.
++ ``<root>/annotations/<stem>.json`` and SA-1B's flat ``<root>/sa_1.jpg`` beside ``sa_1.json``;
+and SA-1B's tar shards (``<root>/sa_000000.tar``, ... or one ``.tar``), read in place
+(:mod:`anyseg.data.shards`). A file of a dataset is therefore a :data:`DataFile`: a path, or a
+member of a shard; :func:`read_image_record` and :func:`read_dataset_image` read either.
 """
 
 from __future__ import annotations
@@ -24,16 +27,20 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from anyseg.data.shards import ShardMember, find_shard_dataset, shard_files
 from anyseg.errors import InvalidInputError
-from anyseg.io import IMAGE_SUFFIXES, atomic_write_text, to_json
-from anyseg.ops.rle import decode_rle, encode_mask
+from anyseg.io import IMAGE_SUFFIXES, atomic_write_text, read_image, to_json
+from anyseg.ops.rle import check_rle, decode_rle, encode_mask
+
+#: A file of a dataset: a path, or a member of a tar shard.
+DataFile = Path | ShardMember
 
 LEVELS: tuple[str, ...] = ("whole", "part", "subpart")
 _REQUIRED_IMAGE_KEYS = ("image_id", "file_name", "width", "height")
@@ -149,21 +156,60 @@ class ImageRecord:
         return _parse_record(data, source)
 
 
-def read_image_record(json_path: str | os.PathLike[str]) -> ImageRecord:
-    """Read and validate one SA-1B per-image JSON file.
+def read_image_record(json_path: str | os.PathLike[str] | ShardMember) -> ImageRecord:
+    """Read and validate one SA-1B per-image JSON file (or JSON member of a shard).
 
     Raises:
         InvalidInputError: the file is not JSON or not a valid record (the message names the file
             and, where relevant, the annotation id).
         OSError: the file cannot be read.
     """
-    path = Path(json_path)
+    path = json_path if isinstance(json_path, ShardMember) else Path(json_path)
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{path}: not valid JSON ({exc})") from exc
     return _parse_record(data, str(path))
+
+
+def read_image_record_lenient(
+    json_path: str | os.PathLike[str] | ShardMember,
+) -> tuple[ImageRecord, tuple[tuple[int | None, str], ...]]:
+    """Read a per-image SA-1B JSON file, keeping its valid annotations.
+
+    A bad annotation (an RLE that does not cover the image exactly, a missing key, a wrong type)
+    is left out and reported instead of failing the whole record, so one bad mask costs one
+    mask. Readers for training and evaluation use this.
+
+    Returns:
+        (the record with its valid annotations, (annotation id or None, reason) per skipped one).
+
+    Raises:
+        InvalidInputError: the file is not JSON, or its ``image`` part is invalid.
+        OSError: the file cannot be read.
+    """
+    path = json_path if isinstance(json_path, ShardMember) else Path(json_path)
+    try:
+        return read_image_record(path), ()
+    except InvalidInputError as exc:
+        first = exc
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise first from None
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise first
+    base = _parse_record({"image": data["image"], "annotations": []}, str(path))
+    good: list[MaskAnnotation] = []
+    skipped: list[tuple[int | None, str]] = []
+    for k, ann in enumerate(data["annotations"]):
+        try:
+            good.append(_parse_annotation(ann, k, base.size_hw, str(path)))
+        except (InvalidInputError, TypeError) as exc:
+            ann_id = ann.get("id") if isinstance(ann, dict) else None
+            skipped.append((ann_id if isinstance(ann_id, int) else None, str(exc)))
+    return replace(base, annotations=tuple(good)), tuple(skipped)
 
 
 def write_image_record(json_path: str | os.PathLike[str], record: ImageRecord) -> None:
@@ -255,30 +301,44 @@ def record_from_masks(
     )
 
 
-def find_dataset(root: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
-    """List the (image, json) pairs of a dataset folder, sorted by image path.
+def find_dataset(root: str | os.PathLike[str]) -> list[tuple[DataFile, DataFile]]:
+    """List the (image, json) pairs of a dataset folder: files sorted by image path, then the
+    members of its tar shards in shard order.
 
-    Accepts ``<root>/images/<stem>.<png|jpg|jpeg>`` with ``<root>/annotations/<stem>.json``, and the
-    SA-1B flat layout ``<root>/<stem>.jpg`` beside ``<root>/<stem>.json``. Images without a JSON
-    (and JSON without an image) are skipped.
+    Accepts ``<root>/images/<stem>.<png|jpg|jpeg>`` with ``<root>/annotations/<stem>.json``, the
+    SA-1B flat layout ``<root>/<stem>.jpg`` beside ``<root>/<stem>.json``, and SA-1B tar shards
+    ``<root>/*.tar`` holding ``<stem>.jpg`` beside ``<stem>.json`` (``root`` may also be one
+    ``.tar``). Images without a JSON (and JSON without an image) are skipped.
 
     Raises:
-        InvalidInputError: ``root`` is not a folder or holds no image/JSON pair.
+        InvalidInputError: ``root`` is not a folder or a shard, holds no image/JSON pair, or
+            holds a shard that is not an uncompressed tar.
     """
     root_path = Path(root)
-    if not root_path.is_dir():
+    if not root_path.is_dir() and not shard_files(root_path):
         raise InvalidInputError(f"dataset folder {root_path} does not exist or is not a folder")
     pairs: list[tuple[Path, Path]] = []
-    images_dir, ann_dir = root_path / "images", root_path / "annotations"
-    if images_dir.is_dir() and ann_dir.is_dir():
-        pairs += _pairs_in(images_dir, ann_dir)
-    pairs += _pairs_in(root_path, root_path)
-    if not pairs:
+    if root_path.is_dir():
+        images_dir, ann_dir = root_path / "images", root_path / "annotations"
+        if images_dir.is_dir() and ann_dir.is_dir():
+            pairs += _pairs_in(images_dir, ann_dir)
+        pairs += _pairs_in(root_path, root_path)
+    found: list[tuple[DataFile, DataFile]] = [*sorted(pairs)]
+    found += find_shard_dataset(root_path).pairs
+    if not found:
         raise InvalidInputError(
             f"no dataset found in {root_path}: expected images/<stem>.png|jpg with "
-            "annotations/<stem>.json, or <stem>.jpg beside <stem>.json"
+            "annotations/<stem>.json, <stem>.jpg beside <stem>.json, or sa_*.tar shards of them"
         )
-    return sorted(pairs)
+    return found
+
+
+def read_dataset_image(file: DataFile, *, max_pixels: int | None = None) -> np.ndarray:
+    """The image a dataset names, from a file or a shard, as RGB uint8 (H, W, 3)
+    (:func:`anyseg.io.read_image`'s policy either way)."""
+    if isinstance(file, ShardMember):
+        return file.read_image(max_pixels=max_pixels)
+    return read_image(file, max_pixels=max_pixels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +426,10 @@ def _parse_annotation(
         counts = encode_mask(decode_rle({"size": list(rle_hw), "counts": counts}))["counts"]
     elif not isinstance(counts, str):
         raise InvalidInputError(f"{where}: RLE counts must be a string or a list of ints")
+    try:
+        check_rle({"size": list(rle_hw), "counts": counts})
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{where}: {exc}") from None
     try:
         return MaskAnnotation(
             id=int(ann["id"]),

@@ -2,8 +2,9 @@
 
 A ground-truth mask is recalled at threshold t when some generated mask has IoU >= t with it
 (IoU on COCO RLEs via pycocotools). The generator is ``anyseg.automatic``'s
-``SamAutomaticMaskGenerator`` with the config's ``amg_*`` settings, or any object with a
-``generate(image) -> [{"segmentation": COCO RLE | bool (H, W)}, ...]`` method.
+``SamAutomaticMaskGenerator`` with the config's ``amg`` settings, or any object whose
+``generate_records(image)`` returns records with a ``coco_rle()`` (as
+:class:`anyseg.automatic.MaskRecord` has).
 """
 
 from __future__ import annotations
@@ -13,38 +14,21 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from anyseg.errors import InvalidInputError
+from anyseg.automatic import MaskRecord, SamAutomaticMaskGenerator
 from anyseg.evaluation import metrics
 from anyseg.evaluation.config import EvalConfig
 from anyseg.evaluation.report import AmgSummary, MaskResult
-from anyseg.ops.rle import encode_mask
 
 
 class MaskGenerator(Protocol):
-    """What the ``amg`` protocol needs: records with a ``segmentation`` (COCO RLE or bool mask)."""
+    """What the ``amg`` protocol needs of an automatic generator: typed records."""
 
-    def generate(self, image: np.ndarray) -> list[dict[str, Any]]: ...
+    def generate_records(self, image: np.ndarray) -> Sequence[MaskRecord]: ...
 
 
-def build_mask_generator(model: Any, config: EvalConfig) -> MaskGenerator:
-    """The automatic generator for the ``amg`` protocol, with the config's ``amg_*`` settings.
-
-    Raises:
-        ImportError: ``anyseg.automatic`` is not part of this build.
-    """
-    from anyseg.automatic import SamAutomaticMaskGenerator  # type: ignore[attr-defined]
-
-    generator: MaskGenerator = SamAutomaticMaskGenerator(
-        model,
-        points_per_side=config.amg_points_per_side,
-        points_per_batch=config.amg_points_per_batch,
-        pred_iou_thresh=config.amg_pred_iou_thresh,
-        stability_score_thresh=config.amg_stability_score_thresh,
-        box_nms_thresh=config.amg_box_nms_thresh,
-        crop_n_layers=config.amg_crop_n_layers,
-        output_mode="coco_rle",
-    )
-    return generator
+def build_mask_generator(model: Any, config: EvalConfig) -> SamAutomaticMaskGenerator:
+    """The automatic generator for the ``amg`` protocol, with the config's ``amg`` settings."""
+    return SamAutomaticMaskGenerator(model, config=config.amg)
 
 
 def default_mask_generator(
@@ -54,10 +38,7 @@ def default_mask_generator(
     model = getattr(predictor, "model", None)
     if model is None:
         return None, "amg skipped: the predictor has no model to build an automatic generator from"
-    try:
-        return build_mask_generator(model, config), None
-    except ImportError:
-        return None, "amg skipped: automatic mask generation (anyseg.automatic) is not available"
+    return build_mask_generator(model, config), None
 
 
 def best_generated_ious(
@@ -73,18 +54,7 @@ def best_generated_ious(
     Returns:
         (best IoU of a generated mask for each ground-truth mask (N,), number generated).
     """
-    generated = generator.generate(image)
-    pred_rles = []
-    for k, rec in enumerate(generated):
-        seg = rec.get("segmentation") if isinstance(rec, dict) else None
-        if isinstance(seg, dict):
-            pred_rles.append(seg)
-        elif isinstance(seg, np.ndarray) and seg.ndim == 2:
-            pred_rles.append(encode_mask(seg))
-        else:
-            raise InvalidInputError(
-                f"automatic generator record #{k} has no 'segmentation' (COCO RLE or (H, W) mask)"
-            )
+    pred_rles = [record.coco_rle() for record in generator.generate_records(image)]
     ious = metrics.rle_iou_matrix(gt_rles, pred_rles)
     return metrics.best_match_iou(ious), len(pred_rles)
 

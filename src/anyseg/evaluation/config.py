@@ -1,18 +1,36 @@
-"""Configuration of an evaluation run (shared by the library, ``anyseg eval`` and config files)."""
+"""Configuration of an evaluation run (shared by the library, ``anyseg eval`` and config files).
+
+The automatic generator's settings are an :class:`AmgConfig` inside (``config.amg``), never a
+copy of its fields; the flags of ``anyseg eval`` come from the field metadata, with ``--amg-``
+in front of the generator's.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from anyseg.automatic.config import AmgConfig
 from anyseg.errors import InvalidInputError
+from anyseg.settings import from_mapping, opt, to_mapping
 
 #: Protocols ``evaluate`` knows, in report order.
 PROTOCOLS: tuple[str, ...] = ("point", "box", "interactive", "amg")
 DEFAULT_PROTOCOLS: tuple[str, ...] = ("point", "box", "interactive")
 
 FirstPoint = Literal["center", "random"]
+
+# Keys of reports written before the generator's settings were composed (``amg_*`` beside the
+# others): they still load.
+_LEGACY_AMG_KEYS = (
+    "points_per_side",
+    "points_per_batch",
+    "pred_iou_thresh",
+    "stability_score_thresh",
+    "box_nms_thresh",
+    "crop_n_layers",
+)
 
 
 @dataclass(frozen=True)
@@ -39,32 +57,53 @@ class EvalConfig:
         feed_mask_input: clicks 2+ also pass the previous low-resolution logits as ``mask_input``
             (as SAM's interactive training and demo do).
         recall_thresholds: IoU thresholds of the ``amg`` recall.
-        amg_points_per_side: point grid of automatic generation (the paper's 32).
-        amg_points_per_batch: points decoded per batch (memory only; results do not depend on it).
-        amg_pred_iou_thresh: automatic generation's predicted-IoU filter.
-        amg_stability_score_thresh: automatic generation's stability filter.
-        amg_box_nms_thresh: automatic generation's box NMS IoU threshold.
-        amg_crop_n_layers: automatic generation's crop layers (0: whole image only).
+        amg: the automatic generator's settings for the ``amg`` protocol (the paper's: a
+            32x32 grid, predicted IoU > 0.88, stability >= 0.95, NMS at 0.7).
         num_samples: masks drawn in ``samples.png`` (the first ones evaluated).
     """
 
-    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
-    max_images: int | None = None
-    max_masks_per_image: int | None = None
-    min_mask_area: int = 1
-    seed: int = 0
-    num_points: int = 9
-    first_point: FirstPoint = "center"
-    first_point_multimask: bool = True
-    feed_mask_input: bool = True
-    recall_thresholds: tuple[float, ...] = (0.5, 0.75)
-    amg_points_per_side: int = 32
-    amg_points_per_batch: int = 64
-    amg_pred_iou_thresh: float = 0.88
-    amg_stability_score_thresh: float = 0.95
-    amg_box_nms_thresh: float = 0.7
-    amg_crop_n_layers: int = 0
-    num_samples: int = 6
+    protocols: tuple[str, ...] = field(
+        default=DEFAULT_PROTOCOLS,
+        metadata=opt("comma-separated subset of point,box,interactive,amg", metavar="LIST"),
+    )
+    max_images: int | None = field(default=None, metadata=opt("first N images only"))
+    max_masks_per_image: int | None = field(
+        default=None, metadata=opt("seeded random subset of N masks per image")
+    )
+    min_mask_area: int = field(default=1, metadata=opt("skip smaller masks", metavar="PX"))
+    seed: int = field(
+        default=0, metadata=opt("seed of mask subsets and random first points", metavar="S")
+    )
+    num_points: int = field(
+        default=9, metadata=opt("clicks of the interactive curve", flag="--points")
+    )
+    first_point: FirstPoint = field(
+        default="center",
+        metadata=opt("first click at the mask centre or at a random mask pixel"),
+    )
+    first_point_multimask: bool = field(
+        default=True,
+        metadata=opt(
+            "interactive click 1 uses the single-mask output instead of the most confident of 3",
+            flag="--single-first-click",
+            const=False,
+        ),
+    )
+    feed_mask_input: bool = field(
+        default=True,
+        metadata=opt(
+            "interactive clicks 2+ do not pass the previous low-res logits as mask_input",
+            flag="--no-mask-feedback",
+            const=False,
+        ),
+    )
+    recall_thresholds: tuple[float, ...] = field(
+        default=(0.5, 0.75), metadata=opt("IoU thresholds of the amg recall", metavar="T,T")
+    )
+    amg: AmgConfig = field(default_factory=AmgConfig, metadata={"prefix": "amg-"})
+    num_samples: int = field(
+        default=6, metadata=opt("masks drawn in samples.png", flag="--samples")
+    )
 
     def __post_init__(self) -> None:
         protocols = tuple(self.protocols)
@@ -89,40 +128,38 @@ class EvalConfig:
         _check_int(self.seed, "seed", 0)
         _check_int(self.num_points, "num_points", 1)
         _check_int(self.num_samples, "num_samples", 0)
-        _check_int(self.amg_points_per_side, "amg_points_per_side", 1)
-        _check_int(self.amg_points_per_batch, "amg_points_per_batch", 1)
-        _check_int(self.amg_crop_n_layers, "amg_crop_n_layers", 0)
         if self.first_point not in ("center", "random"):
             raise InvalidInputError(
                 f"first_point must be 'center' or 'random', got {self.first_point!r}"
             )
-        for name in ("amg_pred_iou_thresh", "amg_stability_score_thresh", "amg_box_nms_thresh"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise InvalidInputError(f"{name} must be a number in [0, 1], got {value!r}")
+        if not isinstance(self.amg, AmgConfig):
+            raise InvalidInputError(f"amg must be an AmgConfig, got {type(self.amg).__name__}")
         if not self.recall_thresholds or any(not 0.0 <= t <= 1.0 for t in self.recall_thresholds):
             raise InvalidInputError(
                 f"recall_thresholds must be IoUs in [0, 1], got {list(self.recall_thresholds)}"
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """JSON-ready dict (tuples become lists, the generator's settings a nested table)."""
+        data = to_mapping(self)
+        data["amg"].pop("point_grids", None)  # arrays are not part of a report's config
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvalConfig:
-        """Build from a dict (a report's ``config``, a YAML file); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidInputError(
-                f"unknown evaluation option(s) {unknown}; known: {sorted(known)}"
-            )
+        """Build from a dict (a report's ``config``, a YAML file); unknown keys are an error.
+
+        Reports written by earlier versions, with the generator's settings as ``amg_*`` keys
+        beside the others, load too.
+        """
         values = dict(data)
-        for key in ("protocols", "recall_thresholds"):
-            if key in values and values[key] is not None:
-                values[key] = tuple(values[key])
-        return cls(**values)
+        amg = dict(values.pop("amg", None) or {})
+        for key in _LEGACY_AMG_KEYS:
+            if f"amg_{key}" in values:
+                amg[key] = values.pop(f"amg_{key}")
+        if amg:
+            values["amg"] = amg
+        return from_mapping(cls, values, source="evaluation config")
 
 
 def _check_int(value: Any, name: str, minimum: int) -> None:

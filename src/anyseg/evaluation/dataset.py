@@ -15,23 +15,22 @@ from typing import Literal
 
 import numpy as np
 
-from anyseg.data.sa1b import ImageRecord, read_image_record
+from anyseg.data.sa1b import DataFile, ImageRecord, read_dataset_image, read_image_record_lenient
 from anyseg.errors import InvalidInputError
-from anyseg.io import read_image
 
 DatasetFormat = Literal["sa1b", "coco"]
 
 
 @dataclass(frozen=True)
 class EvalImage:
-    """One image to evaluate: its file and its ground-truth masks."""
+    """One image to evaluate: its file (or member of a tar shard) and its ground-truth masks."""
 
-    image_path: Path
+    image_path: DataFile
     record: ImageRecord
 
     def load_image(self) -> np.ndarray:
         """The image as RGB uint8 (H, W, 3); its size must match the record's."""
-        image = read_image(self.image_path)
+        image = read_dataset_image(self.image_path)
         if image.shape[:2] != self.record.size_hw:
             raise InvalidInputError(
                 f"{self.image_path}: image is {image.shape[1]}x{image.shape[0]} (WxH) but its "
@@ -51,6 +50,7 @@ class EvalDataset:
         num_images_total: images in the whole dataset.
         images_dir: the images folder (COCO), else None.
         num_crowd_skipped: COCO crowd annotations left out (evaluated images only).
+        skipped: invalid annotations left out, one line each naming the file and the id.
     """
 
     path: Path
@@ -59,19 +59,26 @@ class EvalDataset:
     num_images_total: int
     images_dir: Path | None = None
     num_crowd_skipped: int = 0
+    skipped: tuple[str, ...] = ()
 
 
 def open_sa1b(root: str | os.PathLike[str], max_images: int | None = None) -> EvalDataset:
-    """Open a SA-1B-format folder (anyseg's ``images/`` + ``annotations/`` or SA-1B's flat layout).
+    """Open a SA-1B-format folder (anyseg's ``images/`` + ``annotations/``, SA-1B's flat layout,
+    or SA-1B's tar shards).
 
-    Only the first ``max_images`` records (sorted by image path) are read.
+    Only the first ``max_images`` records (sorted by image path) are read. An invalid annotation
+    is left out and named in ``skipped`` (the report lists it), never silently evaluated.
     """
     from anyseg.data.sa1b import find_dataset
 
     pairs = find_dataset(root)
     chosen = pairs if max_images is None else pairs[:max_images]
-    images = tuple(EvalImage(img, read_image_record(js)) for img, js in chosen)
-    return EvalDataset(Path(root), "sa1b", images, len(pairs))
+    images, skipped = [], []
+    for img, js in chosen:
+        record, bad = read_image_record_lenient(js)
+        images.append(EvalImage(img, record))
+        skipped += [f"{js}: annotation {ann_id}: skipped: {reason}" for ann_id, reason in bad]
+    return EvalDataset(Path(root), "sa1b", tuple(images), len(pairs), skipped=tuple(skipped))
 
 
 def open_coco(

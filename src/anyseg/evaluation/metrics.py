@@ -1,4 +1,5 @@
-"""Pure metric functions of the evaluation protocols: mask IoU and recall of ground-truth masks.
+"""Pure metric functions of the evaluation protocols: mask IoU, recall of ground-truth masks, and
+the calibration of the model's IoU predictions.
 
 All masks are boolean arrays in image pixels. IoU of two empty masks is defined as 1.0 (nothing to
 find, nothing found); the protocols never score an empty ground-truth mask, so this only matters
@@ -146,6 +147,51 @@ def histogram(values: Sequence[float] | np.ndarray, bins: int = 10) -> list[int]
         raise InvalidInputError("histogram expects values in [0, 1]")
     index = np.minimum(np.floor(arr * bins).astype(np.int64), bins - 1)
     return [int(c) for c in np.bincount(index, minlength=bins)]
+
+
+def calibration_error(
+    predicted: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray
+) -> tuple[float, float]:
+    """How well predicted IoUs match the real ones: (mean |predicted - actual|, Pearson r).
+
+    A calibrated IoU head has a small error (the automatic generator's thresholds then mean
+    what they say); the correlation says whether it at least ranks masks right. NaN for no
+    pairs; r is NaN when either side is constant (fewer than 2 pairs included).
+    """
+    p = np.asarray(predicted, dtype=np.float64).reshape(-1)
+    a = np.asarray(actual, dtype=np.float64).reshape(-1)
+    if p.shape != a.shape:
+        raise InvalidInputError(f"predicted and actual differ in length: {p.size} vs {a.size}")
+    if p.size == 0:
+        return float("nan"), float("nan")
+    mae = float(np.abs(p - a).mean())
+    if p.size < 2 or p.std() == 0 or a.std() == 0:
+        return mae, float("nan")
+    return mae, float(np.corrcoef(p, a)[0, 1])
+
+
+def reliability_bins(
+    predicted: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray, bins: int = 10
+) -> list[tuple[float, float, int, float, float]]:
+    """The reliability diagram: predictions in ``bins`` equal bins over [0, 1] (values outside are
+    clipped into the end bins); per bin (low, high, count, mean predicted, mean actual)."""
+    p = np.asarray(predicted, dtype=np.float64).reshape(-1)
+    a = np.asarray(actual, dtype=np.float64).reshape(-1)
+    index = np.clip((p * bins).astype(np.int64), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        sel = index == b
+        n = int(sel.sum())
+        out.append(
+            (
+                b / bins,
+                (b + 1) / bins,
+                n,
+                float(p[sel].mean()) if n else float("nan"),
+                float(a[sel].mean()) if n else float("nan"),
+            )
+        )
+    return out
 
 
 def _rle_bytes(rle: dict[str, Any]) -> dict[str, Any]:

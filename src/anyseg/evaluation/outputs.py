@@ -7,7 +7,12 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from anyseg.evaluation.plots import plot_interactive_curve, plot_iou_histograms, plot_samples
+from anyseg.evaluation.plots import (
+    plot_calibration,
+    plot_interactive_curve,
+    plot_iou_histograms,
+    plot_samples,
+)
 from anyseg.evaluation.report import write_report
 from anyseg.evaluation.runner import EvalResult
 
@@ -16,12 +21,14 @@ PER_MASK_NAME = "per_mask.jsonl"
 CURVE_NAME = "interactive_curve.png"
 HIST_NAME = "iou_hist.png"
 SAMPLES_NAME = "samples.png"
+CALIBRATION_NAME = "calibration.png"
 
 
 def write_outputs(result: EvalResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write ``report.json``, ``per_mask.jsonl`` (one JSON object per evaluated mask) and the PNGs
-    (``interactive_curve.png`` when the interactive protocol ran, ``iou_hist.png``, and
-    ``samples.png`` when samples were kept) into ``out_dir`` (created if needed).
+    (``interactive_curve.png`` when the interactive protocol ran, ``iou_hist.png``,
+    ``calibration.png`` when the model predicted IoUs, and ``samples.png`` when samples were
+    kept) into ``out_dir`` (created if needed).
 
     Returns:
         {file name: path written}.
@@ -43,6 +50,9 @@ def write_outputs(result: EvalResult, out_dir: str | os.PathLike[str]) -> dict[s
     ):
         plot_iou_histograms(result.masks, out / HIST_NAME)
         written[HIST_NAME] = out / HIST_NAME
+    if result.report.calibration is not None:
+        plot_calibration(result.masks, result.report, out / CALIBRATION_NAME)
+        written[CALIBRATION_NAME] = out / CALIBRATION_NAME
     if result.samples and any(
         s.point_mask is not None or s.box_mask is not None or s.interactive_mask is not None
         for s in result.samples

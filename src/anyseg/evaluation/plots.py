@@ -1,4 +1,5 @@
-"""Plots of an evaluation: the interactive curve, IoU histograms, and a grid of samples (PNG).
+"""Plots of an evaluation: the interactive curve, IoU histograms, the IoU head's reliability
+diagram, and a grid of samples (PNG).
 
 Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot global state, no
 display needed) and written atomically.
@@ -59,6 +60,45 @@ def plot_interactive_curve(report: EvalReport, path: str | os.PathLike[str]) -> 
     ax.set_title(
         f"{report.dataset.num_masks} masks, {report.dataset.num_images} images", fontsize=9
     )
+    _save(fig, path)
+
+
+def plot_calibration(
+    results: Sequence[MaskResult], report: EvalReport, path: str | os.PathLike[str]
+) -> None:
+    """Reliability diagram of the IoU head: predicted against actual IoU of every prediction
+    (points, per protocol), the per-bin means, and the diagonal of perfect calibration.
+
+    Raises:
+        ValueError: no prediction carried an IoU estimate.
+    """
+    if report.calibration is None:
+        raise ValueError("no IoU predictions to plot (no prompt protocol was run)")
+    fig = _figure((5.2, 4.6))
+    ax = fig.add_subplot(1, 1, 1)
+    colors = {"point": "tab:blue", "point_single": "tab:purple", "box": "tab:green"}
+    for name in report.calibration.by_protocol:
+        pairs = [(p, a) for r in results for n, p, a in r.iou_predictions if n == name]
+        if pairs:
+            pred, actual = np.asarray(pairs, dtype=np.float64).T
+            ax.scatter(pred, actual, s=4, alpha=0.25, color=colors.get(name, "tab:orange"),
+                       label=name)  # fmt: skip
+    bins = [(p, a) for _, _, n, p, a in report.calibration.bins if n]
+    if bins:
+        mp, ma = np.asarray(bins).T
+        ax.plot(mp, ma, marker="s", color="black", lw=1.5, label="mean per bin")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
+    c = report.calibration
+    ax.set_title(
+        f"IoU head: mean |pred - actual| {c.mae:.3f}, r {c.pearson:.2f} ({c.count} predictions)",
+        fontsize=9,
+    )
+    ax.set_xlabel("predicted IoU")
+    ax.set_ylabel("actual IoU")
+    ax.set_xlim(min(0.0, float(np.nanmin([b[3] for b in c.bins if b[2]] or [0]))), 1.05)
+    ax.set_ylim(0.0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=7, markerscale=3)
     _save(fig, path)
 
 

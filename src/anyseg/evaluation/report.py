@@ -36,6 +36,9 @@ class MaskResult:
         interactive: IoU after 1, 2, ..., num_points clicks.
         amg_best_iou: IoU of the best automatically generated mask for this ground truth.
         level: ``"whole"``, ``"part"`` or ``"subpart"`` when the dataset records it, else None.
+        iou_predictions: (protocol, predicted IoU, actual IoU) of every prediction the model
+            scored itself: the 3 candidates of the point protocol ("point"), its single output
+            ("point_single"), the box ("box") and every click ("interactive").
     """
 
     image_id: int
@@ -48,6 +51,7 @@ class MaskResult:
     interactive: tuple[float, ...] | None = None
     amg_best_iou: float | None = None
     level: str | None = None
+    iou_predictions: tuple[tuple[str, float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,35 @@ class AmgSummary:
     mean_best_iou: float
     num_gt: int
     num_generated: int
+
+
+@dataclass(frozen=True)
+class CalibrationSummary:
+    """How well the IoU head's predictions match the real IoUs of its masks.
+
+    Attributes:
+        mae: mean |predicted IoU - actual IoU|.
+        pearson: correlation of predicted and actual IoU (NaN when either is constant).
+        count: predictions scored.
+        bins: the reliability diagram, (low, high, count, mean predicted, mean actual) per
+            bin of predicted IoU.
+    """
+
+    mae: float
+    pearson: float
+    count: int
+    bins: tuple[tuple[float, float, int, float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibration over all of a run's IoU predictions, and per protocol."""
+
+    mae: float
+    pearson: float
+    count: int
+    by_protocol: dict[str, CalibrationSummary]
+    bins: tuple[tuple[float, float, int, float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +189,7 @@ class EvalReport:
     interactive_curve: tuple[float, ...] | None
     amg: AmgSummary | None
     timing: Timing
+    calibration: Calibration | None = None
     breakdown: dict[str, dict[str, GroupSummary]] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
@@ -193,6 +227,7 @@ class EvalReport:
             if amg is None
             else AmgSummary(**{**amg, "mean_best_iou": _nan(amg["mean_best_iou"])}),
             timing=Timing(**data["timing"]),
+            calibration=_calibration(data.get("calibration")),
             breakdown={
                 kind: {
                     name: GroupSummary(int(g["count"]), {k: _nan(v) for k, v in g["miou"].items()})
@@ -263,6 +298,14 @@ def format_table(report: EvalReport) -> str:
             f"automatic generation recall {recall} (mean best IoU {_fmt(report.amg.mean_best_iou)},"
             f" {report.amg.num_generated} masks generated)"
         )
+    if report.calibration is not None:
+        c = report.calibration
+        per = ", ".join(f"{name} {_fmt(s.mae)}" for name, s in c.by_protocol.items() if s.count)
+        lines.append("")
+        lines.append(
+            f"IoU-head calibration: mean |predicted - actual| {_fmt(c.mae)}, Pearson r "
+            f"{_fmt(c.pearson)} over {c.count} predictions ({per})"
+        )
     for note in report.notes:
         lines.append(f"note: {note}")
     t = report.timing
@@ -276,6 +319,29 @@ def format_table(report: EvalReport) -> str:
 
 def _fmt(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def _calibration(data: Any) -> Calibration | None:
+    if data is None:
+        return None
+
+    def bins(rows: Any) -> tuple[tuple[float, float, int, float, float], ...]:
+        return tuple(
+            (float(lo), float(hi), int(n), _nan(p), _nan(a)) for lo, hi, n, p, a in rows or ()
+        )
+
+    return Calibration(
+        mae=_nan(data["mae"]),
+        pearson=_nan(data["pearson"]),
+        count=int(data["count"]),
+        by_protocol={
+            k: CalibrationSummary(
+                _nan(v["mae"]), _nan(v["pearson"]), int(v["count"]), bins(v.get("bins"))
+            )
+            for k, v in data.get("by_protocol", {}).items()
+        },
+        bins=bins(data.get("bins")),
+    )
 
 
 def _nan(value: Any) -> float:

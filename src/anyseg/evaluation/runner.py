@@ -45,7 +45,12 @@ from anyseg.evaluation.report import (
     ModelInfo,
     Timing,
 )
-from anyseg.evaluation.summary import breakdown, interactive_curve, summarize_scores
+from anyseg.evaluation.summary import (
+    breakdown,
+    interactive_curve,
+    summarize_calibration,
+    summarize_scores,
+)
 from anyseg.ops.rle import rle_area
 from anyseg.predictor import PromptablePredictor
 
@@ -106,7 +111,7 @@ def evaluate(
             first ``config.max_images`` images are evaluated.
         config: protocols and options.
         mask_generator: the generator for ``amg``; default: built from ``predictor.model`` with
-            the config's ``amg_*`` settings (skipped with a note when unavailable).
+            the config's ``amg`` settings (skipped with a note when unavailable).
         checkpoint: identity of the weights, for the report.
         progress: show a progress bar (on a terminal).
 
@@ -116,7 +121,7 @@ def evaluate(
     from tqdm import tqdm
 
     t_start = time.perf_counter()
-    notes: list[str] = []
+    notes: list[str] = list(dataset.skipped)
     protocols = set(config.protocols)
     if "amg" in protocols and mask_generator is None:
         mask_generator, note = default_mask_generator(predictor, config)
@@ -196,6 +201,7 @@ def evaluate(
         interactive_curve=interactive_curve(results),
         breakdown=breakdown(results),
         amg=summarize_amg(results, config, amg_generated),
+        calibration=summarize_calibration(results),
         timing=Timing(
             total_s=time.perf_counter() - t_start,
             set_image_s=timer.set_image_s,
@@ -257,6 +263,7 @@ def _evaluate_mask(
     protocols = set(config.protocols)
     values: dict[str, Any] = {}
     view: dict[str, Any] = {}
+    predicted: list[tuple[str, float, float]] = []  # (protocol, predicted IoU, actual IoU)
     if protocols & {"point", "interactive"}:
         click = center_point(gt) if config.first_point == "center" else random_point(gt, rng)
         coords = np.array([[click.x, click.y]], dtype=np.float64)
@@ -273,21 +280,39 @@ def _evaluate_mask(
             values["point"] = float(ious3[top])
             values["point_oracle"] = float(ious3.max())
             values["point_single"] = float(metrics.mask_iou(single[0][0], gt))
+            predicted += [
+                ("point", float(p), float(a)) for p, a in zip(scores3, ious3, strict=True)
+            ]
+            predicted.append(("point_single", float(single[1][0]), values["point_single"]))
             view.update(point=click, point_mask=masks3[top], point_iou=values["point"])
         if "interactive" in protocols:
             if config.first_point_multimask or single is None:
                 first_mask, first_logits = masks3[top], logits3[top]
             else:
                 first_mask, first_logits = single[0][0], single[2][0]
-            curve, clicks, last = _interactive(timer, gt, click, first_mask, first_logits, config)
+            first_score = float(scores3[top] if single is None or config.first_point_multimask
+                                else single[1][0])  # fmt: skip
+            curve, clicks, last, scores = _interactive(
+                timer, gt, click, first_mask, first_logits, first_score, config
+            )
             values["interactive"] = curve
+            predicted += [
+                ("interactive", s, a) for s, a in zip(scores, curve, strict=True) if s == s
+            ]
             view.update(clicks=clicks, interactive_mask=last, interactive_iou=curve[-1])
     if "box" in protocols:
         box = tight_box(gt)
-        masks, _, _ = timer.predict(box=box, multimask_output=False)
+        masks, box_scores, _ = timer.predict(box=box, multimask_output=False)
         values["box"] = float(metrics.mask_iou(masks[0], gt))
+        predicted.append(("box", float(box_scores[0]), values["box"]))
         view.update(box=box, box_mask=masks[0], box_iou=values["box"])
-    row = MaskResult(image_id=0, annotation_id=0, area=int(gt.sum()), **values)
+    row = MaskResult(
+        image_id=0,
+        annotation_id=0,
+        area=int(gt.sum()),
+        iou_predictions=tuple(predicted),
+        **values,
+    )
     sample = (
         SampleView(image=np.zeros((0, 0, 3), np.uint8), gt=gt, image_id=0, annotation_id=0, **view)
         if want_sample
@@ -302,20 +327,24 @@ def _interactive(
     first: ClickPoint,
     mask: np.ndarray,
     logits: np.ndarray,
+    score: float,
     config: EvalConfig,
-) -> tuple[tuple[float, ...], tuple[ClickPoint, ...], np.ndarray]:
-    """Clicks 2..N of the interactive protocol; returns (IoU per click, clicks, last mask)."""
+) -> tuple[tuple[float, ...], tuple[ClickPoint, ...], np.ndarray, tuple[float, ...]]:
+    """Clicks 2..N of the interactive protocol; returns (IoU per click, clicks, last mask,
+    predicted IoU per click: NaN where no new prediction was made)."""
     clicks = [first]
     curve = [float(metrics.mask_iou(mask, gt))]
+    scores = [score]
     for _ in range(1, config.num_points):
         click = next_click(mask, gt)
         if click is None:  # perfect prediction: nothing left to click on
             curve.append(curve[-1])
+            scores.append(float("nan"))
             continue
         clicks.append(click)
         coords = np.array([[c.x, c.y] for c in clicks], dtype=np.float64)
         labels = np.array([c.label for c in clicks])
-        masks, _, low = timer.predict(
+        masks, predicted_iou, low = timer.predict(
             point_coords=coords,
             point_labels=labels,
             mask_input=logits[None] if config.feed_mask_input else None,  # (h, w) -> (1, h, w)
@@ -323,7 +352,8 @@ def _interactive(
         )
         mask, logits = masks[0], low[0]
         curve.append(float(metrics.mask_iou(mask, gt)))
-    return tuple(curve), tuple(clicks), mask
+        scores.append(float(predicted_iou[0]))
+    return tuple(curve), tuple(clicks), mask, tuple(scores)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from anyseg.evaluation import metrics
-from anyseg.evaluation.report import SCORE_NAMES, GroupSummary, MaskResult, ScoreSummary
+from anyseg.evaluation.report import (
+    SCORE_NAMES,
+    Calibration,
+    CalibrationSummary,
+    GroupSummary,
+    MaskResult,
+    ScoreSummary,
+)
 
 #: COCO's object-size buckets by mask area in pixels: small < 32², medium < 96², large otherwise.
 SIZE_BUCKETS: tuple[tuple[str, float], ...] = (
@@ -79,3 +86,28 @@ def _grouped(
         for name, members in groups.items()
         if members
     }
+
+
+def summarize_calibration(results: Sequence[MaskResult]) -> Calibration | None:
+    """Calibration of the IoU head over every scored prediction, and per protocol; None when
+    no protocol predicted an IoU."""
+    pairs = [p for r in results for p in r.iou_predictions]
+    if not pairs:
+        return None
+
+    def summary(rows: list[tuple[str, float, float]]) -> CalibrationSummary:
+        pred = [p for _, p, _ in rows]
+        actual = [a for _, _, a in rows]
+        mae, pearson = metrics.calibration_error(pred, actual)
+        bins = tuple(metrics.reliability_bins(pred, actual))
+        return CalibrationSummary(mae, pearson, len(rows), bins)
+
+    protocols = list(dict.fromkeys(name for name, _, _ in pairs))
+    whole = summary(pairs)
+    return Calibration(
+        mae=whole.mae,
+        pearson=whole.pearson,
+        count=whole.count,
+        by_protocol={name: summary([p for p in pairs if p[0] == name]) for name in protocols},
+        bins=whole.bins,
+    )

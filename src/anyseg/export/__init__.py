@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from anyseg.export._deps import MissingDependencyError
 from anyseg.export.bundle import ExportResult, export_model, random_image
+from anyseg.export.config import DecoderExportOptions, ExportConfig
 from anyseg.export.decoder import (
-    DecoderExportOptions,
     SamOnnxDecoder,
     TensorSpec,
     export_decoder,
@@ -38,6 +38,7 @@ from anyseg.export.runtime import OnnxPredictor, preprocess_image
 __all__ = [
     "CaseDeviation",
     "DecoderExportOptions",
+    "ExportConfig",
     "ExportResult",
     "MissingDependencyError",
     "OnnxPredictor",

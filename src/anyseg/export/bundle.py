@@ -20,7 +20,8 @@ import torch
 
 from anyseg.errors import InvalidInputError
 from anyseg.export._deps import require
-from anyseg.export.decoder import DEFAULT_OPSET, DecoderExportOptions, export_decoder
+from anyseg.export.config import DecoderExportOptions, ExportConfig
+from anyseg.export.decoder import export_decoder
 from anyseg.export.onnx_io import prepare_output_dir
 from anyseg.export.parity import ParityReport, compare_predictors, default_cases
 from anyseg.io import atomic_write_json
@@ -61,14 +62,8 @@ def random_image(size_hw: tuple[int, int], seed: int = 0) -> np.ndarray:
 def export_model(
     model: Sam,
     out_dir: str | os.PathLike[str],
+    config: ExportConfig | None = None,
     *,
-    encoder: bool = False,
-    quantize: bool = False,
-    opset: int = DEFAULT_OPSET,
-    return_single_mask: bool = False,
-    use_stability_score: bool = False,
-    return_extra_metrics: bool = False,
-    gelu_approximate: bool = False,
     check_image_size: tuple[int, int] = CHECK_IMAGE_SIZE,
     seed: int = 0,
     threads: int | None = None,
@@ -80,11 +75,8 @@ def export_model(
         model: a float32 SAM (any device; the graphs run on the CPU).
         out_dir: folder to write ``decoder.onnx``, ``encoder.onnx``, ``decoder_int8.onnx``
             and ``export.json`` into (created if missing).
-        encoder: also export the image encoder.
-        quantize: also write a dynamically int8-quantized decoder.
-        opset: ONNX opset (>= 14).
-        return_single_mask, use_stability_score, return_extra_metrics, gelu_approximate:
-            decoder graph options (see :class:`DecoderExportOptions`).
+        config: which graphs, the opset and the decoder graph's options (default: the decoder
+            only, opset 17, the original export's outputs).
         check_image_size: (H, W) of the random image of the self-check.
         seed: seed of the random image.
         threads: onnxruntime intra-op threads for the self-check.
@@ -98,6 +90,8 @@ def export_model(
     from anyseg.export.runtime import OnnxPredictor
     from anyseg.predictor import SamPredictor
 
+    config = config or ExportConfig()
+    options = config.decoder
     say = log or (lambda _msg: None)
     require("onnx")
     require("onnxruntime")
@@ -111,15 +105,7 @@ def export_model(
     files: dict[str, str] = {}
 
     say(f"exporting the prompt encoder + mask decoder to {out / DECODER_NAME}")
-    dec = export_decoder(
-        model,
-        out / DECODER_NAME,
-        opset=opset,
-        return_single_mask=return_single_mask,
-        use_stability_score=use_stability_score,
-        return_extra_metrics=return_extra_metrics,
-        gelu_approximate=gelu_approximate,
-    )
+    dec = export_decoder(model, out / DECODER_NAME, options, opset=config.opset)
     files["decoder"] = DECODER_NAME
     graphs: dict[str, Any] = {
         "decoder": {
@@ -127,14 +113,14 @@ def export_model(
             "outputs": [s.to_dict() for s in dec.output_specs()],
         }
     }
-    if quantize:
+    if config.quantize:
         say(f"quantizing the decoder (dynamic int8) to {out / DECODER_INT8_NAME}")
         quantize_decoder(out / DECODER_NAME, out / DECODER_INT8_NAME)
         files["decoder_int8"] = DECODER_INT8_NAME
         graphs["decoder_int8"] = graphs["decoder"]
-    if encoder:
+    if config.encoder:
         say(f"exporting the image encoder to {out / ENCODER_NAME}")
-        enc = export_encoder(model, out / ENCODER_NAME, opset=opset)
+        enc = export_encoder(model, out / ENCODER_NAME, opset=config.opset)
         files["encoder"] = ENCODER_NAME
         graphs["encoder"] = {
             "inputs": [s.to_dict() for s in enc.input_specs()],
@@ -147,8 +133,13 @@ def export_model(
     reference.set_image(image)
     assert reference.features is not None and reference.input_size is not None
     features = reference.features.detach().float().cpu().numpy()
+    hq = reference.hq_features
+    hq_features = None if hq is None else hq.detach().float().cpu().numpy()
     cases = default_cases(check_image_size)
-    opts = {"single_mask": return_single_mask, "use_stability_score": use_stability_score}
+    opts = {
+        "single_mask": options.return_single_mask,
+        "use_stability_score": options.use_stability_score,
+    }
 
     def onnx_predictor(decoder_file: str, with_encoder: bool = False) -> OnnxPredictor:
         pred = OnnxPredictor(
@@ -157,23 +148,23 @@ def export_model(
         if with_encoder:
             pred.set_image(image)
         else:
-            pred.set_embedding(features, check_image_size, reference.input_size)
+            pred.set_embedding(features, check_image_size, reference.input_size, hq_features)
         return pred
 
     decoder_parity = compare_predictors(reference, onnx_predictor(DECODER_NAME), cases, **opts)
     int8_parity = None
-    if quantize:
+    if config.quantize:
         int8_parity = compare_predictors(
             reference, onnx_predictor(DECODER_INT8_NAME), cases, **opts
         )
     end_to_end = encoder_max_abs = None
-    if encoder:
+    if config.encoder:
         e2e = onnx_predictor(DECODER_NAME, with_encoder=True)
         encoder_max_abs = float(np.abs(e2e.get_image_embedding() - features).max())
         end_to_end = compare_predictors(reference, e2e, cases, **opts)
 
     passed: bool | None = None
-    if not gelu_approximate:
+    if not options.gelu_approximate:
         passed = decoder_parity.passed(LOGITS_ATOL) and (
             end_to_end is None or end_to_end.passed(LOGITS_ATOL)
         )
@@ -182,13 +173,8 @@ def export_model(
         out,
         files,
         graphs,
-        opset,
-        DecoderExportOptions(
-            return_single_mask=return_single_mask,
-            use_stability_score=use_stability_score,
-            return_extra_metrics=return_extra_metrics,
-            gelu_approximate=gelu_approximate,
-        ),
+        config.opset,
+        options,
         {
             "image_size_hw": list(check_image_size),
             "seed": seed,

@@ -20,6 +20,13 @@ outputs
     ``return_single_mask``; ``iou_predictions`` (1, M); ``low_res_masks`` (1, M, 4h, 4w).
     With ``return_extra_metrics``: ``masks, iou_predictions, stability_scores, areas,
     low_res_masks``.
+
+SAM-HQ models (every encoder family) add one input, ``hq_features`` (1, C/8, 4h, 4w) float32
+(the encoder graph's second output: the per-image fusion of early and final encoder features),
+last; and give M = 2 outputs: SAM-HQ's mask for a single-mask request (SAM's token 0 plus the HQ
+mask) and for a multimask one (SAM's most confident ambiguity mask plus the HQ mask), or the HQ
+mask alone in both when the model's ``hq_token_only`` is set. ``return_single_mask`` picks between
+the two by the same rule as for SAM.
 """
 
 from __future__ import annotations
@@ -35,12 +42,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from anyseg.errors import InvalidInputError
-from anyseg.modeling import Sam
+from anyseg.export.config import DEFAULT_OPSET, DecoderExportOptions, check_opset
+from anyseg.modeling import MaskDecoderHQ, Sam
 
 STABILITY_SCORE_OFFSET = 1.0  # the original export's offset (and the AMG default)
-DEFAULT_OPSET = 17
-MIN_OPSET = 14  # scaled_dot_product_attention and dynamic Resize need >= 14
 
 
 @dataclass(frozen=True)
@@ -54,18 +59,6 @@ class TensorSpec:
 
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "doc": self.doc}
-
-
-@dataclass(frozen=True)
-class DecoderExportOptions:
-    """What the exported decoder graph returns (the original export script's flags)."""
-
-    return_single_mask: bool = False  # pick one mask in-graph (see SamOnnxDecoder.select_mask)
-    use_stability_score: bool = False  # replace predicted IoU by the low-res stability score
-    return_extra_metrics: bool = False  # also return stability scores and areas of the masks
-    gelu_approximate: bool = False  # tanh GELU, for runtimes with a slow or missing Erf
-    dynamic_points: bool = True  # N dynamic; else fixed to ``num_points``
-    num_points: int = 5  # N of the example inputs used for tracing
 
 
 class SamOnnxDecoder(nn.Module):
@@ -92,6 +85,7 @@ class SamOnnxDecoder(nn.Module):
         self.mask_threshold = float(model.mask_threshold)
         self.embed_dim = prompt_encoder.embed_dim
         self.embedding_hw = prompt_encoder.image_embedding_size
+        self.hq = isinstance(mask_decoder, MaskDecoderHQ)
 
     # ------------------------------------------------------------------ prompts
     def embed_points(self, point_coords: Tensor, point_labels: Tensor) -> Tensor:
@@ -159,17 +153,28 @@ class SamOnnxDecoder(nn.Module):
         mask_input: Tensor,
         has_mask_input: Tensor,
         orig_im_size: Tensor,
+        hq_features: Tensor | None = None,
     ) -> tuple[Tensor, ...]:
         """See the module docstring for the shapes; returns (masks, iou_predictions,
         low_res_masks), or five outputs with ``return_extra_metrics``."""
         sparse = self.embed_points(point_coords, point_labels)
         dense = self.embed_mask(mask_input, has_mask_input)
-        low_res, scores = self.mask_decoder.predict_masks(
-            image_embeddings=image_embeddings,
-            image_pe=self.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-        )
+        image_pe = self.prompt_encoder.get_dense_pe()
+        if isinstance(self.mask_decoder, MaskDecoderHQ):
+            every, iou = self.mask_decoder.predict_masks(
+                image_embeddings, image_pe, sparse, dense, hq_features=hq_features
+            )
+            single = self.mask_decoder.select_outputs(every, iou, False, None)
+            multi = self.mask_decoder.select_outputs(every, iou, True, None)
+            low_res = torch.cat([single[0], multi[0]], dim=1)  # (1, 2, 4h, 4w)
+            scores = torch.cat([single[1], multi[1]], dim=1)  # (1, 2)
+        else:
+            low_res, scores = self.mask_decoder.predict_masks(
+                image_embeddings=image_embeddings,
+                image_pe=image_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+            )
         if self.options.use_stability_score:
             scores = self.stability(low_res)
         if self.options.return_single_mask:
@@ -188,7 +193,7 @@ class SamOnnxDecoder(nn.Module):
         n = self.options.num_points if num_points is None else num_points
         h, w = self.embedding_hw
         gen = torch.Generator().manual_seed(0)
-        inputs = (
+        inputs: tuple[Tensor, ...] = (
             torch.randn(1, self.embed_dim, h, w, generator=gen),
             torch.randint(0, self.img_size, (1, n, 2), generator=gen).float(),
             torch.randint(0, 4, (1, n), generator=gen).float(),
@@ -196,6 +201,8 @@ class SamOnnxDecoder(nn.Module):
             torch.tensor([1.0]),
             torch.tensor([1500.0, 2250.0]),
         )
+        if self.hq:
+            inputs += (torch.randn(1, self.embed_dim // 8, 4 * h, 4 * w, generator=gen),)
         device = self.prompt_encoder.no_mask_embed.weight.device
         return tuple(t.to(device) for t in inputs)
 
@@ -216,11 +223,23 @@ class SamOnnxDecoder(nn.Module):
             TensorSpec("mask_input", (1, 1, 4 * h, 4 * w), "float32", "low-res mask logits"),
             TensorSpec("has_mask_input", (1,), "float32", "1 uses mask_input, 0 ignores it"),
             TensorSpec("orig_im_size", (2,), "float32", "(H, W) of the original image"),
-        ]
+        ] + (
+            [
+                TensorSpec(
+                    "hq_features",
+                    (1, self.embed_dim // 8, 4 * h, 4 * w),
+                    "float32",
+                    "SAM-HQ's per-image fusion of early and final encoder features",
+                )
+            ]
+            if self.hq
+            else []
+        )
 
     def output_specs(self) -> list[TensorSpec]:
         h, w = self.embedding_hw
-        m: int = 1 if self.options.return_single_mask else self.mask_decoder.num_mask_tokens
+        all_masks = 2 if self.hq else self.mask_decoder.num_mask_tokens
+        m: int = 1 if self.options.return_single_mask else all_masks
         specs = [
             TensorSpec("masks", (1, m, "H", "W"), "float32", "mask logits at the original size"),
             TensorSpec("iou_predictions", (1, m), "float32", "predicted IoU (or stability)"),
@@ -234,11 +253,6 @@ class SamOnnxDecoder(nn.Module):
             TensorSpec("low_res_masks", (1, m, 4 * h, 4 * w), "float32", "low-res mask logits")
         )
         return specs
-
-
-def check_opset(opset: int) -> None:
-    if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise InvalidInputError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
 
 
 def trace_to_onnx(
@@ -295,12 +309,8 @@ def _export(
 def export_decoder(
     model: Sam,
     path: str | os.PathLike[str],
+    options: DecoderExportOptions | None = None,
     opset: int = DEFAULT_OPSET,
-    return_single_mask: bool = False,
-    use_stability_score: bool = False,
-    return_extra_metrics: bool = False,
-    gelu_approximate: bool = False,
-    dynamic_points: bool = True,
 ) -> SamOnnxDecoder:
     """Export the prompt encoder + mask decoder of ``model`` to an ONNX file at ``path``.
 
@@ -311,17 +321,11 @@ def export_decoder(
     from anyseg.export.onnx_io import write_onnx_atomically
 
     check_opset(opset)
-    options = DecoderExportOptions(
-        return_single_mask=return_single_mask,
-        use_stability_score=use_stability_score,
-        return_extra_metrics=return_extra_metrics,
-        gelu_approximate=gelu_approximate,
-        dynamic_points=dynamic_points,
-    )
+    options = options or DecoderExportOptions()
     wrapper = SamOnnxDecoder(model, options)
     inputs = wrapper.example_inputs()
     dynamic_axes: dict[str, dict[int, str]] = {}
-    if dynamic_points:
+    if options.dynamic_points:
         dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
     # The output image size follows orig_im_size (a value, not a shape): name those axes.
     for spec in wrapper.output_specs():

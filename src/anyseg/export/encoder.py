@@ -5,8 +5,12 @@ input
     size, 1024 for the official models), normalised with the model's pixel mean/std and
     zero-padded at the bottom/right (what ``Sam.preprocess`` returns).
 
-output
-    ``image_embeddings`` (1, C, S/16, S/16) float32: the decoder's ``image_embeddings`` input.
+outputs
+    ``image_embeddings`` (1, C, S/16, S/16) float32: the decoder's ``image_embeddings`` input;
+    for SAM-HQ models also ``hq_features`` (1, C/8, S/4, S/4) float32, the decoder's input of the
+    same name (the per-image fusion of the encoder's early and final features).
+
+Every encoder family exports: SAM's ViT and MobileSAM's TinyViT.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from anyseg.export.decoder import DEFAULT_OPSET, TensorSpec, check_opset, trace_to_onnx
+from anyseg.export.config import DEFAULT_OPSET, check_opset
+from anyseg.export.decoder import TensorSpec, trace_to_onnx
 from anyseg.modeling import Sam
 
 
@@ -26,20 +31,24 @@ class SamOnnxEncoder(nn.Module):
 
     def __init__(self, model: Sam) -> None:
         super().__init__()
-        self.image_encoder = model.image_encoder
+        self.model = model
         self.img_size = model.img_size
         cfg = model.config.image_encoder
         self.out_chans = cfg.out_chans
         self.grid = cfg.embedding_size
 
-    def forward(self, image: Tensor) -> Tensor:
-        """(1, 3, S, S) normalised, padded image -> (1, C, S/16, S/16) embedding."""
-        return self.image_encoder(image)
+    def forward(self, image: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """(1, 3, S, S) normalised, padded image -> (1, C, S/16, S/16) embedding (and, for
+        SAM-HQ, the (1, C/8, S/4, S/4) HQ features)."""
+        encoding = self.model.encode(image)
+        if encoding.hq_features is None:
+            return encoding.embedding
+        return encoding.embedding, encoding.hq_features
 
     def example_inputs(self) -> tuple[Tensor]:
         gen = torch.Generator().manual_seed(0)
         image = torch.randn(1, 3, self.img_size, self.img_size, generator=gen)
-        return (image.to(self.image_encoder.patch_embed.proj.weight.device),)
+        return (image.to(self.model.device),)
 
     def input_specs(self) -> list[TensorSpec]:
         s = self.img_size
@@ -48,8 +57,13 @@ class SamOnnxEncoder(nn.Module):
         ]
 
     def output_specs(self) -> list[TensorSpec]:
-        g = self.grid
-        return [TensorSpec("image_embeddings", (1, self.out_chans, g, g), "float32", "embedding")]
+        g, c = self.grid, self.out_chans
+        specs = [TensorSpec("image_embeddings", (1, c, g, g), "float32", "embedding")]
+        if self.model.is_hq:
+            specs.append(
+                TensorSpec("hq_features", (1, c // 8, 4 * g, 4 * g), "float32", "SAM-HQ fusion")
+            )
+        return specs
 
 
 def export_encoder(

@@ -23,7 +23,8 @@ from anyseg.errors import InvalidInputError
 from anyseg.export._deps import require
 from anyseg.io import ImageLike, to_rgb_uint8
 from anyseg.ops import transforms
-from anyseg.predictor import ImageFrame, validate_box, validate_points
+from anyseg.ops.prompts import validate_box, validate_points
+from anyseg.predictor import ImageFrame
 
 DECODER_OUTPUTS = ("masks", "iou_predictions", "low_res_masks")
 DECODER_INPUTS = (
@@ -62,6 +63,7 @@ def decoder_feed(
     point_labels: np.ndarray | None = None,
     box: np.ndarray | None = None,
     mask_input: np.ndarray | None = None,
+    hq_features: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The decoder graph's inputs for one prompt set, as an application of the ONNX contract
     builds them: points then box corners (labels 2, 3), or the points plus one padding point
@@ -74,13 +76,15 @@ def decoder_feed(
         point_coords: (N, 2) xy pixels of the original image; point_labels (N,) in {0, 1}.
         box: (4,) or (1, 4) XYXY pixels of the original image.
         mask_input: (1, 4h, 4w) low-res logits of an earlier prediction.
+        hq_features: (1, C/8, 4h, 4w) SAM-HQ's per-image features (SAM-HQ graphs only).
     """
     coords_list: list[np.ndarray] = []
     labels_list: list[np.ndarray] = []
     if point_coords is not None or point_labels is not None:
         coords, labels = validate_points(point_coords, point_labels, original_size)
-        coords_list.append(transforms.apply_coords(coords, original_size, img_size))
-        labels_list.append(labels.astype(np.float64))
+        if len(coords):  # an empty list of points is no points
+            coords_list.append(transforms.apply_coords(coords, original_size, img_size))
+            labels_list.append(labels.astype(np.float64))
     if box is not None:
         box_xyxy = transforms.apply_boxes(validate_box(box, original_size), original_size, img_size)
         coords_list.append(box_xyxy.reshape(2, 2))  # (1, 4) -> (2, 2) corners
@@ -97,7 +101,7 @@ def decoder_feed(
     else:
         mask = np.zeros((1, 1, 4 * h, 4 * w), dtype=np.float32)
         has_mask = np.zeros(1, dtype=np.float32)
-    return {
+    feed = {
         "image_embeddings": np.asarray(features, dtype=np.float32),
         "point_coords": coords_all.astype(np.float32)[None],  # (N, 2) -> (1, N, 2)
         "point_labels": labels_all.astype(np.float32)[None],  # (N,) -> (1, N)
@@ -105,6 +109,9 @@ def decoder_feed(
         "has_mask_input": has_mask,
         "orig_im_size": np.asarray(original_size, dtype=np.float32),
     }
+    if hq_features is not None:
+        feed["hq_features"] = np.asarray(hq_features, dtype=np.float32)
+    return feed
 
 
 def _session(model: str | bytes, threads: int | None, providers: Sequence[str]) -> Any:
@@ -208,6 +215,9 @@ class OnnxPredictor(ImageFrame):
                 "must have static shapes"
             )
         self.embedding_shape: tuple[int, ...] = tuple(emb_shape)  # (1, C, h, w)
+        hq = inputs.get("hq_features")
+        # SAM-HQ graphs: the image's HQ features are a second per-image input.
+        self.hq_shape: tuple[int, ...] | None = None if hq is None else tuple(hq.shape)
         self._mask_input_size: tuple[int, int] = (int(mask_shape[2]), int(mask_shape[3]))
         # The encoder input is 16x the embedding grid (= 4x the low-res mask side) in SAM.
         self.img_size = int(meta.get("img_size", 4 * self._mask_input_size[0]))
@@ -259,23 +269,33 @@ class OnnxPredictor(ImageFrame):
             rgb = np.ascontiguousarray(rgb[..., ::-1])
         tensor, input_size = preprocess_image(rgb, self.img_size, self.pixel_mean, self.pixel_std)
         name = self.encoder_session.get_inputs()[0].name
-        (features,) = self.encoder_session.run(None, {name: tensor})[:1]
-        self.set_embedding(features, (rgb.shape[0], rgb.shape[1]), input_size)
+        outputs = self.encoder_session.run(None, {name: tensor})
+        hq = outputs[1] if self.hq_shape is not None and len(outputs) > 1 else None
+        self.set_embedding(outputs[0], (rgb.shape[0], rgb.shape[1]), input_size, hq)
 
     def set_embedding(
         self,
         features: np.ndarray,
         original_size: tuple[int, int],
         input_size: tuple[int, int] | None = None,
+        hq_features: np.ndarray | None = None,
     ) -> None:
         """Use an embedding (1, C, h, w) computed elsewhere (e.g. ``SamPredictor.features``)
-        for an image of ``original_size`` (H, W); ``input_size`` defaults to its model frame."""
+        for an image of ``original_size`` (H, W); ``input_size`` defaults to its model frame.
+        A SAM-HQ graph also needs the image's ``hq_features`` (``SamPredictor.hq_features``)."""
         arr = np.asarray(features, dtype=np.float32)
         if tuple(arr.shape) != self.embedding_shape:
             raise InvalidInputError(
                 f"embedding must have shape {self.embedding_shape}, got {tuple(arr.shape)}"
             )
+        hq = None if hq_features is None else np.asarray(hq_features, dtype=np.float32)
+        if (None if hq is None else tuple(hq.shape)) != self.hq_shape:
+            got = None if hq is None else tuple(hq.shape)
+            raise InvalidInputError(
+                f"this decoder graph takes hq_features of shape {self.hq_shape}, got {got}"
+            )
         self._set_frame(np.ascontiguousarray(arr), original_size, input_size)
+        self.hq_features = hq
 
     # ----------------------------------------------------------------- prompts
     def decoder_inputs(
@@ -298,6 +318,7 @@ class OnnxPredictor(ImageFrame):
             point_labels,
             box,
             mask_input,
+            self.hq_features,
         )
         n = feed["point_coords"].shape[1]
         if self.fixed_num_points is not None and n != self.fixed_num_points:
@@ -323,8 +344,9 @@ class OnnxPredictor(ImageFrame):
             point_labels: (N,) 1 = foreground, 0 = background.
             box: (4,) or (1, 4) XYXY pixels of the original image.
             mask_input: (1, 4h, 4w) low-res logits from a previous call.
-            multimask_output: three masks for an ambiguous prompt, else one. Ignored by a
-                decoder exported with ``return_single_mask`` (it picks one mask itself).
+            multimask_output: three masks for an ambiguous prompt, else one (SAM-HQ graphs:
+                one mask either way, as ``SamPredictor``). Ignored by a decoder exported with
+                ``return_single_mask`` (it picks one mask itself).
             return_logits: return logits instead of thresholded masks.
 
         Returns:

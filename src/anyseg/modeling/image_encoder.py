@@ -235,9 +235,22 @@ class ImageEncoderViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) normalised, padded image -> (B, out_chans, S/16, S/16)."""
+        return self._run(x, keep_early=False)[0]
+
+    def forward_with_early(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) -> embedding (B, out_chans, S/16, S/16) and the early features SAM-HQ
+        fuses: the output of the first global-attention block, (B, embed_dim, S/16, S/16)."""
+        embedding, early = self._run(x, keep_early=True)
+        assert early is not None  # SamConfig.validate: an HQ model has a global block
+        return embedding, early
+
+    def _run(self, x: torch.Tensor, keep_early: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = self.patch_embed(x)
         if self.pos_embed is not None:
             x = x + self.pos_embed
+        early = None
         for block in self.blocks:
             x = block(x)
-        return self.neck(x.permute(0, 3, 1, 2))  # (B, h, w, D) -> (B, D, h, w)
+            if keep_early and early is None and block.window_size == 0:
+                early = x.permute(0, 3, 1, 2)  # (B, h, w, D) -> (B, D, h, w)
+        return self.neck(x.permute(0, 3, 1, 2)), early  # (B, h, w, D) -> (B, D, h, w)

@@ -77,9 +77,31 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: Tensor,
     ) -> tuple[Tensor, Tensor]:
         """All 1 + num_multimask_outputs masks: (B, M, 4h, 4w) logits and (B, M) IoU."""
+        hs, src_grid = self.run_transformer(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        masks = self.masks_from_tokens(hs[:, 1 : 1 + self.num_mask_tokens, :], src_grid)
+        iou_pred = self.iou_prediction_head(hs[:, 0, :])
+        return masks, iou_pred
+
+    def output_tokens(self) -> Tensor:
+        """(T, C) learned output tokens put before the prompt tokens: IoU, then the masks'."""
+        return torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+
+    def run_transformer(
+        self,
+        image_embeddings: Tensor,
+        image_pe: Tensor,
+        sparse_prompt_embeddings: Tensor,
+        dense_prompt_embeddings: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """The two-way transformer on the output and prompt tokens.
+
+        Returns:
+            tokens (B, T + K, C) (output tokens first) and the image side (B, C, h, w).
+        """
         b = sparse_prompt_embeddings.shape[0]
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        output_tokens = output_tokens.unsqueeze(0).expand(b, -1, -1)  # (B, 1 + M, C)
+        output_tokens = self.output_tokens().unsqueeze(0).expand(b, -1, -1)  # (B, T, C)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
 
         if image_embeddings.shape[0] not in (1, b):
@@ -96,16 +118,20 @@ class MaskDecoder(nn.Module):
         src = image_embeddings + dense  # (Bi, C, h, w)
         _, c, h, w = src.shape
         hs, src_out = self.transformer(src, image_pe, tokens)
-        iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+        return hs, src_out.transpose(1, 2).reshape(b, c, h, w)  # (B, hw, C) -> (B, C, h, w)
 
-        src_grid = src_out.transpose(1, 2).reshape(b, c, h, w)  # (B, hw, C) -> (B, C, h, w)
+    def masks_from_tokens(self, mask_tokens: Tensor, src_grid: Tensor) -> Tensor:
+        """Mask logits from the transformer's mask tokens (B, M, C) and image side
+        (B, C, h, w): upscale the image side 4x, then one hypernetwork product per token.
+        Returns (B, M, 4h, 4w)."""
         upscaled = self.output_upscaling(src_grid)  # (B, C/8, 4h, 4w)
+        return self.hypernetwork_masks(mask_tokens, upscaled)
+
+    def hypernetwork_masks(self, mask_tokens: Tensor, upscaled: Tensor) -> Tensor:
+        """(B, M, C) mask tokens and (B, C/8, 4h, 4w) upscaled features -> (B, M, 4h, 4w)."""
         hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )  # (B, M, C/8)
         b, c8, uh, uw = upscaled.shape
-        masks = (hyper_in @ upscaled.view(b, c8, uh * uw)).view(b, -1, uh, uw)
-        iou_pred = self.iou_prediction_head(iou_token_out)
-        return masks, iou_pred
+        return (hyper_in @ upscaled.view(b, c8, uh * uw)).view(b, -1, uh, uw)

@@ -11,6 +11,10 @@ at batch 1 until the prompts change it:
    in between without changing any result).
 
 In float32 the outputs equal the model's own decoder up to rounding (~1e-5 on logits of ±20).
+
+SAM-HQ decoders take the same first step (their HQ token rides along) and give one candidate per
+prompt, with SAM's best multimask IoU; their masks come from the decoder's own upscaling and HQ
+fusion (:meth:`MaskDecoderHQ.masks_from_tokens_hq`) rather than the channels-last shortcut.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from anyseg.modeling.hq_decoder import MaskDecoderHQ
 from anyseg.modeling.mask_decoder import MaskDecoder
 from anyseg.modeling.sam import Sam
 from anyseg.modeling.shared_transformer import (
@@ -43,8 +48,10 @@ class TokenOutputs:
     """The transformer's outputs for B prompts (multimask: tokens 1..3 are the masks).
 
     Attributes:
-        iou_preds: (B, 3) float32 predicted IoU of the three multimask outputs.
-        mask_tokens: (B, 1 + 3, C) output mask tokens (token 0 is the single-mask output).
+        iou_preds: (B, K) float32 predicted IoU of each prompt's K candidates: SAM's three
+            multimask outputs, or SAM-HQ's one (the best of those three).
+        mask_tokens: (B, 1 + 3, C) output mask tokens (token 0 is the single-mask output; SAM-HQ
+            adds its HQ token last).
         feature_chunks: image side of the transformer per prompt, in chunks of (<= chunk, h*w, C)
             (kept apart: one (B, h*w, C) tensor would be a 268 MB allocation for B = 64).
         chunk: prompts per chunk.
@@ -56,6 +63,7 @@ class TokenOutputs:
     feature_chunks: tuple[torch.Tensor, ...]
     chunk: int
     grid_hw: tuple[int, int]
+    best_slot: torch.Tensor | None = None  # SAM-HQ: (B,) which multimask output is SAM's part
 
     def image_features(self, prompts: list[int]) -> torch.Tensor:
         """(P, h*w, C) image features of the given prompts."""
@@ -95,7 +103,7 @@ def decode_tokens(
     labels = torch.ones(coords.shape[:2], dtype=torch.int, device=coords.device)
     sparse, _ = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
     b = sparse.shape[0]
-    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    output_tokens = decoder.output_tokens()
     tokens = torch.cat([output_tokens[None].expand(b, -1, -1), sparse.to(dtype)], dim=1)
     n, c = image.keys.shape[1:]
     grid_hw = model.prompt_encoder.image_embedding_size
@@ -113,19 +121,29 @@ def decode_tokens(
         feature_parts.append(features)
     hs = torch.cat(hs_parts)
     iou_all = decoder.iou_prediction_head(hs[:, 0, :]).float()  # (B, 1 + M)
+    iou_preds, best = iou_all[:, 1:], None
+    if isinstance(decoder, MaskDecoderHQ):  # one candidate: SAM's most confident output
+        iou_max, best = iou_preds.max(dim=1)
+        iou_preds = iou_max[:, None]
     return TokenOutputs(
-        iou_preds=iou_all[:, 1:],
-        mask_tokens=hs[:, 1 : 1 + decoder.num_mask_tokens, :],
+        iou_preds=iou_preds,
+        mask_tokens=hs[:, 1 : output_tokens.shape[0], :],
         feature_chunks=tuple(feature_parts),
         chunk=chunk,
         grid_hw=(int(grid_hw[0]), int(grid_hw[1])),
+        best_slot=best,
     )
 
 
 def decode_low_res_masks(
-    model: Sam, tokens: TokenOutputs, prompts: torch.Tensor, decoder: MaskDecoder | None = None
+    model: Sam,
+    tokens: TokenOutputs,
+    prompts: torch.Tensor,
+    decoder: MaskDecoder | None = None,
+    hq_features: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Low-res logits of the three multimask outputs of the selected prompts.
+    """Low-res logits of the three multimask outputs of the selected prompts (SAM-HQ: of their
+    one candidate, from ``hq_features``, the image's (1, C/8, 4h, 4w) HQ features).
 
     Evaluates the decoder's output upscaling (two stride-2 2x2 transposed convolutions with a
     channel LayerNorm and GELUs) and the hypernetwork products channels-last: each transposed
@@ -139,9 +157,14 @@ def decode_low_res_masks(
         decoder: the decoder that produced ``tokens`` (default ``model.mask_decoder``).
 
     Returns:
-        (P, 3, 4h, 4w) float32 logits (256x256 for the official models).
+        (P, K, 4h, 4w) float32 logits (256x256 for the official models), K as in
+        :attr:`TokenOutputs.iou_preds`.
     """
     decoder = model.mask_decoder if decoder is None else decoder
+    if isinstance(decoder, MaskDecoderHQ):
+        if hq_features is None:
+            raise ValueError("a SAM-HQ decoder needs the image's hq_features")
+        return _hq_low_res_masks(decoder, tokens, prompts, hq_features)
     up1, norm, act1, up2, act2 = decoder.output_upscaling
     assert isinstance(up1, nn.ConvTranspose2d) and isinstance(up2, nn.ConvTranspose2d)
     h, w = tokens.grid_hw
@@ -174,3 +197,26 @@ def decode_low_res_masks(
         masks = masks.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(p, -1, 4 * h, 4 * w)
         out.append(masks.float())
     return torch.cat(out) if out else torch.zeros(0, decoder.num_mask_tokens - 1, 4 * h, 4 * w)
+
+
+def _hq_low_res_masks(
+    decoder: MaskDecoderHQ, tokens: TokenOutputs, prompts: torch.Tensor, hq_features: torch.Tensor
+) -> torch.Tensor:
+    """SAM-HQ's one mask per selected prompt, (P, 1, 4h, 4w) float32, through the decoder's
+    own upscaling, fusion and output rule (SAM's part: the most confident multimask output)."""
+    assert tokens.best_slot is not None
+    h, w = tokens.grid_hw
+    hq_features = hq_features.to(decoder.iou_token.weight.dtype)
+    out = []
+    c8 = decoder.transformer_dim // 8
+    step = max(1, CHUNK_BYTES // (16 * h * w * c8 * 4 * hq_features.element_size()))
+    for start in range(0, prompts.numel(), step):
+        chunk = prompts[start : start + step]
+        features = tokens.image_features(chunk.tolist())  # (P, hw, C)
+        grid = features.transpose(1, 2).reshape(chunk.numel(), -1, h, w)  # -> (P, C, h, w)
+        masks = decoder.masks_from_tokens_hq(tokens.mask_tokens[chunk], grid, hq_features)
+        best = tokens.best_slot[chunk]
+        sam = masks[torch.arange(chunk.numel(), device=masks.device), best + 1][:, None]
+        hq = masks[:, -1:]
+        out.append((hq if decoder.hq_token_only else sam + hq).float())
+    return torch.cat(out) if out else torch.zeros(0, 1, 4 * h, 4 * w)

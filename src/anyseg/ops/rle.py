@@ -25,31 +25,105 @@ def encode_mask(mask: np.ndarray) -> CocoRle:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"]}
 
 
-def decode_rle(rle: CocoRle) -> np.ndarray:
-    """Decode a COCO RLE (compressed ``str``/``bytes`` counts or uncompressed list counts) to a
-    bool mask (H, W)."""
+def rle_counts_total(counts: str | bytes) -> int:
+    """Pixels covered by a pycocotools compressed counts string (the sum of its runs).
+
+    The string stores each run in 5-bit groups (character - 48; bit 0x20: more groups follow;
+    bit 0x10 of the last group: negative), runs after the second as the difference to the run
+    two before. Decoded here with array operations (SA-1B files hold thousands of characters per
+    mask).
+
+    Raises:
+        InvalidInputError: the string is not a valid compressed RLE (a character outside the
+            alphabet, a truncated number, a negative run).
+    """
+    data = counts.encode("latin-1", "replace") if isinstance(counts, str) else bytes(counts)
+    if not data:
+        return 0
+    c = np.frombuffer(data, dtype=np.uint8).astype(np.int64) - 48
+    bad = np.flatnonzero((c < 0) | (c >= 64))
+    if bad.size:
+        raise InvalidInputError(f"RLE counts has an invalid character {chr(data[bad[0]])!r}")
+    last = (c & 0x20) == 0  # the last group of a number
+    if not last[-1]:
+        raise InvalidInputError("RLE counts string is truncated")
+    ends = np.flatnonzero(last)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    number = np.repeat(np.arange(ends.size), ends - starts + 1)  # number of each character
+    k = np.arange(c.size) - starts[number]  # position inside its number
+    if k.max() > 11:
+        raise InvalidInputError("RLE counts has a number too long to be a run length")
+    values = np.add.reduceat((c & 0x1F) << (5 * k), starts)
+    negative = (c[ends] & 0x10) != 0
+    values = values - (negative.astype(np.int64) << (5 * (k[ends] + 1)))
+    runs = values.copy()
+    # Runs 3, 4, ... (index >= 3) are differences to the run two before: a prefix sum along
+    # each parity from index 1 (odd) and index 2 (even); runs 0 and 2 are stored as they are.
+    runs[1::2] = np.cumsum(values[1::2])
+    runs[2::2] = np.cumsum(values[2::2])
+    if (runs < 0).any():
+        raise InvalidInputError("RLE counts decode to a negative run length")
+    return int(runs.sum())
+
+
+def check_rle(rle: Any, size_hw: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Validate a COCO RLE (compressed or uncompressed counts); return its (h, w).
+
+    The runs must cover exactly h*w pixels: fewer would make pycocotools return a mask whose
+    tail is uninitialized memory (different garbage on every run), more is rejected by it
+    only at decode time.
+
+    Raises:
+        InvalidInputError: not an RLE, a size other than ``size_hw``, or counts that do not sum
+            to h*w.
+    """
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise InvalidInputError("an RLE must be a dict with 'size' and 'counts'")
-    h, w = (int(v) for v in rle["size"])
+    try:
+        h, w = (int(v) for v in rle["size"])
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"RLE size must be [h, w], got {rle['size']!r}") from None
+    if h < 0 or w < 0:
+        raise InvalidInputError(f"RLE size must be non-negative, got {[h, w]}")
+    if size_hw is not None and (h, w) != tuple(size_hw):
+        raise InvalidInputError(
+            f"RLE size {[h, w]} does not match the image size [h, w] = {list(size_hw)}"
+        )
     counts = rle["counts"]
     if isinstance(counts, list):
-        if sum(int(c) for c in counts) != h * w:
-            raise InvalidInputError(
-                f"uncompressed RLE counts sum to {sum(counts)}, expected h*w = {h * w}"
-            )
-        compressed = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise InvalidInputError("uncompressed RLE counts must be non-negative integers")
+        total = sum(counts)
     elif isinstance(counts, (str, bytes)):
+        total = rle_counts_total(counts)
+    else:
+        raise InvalidInputError(f"RLE counts must be str, bytes or list, got {type(counts)}")
+    if total != h * w:
+        raise InvalidInputError(
+            f"RLE counts cover {total} pixels, but its size {h}x{w} has {h * w} "
+            f"({'truncated' if total < h * w else 'too long'})"
+        )
+    return h, w
+
+
+def decode_rle(rle: CocoRle) -> np.ndarray:
+    """Decode a COCO RLE (compressed ``str``/``bytes`` counts or uncompressed list counts) to a
+    bool mask (H, W); the RLE is validated first (:func:`check_rle`)."""
+    h, w = check_rle(rle)
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        compressed = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    else:
         compressed = {
             "size": [h, w],
             "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
         }
-    else:
-        raise InvalidInputError(f"RLE counts must be str, bytes or list, got {type(counts)}")
     return mask_utils.decode(compressed).astype(bool)
 
 
 def rle_area(rle: CocoRle) -> int:
-    """Number of foreground pixels of a COCO RLE."""
+    """Number of foreground pixels of a COCO RLE (validated first)."""
+    check_rle(rle)
     return int(mask_utils.area(_as_bytes(rle)))
 
 

@@ -31,11 +31,13 @@ class ImageEmbedding:
         features: (1, C, h, w) float32 image embedding (C = 256 for SAM; h = w = img_size / 16).
         original_size: (H, W) of the original image in pixels.
         input_size: (h, w) of the resized image in the model frame (long side = img_size).
+        hq_features: (1, C/8, 4h, 4w) SAM-HQ's per-image HQ features (None for other models).
     """
 
     features: torch.Tensor
     original_size: tuple[int, int]
     input_size: tuple[int, int]
+    hq_features: torch.Tensor | None = None
 
 
 def state_dict_fingerprint(model: torch.nn.Module) -> str:
@@ -49,12 +51,10 @@ def state_dict_fingerprint(model: torch.nn.Module) -> str:
 
 
 def file_fingerprint(path: Path) -> str:
-    """First 16 hex digits of the SHA-256 of a checkpoint file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    """First 16 hex digits of the SHA-256 of a checkpoint (file, or model folder's weights)."""
+    from anyseg.checkpoint import sha256_file
+
+    return sha256_file(path)[:16]
 
 
 def _pair(text: str) -> tuple[int, int]:
@@ -100,8 +100,11 @@ class EmbeddingCache:
         self._remember(image_sha256, emb)
         self.directory.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path(image_sha256)) as tmp:
+            tensors = {"features": emb.features}
+            if emb.hq_features is not None:
+                tensors["hq_features"] = emb.hq_features
             save_file(
-                {"features": emb.features.detach().to("cpu", torch.float32).contiguous()},
+                {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in tensors.items()},
                 tmp,
                 metadata={
                     "original_size": f"{emb.original_size[0]},{emb.original_size[1]}",
@@ -124,11 +127,12 @@ class EmbeddingCache:
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
-            features = load_file(str(path))["features"]
+            tensors = load_file(str(path))
             return ImageEmbedding(
-                features=features,
+                features=tensors["features"],
                 original_size=_pair(meta["original_size"]),
                 input_size=_pair(meta["input_size"]),
+                hq_features=tensors.get("hq_features"),
             )
         except (OSError, KeyError, ValueError, SafetensorError):
             # A damaged cache file is dropped and the embedding computed again.

@@ -1,28 +1,31 @@
 """The annotation service: one model, its lock, the embedding cache and the project store.
 
 The HTTP layer (:mod:`anyseg.server.app`) is a thin shell around :class:`AnnotationService`; the
-service is usable directly from Python too (tests, scripts, benchmarks). Coordinates are (x, y)
-pixels of the original image, boxes XYXY, masks COCO RLE at the original resolution.
+service is usable directly from Python too (tests, scripts, benchmarks) and checks everything it
+is given itself. Coordinates are (x, y) pixels of the original image, boxes XYXY, masks COCO RLE
+at the original resolution. Pixels are always decoded by :func:`anyseg.io.read_image`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import re
 import threading
 import time
-import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
 from anyseg.errors import InvalidInputError
+from anyseg.io import read_image
 from anyseg.ops.rle import encode_mask, rle_area, rle_to_bbox_xywh
-from anyseg.server.config import PrefillConfig, ServerConfig
+from anyseg.server.config import ServerConfig
 from anyseg.server.embeddings import (
     EmbeddingCache,
     EmbeddingSource,
@@ -30,68 +33,35 @@ from anyseg.server.embeddings import (
     file_fingerprint,
     state_dict_fingerprint,
 )
-from anyseg.server.images import load_image_rgb, safe_image_path, scan_folder
-from anyseg.server.storage import ImageRow, MaskRow, NewMask, NotFoundError, ProjectStore
+from anyseg.server.errors import ImageChangedError, NotFoundError
+from anyseg.server.export import remove_stale_export_dirs
+from anyseg.server.images import ScanResult, image_file, safe_image_path, scan_folder
+from anyseg.server.records import ImageRow, MaskRow, NewMask
+from anyseg.server.results import (
+    Candidate,
+    EmbeddingInfo,
+    FolderReport,
+    ImageMasks,
+    MaskGeneratorFactory,
+    Prediction,
+    RecentPredictions,
+    default_mask_generator,
+)
+from anyseg.server.schemas import IDEMPOTENCY_KEY_PATTERN
+from anyseg.server.storage import ProjectStore
 from anyseg.server.validation import (
     Prompt,
+    validate_author,
     validate_label,
     validate_prompt,
+    validate_score,
     validate_segmentation,
 )
 
 if TYPE_CHECKING:
     from anyseg.modeling import Sam
 
-
-@dataclass(frozen=True)
-class Candidate:
-    """One predicted mask: COCO RLE, the model's IoU estimate, area (px) and box [x, y, w, h]."""
-
-    segmentation: dict[str, Any]
-    score: float
-    area: int
-    bbox: list[float]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "segmentation": self.segmentation,
-            "score": self.score,
-            "area": self.area,
-            "bbox": self.bbox,
-        }
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The answer to one prompt: candidates (3 for an ambiguous prompt, else 1), the index of
-    the highest-scoring one, and timings in milliseconds (decode under the model lock, RLE
-    encoding of the masks)."""
-
-    candidates: list[Candidate]
-    best: int
-    multimask: bool
-    decode_ms: float
-    encode_ms: float
-    prediction_id: str = ""
-    used_previous: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "prediction_id": self.prediction_id,
-            "candidates": [c.to_json() for c in self.candidates],
-            "best": self.best,
-            "multimask": self.multimask,
-            "used_previous": self.used_previous,
-            "timing": {"decode_ms": self.decode_ms, "encode_ms": self.encode_ms},
-        }
-
-
-@dataclass(frozen=True)
-class EmbeddingInfo:
-    """Where an image's embedding came from and how long getting it took (seconds)."""
-
-    source: EmbeddingSource
-    seconds: float
+_MASK_FIELDS = {"segmentation", "prompts", "label", "predicted_iou", "author", "image_sha256"}
 
 
 class AnnotationService:
@@ -99,7 +69,8 @@ class AnnotationService:
 
     Args:
         config: server configuration (image folder, project folder, checkpoint, ...).
-        model: a SAM model to use instead of loading ``config.checkpoint`` (tests, notebooks).
+        model: a SAM model to use instead of loading ``config.model.checkpoint`` (tests,
+            notebooks).
         mask_generator: builds the automatic generator used by pre-fill from (model, prefill
             settings); None means :class:`anyseg.automatic.SamAutomaticMaskGenerator`.
     """
@@ -117,18 +88,22 @@ class AnnotationService:
         if not self.image_dir.is_dir():
             raise InvalidInputError(f"image folder {config.image_dir} does not exist")
         self.project_dir = config.resolved_project_dir.resolve()
+        # Zip exports of servers killed mid-export leave temporary folders behind.
+        remove_stale_export_dirs()
         if model is None:
             from anyseg.checkpoint import load_model
 
-            model = load_model(config.checkpoint, device=config.device)
-            if config.checkpoint is not None:
-                self.model_name = Path(config.checkpoint).name
-                fingerprint = file_fingerprint(Path(config.checkpoint))
+            model = load_model(config.model.checkpoint, device=config.model.device)
+            if config.model.checkpoint is not None:
+                self.model_name = Path(config.model.checkpoint).name
+                fingerprint = file_fingerprint(Path(config.model.checkpoint))
             else:
                 self.model_name = "default"
                 fingerprint = state_dict_fingerprint(model)
         else:
-            model = model.to(config.device).eval()
+            from anyseg.checkpoint import resolve_device
+
+            model = model.to(resolve_device(config.model.device)).eval()
             self.model_name = "in-memory"
             fingerprint = state_dict_fingerprint(model)
         self.model = model
@@ -137,8 +112,7 @@ class AnnotationService:
         self.predictor = SamPredictor(model)
         self.model_lock = threading.Lock()
         self._predictor_image: str | None = None  # sha256 of the embedding set in the predictor
-        # prediction id -> (image id, low-res logits (K, L, L)) of the latest predictions
-        self._recent: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
+        self._recent = RecentPredictions(config.recent_predictions)
         self._computing: set[int] = set()
         self._computing_lock = threading.Lock()
         self.embeddings = EmbeddingCache(
@@ -146,6 +120,7 @@ class AnnotationService:
         )
         self.store = ProjectStore(config.database_path)
         self.store.set_meta("image_dir", str(self.image_dir))
+        self.last_scan = ScanResult(0, ())
         self.rescan()
 
     def close(self) -> None:
@@ -153,9 +128,15 @@ class AnnotationService:
 
     # ---- images -----------------------------------------------------------------------------
 
-    def rescan(self) -> int:
-        """Register new or changed images of the folder; returns how many are present."""
-        return scan_folder(self.store, self.image_dir)
+    def rescan(self) -> ScanResult:
+        """Register new or changed images of the folder; report the files skipped."""
+        self.last_scan = scan_folder(self.store, self.image_dir, self.config.follow_symlinks)
+        return self.last_scan
+
+    def folder_report(self) -> FolderReport:
+        """Files skipped by the last scan, and images with masks of an earlier file version."""
+        changed = tuple((i.file_name, i.num_stale) for i in self.list_images() if i.num_stale)
+        return FolderReport(self.last_scan.skipped, changed)
 
     def list_images(self) -> list[ImageRow]:
         return self.store.list_images()
@@ -171,11 +152,20 @@ class AnnotationService:
         return row
 
     def image_path(self, image_id: int) -> Path:
-        """Path of an image on disk (only ever inside the image folder)."""
-        path = safe_image_path(self.image_dir, self.get_image(image_id).file_name)
-        if not path.is_file():
-            raise NotFoundError(f"image {image_id} is no longer in the image folder")
-        return path
+        """Path of an image on disk: inside the image folder, unchanged since the last scan
+        (else the folder is scanned again and :class:`ImageChangedError` raised)."""
+        image = self.get_image(image_id)
+        try:
+            return image_file(self.image_dir, image, self.config.follow_symlinks)
+        except ImageChangedError:
+            self.rescan()
+            raise
+
+    def _read_pixels(self, image: ImageRow) -> np.ndarray:
+        """The image's pixels (:func:`read_image`), checked to be those of the scanned file."""
+        rgb = read_image(self.image_path(image.id))
+        self.image_path(image.id)  # the file did not change while it was decoded
+        return rgb
 
     # ---- embeddings -------------------------------------------------------------------------
 
@@ -198,11 +188,10 @@ class AnnotationService:
         emb, source = self.embeddings.get(image.sha256)
         if emb is not None and source is not None:
             return emb, source
-        path = self.image_path(image.id)
         with self._computing_lock:
             self._computing.add(image.id)
         try:
-            rgb = load_image_rgb(path)
+            rgb = self._read_pixels(image)
             with self.model_lock:
                 # Another request may have computed it while this one waited for the lock.
                 emb, source = self.embeddings.get(image.sha256)
@@ -213,10 +202,12 @@ class AnnotationService:
                 features = self.predictor.get_image_embedding()
                 assert self.predictor.original_size is not None
                 assert self.predictor.input_size is not None
+                hq = self.predictor.hq_features
                 emb = ImageEmbedding(
                     features=features.detach().to("cpu").clone(),
                     original_size=self.predictor.original_size,
                     input_size=self.predictor.input_size,
+                    hq_features=None if hq is None else hq.detach().to("cpu").clone(),
                 )
                 self._predictor_image = image.sha256
             self.embeddings.put(image.sha256, emb)
@@ -242,23 +233,25 @@ class AnnotationService:
         ambiguous case, paper §3) and one mask otherwise. ``previous`` =
         ``{"prediction_id": ..., "candidate": k}`` feeds candidate k's low-res logits of an
         earlier prediction on the same image back as the mask prompt, as SAM does when a click
-        is added (paper §3, appendix A). Unknown or expired ids raise NotFoundError.
+        is added (paper §3, appendix A); see :class:`RecentPredictions`.
         """
         image = self.get_image(image_id)
         prompt = validate_prompt(
-            points, labels, box, (image.height, image.width), self.config.max_points
+            points, labels, box, (image.height, image.width), max_points=self.config.max_points
         )
-        mask_input = None if previous is None else self._previous_logits(image_id, previous)
+        if multimask is not None and not isinstance(multimask, bool):
+            raise InvalidInputError("multimask must be true, false or null")
+        mask_input = None if previous is None else self._recent.logits(image_id, previous)
         if multimask is None:
             multimask = len(prompt.points_xy) == 1 and prompt.box_xyxy is None
         emb, _ = self._embedding(image)
-        coords = np.asarray(prompt.points_xy, dtype=np.float64) if prompt.points_xy else None
-        labs = np.asarray(prompt.labels, dtype=np.int64) if prompt.points_xy else None
-        box_arr = None if prompt.box_xyxy is None else np.asarray(prompt.box_xyxy, np.float64)
+        coords, labs, box_arr = prompt.arrays()
         with self.model_lock, _torch_threads(self.config.decode_threads):
             t0 = time.perf_counter()
             if self._predictor_image != image.sha256:
-                self.predictor.set_embedding(emb.features, emb.original_size, emb.input_size)
+                self.predictor.set_embedding(
+                    emb.features, emb.original_size, emb.input_size, emb.hq_features
+                )
                 self._predictor_image = image.sha256
             masks, scores, low_res = self.predictor.predict(
                 point_coords=coords,
@@ -268,10 +261,7 @@ class AnnotationService:
                 multimask_output=multimask,
             )
             decode_ms = 1000.0 * (time.perf_counter() - t0)
-            prediction_id = uuid.uuid4().hex
-            self._recent[prediction_id] = (image_id, np.asarray(low_res, dtype=np.float32))
-            while len(self._recent) > max(self.config.recent_predictions, 0):
-                self._recent.popitem(last=False)
+        prediction_id = self._recent.add(image_id, low_res)
         t1 = time.perf_counter()
         candidates = []
         for mask, score in zip(masks, scores, strict=True):
@@ -287,48 +277,16 @@ class AnnotationService:
             candidates, best, multimask, decode_ms, encode_ms, prediction_id, mask_input is not None
         )
 
-    def _previous_logits(self, image_id: int, previous: Any) -> np.ndarray:
-        """The (1, L, L) low-res logits that ``previous`` names (see :meth:`predict`)."""
-        if (
-            not isinstance(previous, dict)
-            or set(previous) != {"prediction_id", "candidate"}
-            or not isinstance(previous["prediction_id"], str)
-            or not isinstance(previous["candidate"], int)
-            or isinstance(previous["candidate"], bool)
-        ):
-            raise InvalidInputError(
-                'previous must be {"prediction_id": "<id from an earlier answer>", '
-                '"candidate": <index>}'
-            )
-        with self.model_lock:
-            entry = self._recent.get(previous["prediction_id"])
-        if entry is None:
-            raise NotFoundError(
-                f"prediction {previous['prediction_id']!r} is unknown or expired (the server "
-                f"keeps the last {self.config.recent_predictions}); send the prompt without "
-                "'previous'"
-            )
-        owner, logits = entry
-        if owner != image_id:
-            raise InvalidInputError(
-                f"prediction {previous['prediction_id']!r} belongs to image {owner}, not {image_id}"
-            )
-        k = previous["candidate"]
-        if not 0 <= k < logits.shape[0]:
-            raise InvalidInputError(
-                f"previous candidate {k} out of range: that prediction has {logits.shape[0]}"
-            )
-        return logits[k : k + 1]
-
     # ---- accepted masks ---------------------------------------------------------------------
 
-    def list_masks(self, image_id: int) -> tuple[list[MaskRow], list[MaskRow]]:
-        """(accepted, proposals) of one image."""
+    def list_masks(self, image_id: int) -> ImageMasks:
+        """The image's accepted masks and proposals, and the stale masks of earlier versions."""
         self.get_image(image_id)
-        masks = self.store.list_masks(image_id)
-        return (
-            [m for m in masks if m.status == "accepted"],
-            [m for m in masks if m.status == "proposal"],
+        current = self.store.list_masks(image_id)
+        return ImageMasks(
+            accepted=[m for m in current if m.status == "accepted"],
+            proposals=[m for m in current if m.status == "proposal"],
+            stale=self.store.list_masks(image_id, "accepted", stale=True),
         )
 
     def _checked_mask(
@@ -355,7 +313,7 @@ class AnnotationService:
             prompts.get("labels"),
             prompts.get("box"),
             (image.height, image.width),
-            self.config.max_points,
+            max_points=self.config.max_points,
         )
 
     def accept_mask(
@@ -364,10 +322,23 @@ class AnnotationService:
         segmentation: Any,
         prompts: Any = None,
         label: Any = None,
-        predicted_iou: float | None = None,
-        author: str | None = None,
+        predicted_iou: Any = None,
+        author: Any = None,
+        *,
+        image_sha256: str | None = None,
+        idempotency_key: str | None = None,
     ) -> MaskRow:
-        """Store an accepted mask; it is committed to disk when this returns."""
+        """Store an accepted mask; it is committed to disk when this returns.
+
+        Args:
+            image_id, segmentation, prompts, label, predicted_iou: the mask (COCO RLE of the
+                image's size) and what made it.
+            author: who made it (default: the server's author).
+            image_sha256: the image content the client drew on; refused
+                (:class:`ImageChangedError`) when the file has another content now.
+            idempotency_key: the client's key for this accept: a retry with the same key and
+                request returns the mask stored the first time instead of adding another.
+        """
         image = self.get_image(image_id)
         seg, area, bbox = self._checked_mask(image, segmentation)
         prompt = self._checked_prompt(image, prompts)
@@ -377,24 +348,51 @@ class AnnotationService:
             area=area,
             status="accepted",
             source="manual",
-            predicted_iou=None if predicted_iou is None else float(predicted_iou),
+            predicted_iou=validate_score(predicted_iou),
             point_coords=(prompt.positive_points() or None) if prompt else None,
             crop_box=[0.0, 0.0, float(image.width), float(image.height)],
             prompts=prompt.to_json() if prompt else None,
             label=validate_label(label),
-            author=author if author is not None else self.config.author,
+            author=validate_author(author) or self.config.author,
         )
-        return self.store.add_masks(image_id, [new])[0]
+        idempotency = None
+        if idempotency_key is not None:
+            if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, idempotency_key):
+                raise InvalidInputError(
+                    "Idempotency-Key must be 8 to 128 letters, digits or _ . : -"
+                )
+            request = {"image_id": image_id, "mask": new.__dict__, "image_sha256": image_sha256}
+            fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+            idempotency = (idempotency_key, fingerprint)
+        (row,) = self.store.add_masks(
+            image_id, [new], expect_sha256=image_sha256, idempotency=idempotency
+        )
+        return row
 
     def update_mask(self, mask_id: int, fields: dict[str, Any]) -> MaskRow:
-        """Re-edit an accepted mask: any of segmentation, prompts, label, predicted_iou."""
-        unknown = set(fields) - {"segmentation", "prompts", "label", "predicted_iou", "author"}
+        """Re-edit an accepted mask: any of segmentation, prompts, label, predicted_iou.
+
+        ``author`` names the editor (default: the server's author); the creator is kept.
+        ``image_sha256`` is checked as in :meth:`accept_mask`. A mask of an earlier version of
+        its image's file cannot be edited (:class:`ImageChangedError`); it can be deleted.
+        """
+        unknown = set(fields) - _MASK_FIELDS
         if unknown:
             raise InvalidInputError(f"cannot update mask fields {sorted(unknown)}")
         mask = self.store.get_mask(mask_id)
         image = self.get_image(mask.image_id)
+        if mask.image_sha256 != image.sha256 or fields.get("image_sha256") not in (
+            None,
+            image.sha256,
+        ):
+            raise ImageChangedError(
+                f"mask {mask_id} was drawn on an earlier version of {image.file_name}: it is "
+                "kept apart and cannot be edited (delete it, or draw it again)"
+            )
         changes: dict[str, Any] = {}
         if "segmentation" in fields:
+            if fields["segmentation"] is None:
+                raise InvalidInputError("a mask needs its segmentation: delete the mask instead")
             seg, area, bbox = self._checked_mask(image, fields["segmentation"])
             changes.update(segmentation=seg, area=area, bbox=bbox)
         if "prompts" in fields:
@@ -403,9 +401,8 @@ class AnnotationService:
         if "label" in fields:
             changes["label"] = validate_label(fields["label"])
         if "predicted_iou" in fields:
-            iou = fields["predicted_iou"]
-            changes["predicted_iou"] = None if iou is None else float(iou)
-        changes["author"] = fields.get("author") or self.config.author
+            changes["predicted_iou"] = validate_score(fields["predicted_iou"])
+        changes["edited_by"] = validate_author(fields.get("author")) or self.config.author
         return self.store.update_mask(mask_id, **changes)
 
     def delete_mask(self, mask_id: int) -> None:
@@ -424,40 +421,37 @@ class AnnotationService:
         """
         from pycocotools import mask as mask_utils
 
-        rgb = load_image_rgb(self.image_path(image_id))
+        image = self.get_image(image_id)
+        rgb = self._read_pixels(image)
         cfg = self.config.prefill
         with self.model_lock:
             generator = self._mask_generator(self.model, cfg)
             with torch.inference_mode():
-                records = generator.generate(rgb)
+                records = generator.generate_records(rgb)
         accepted = [m.segmentation for m in self.store.list_masks(image_id, "accepted")]
         proposals: list[NewMask] = []
         for rec in records:
-            seg = rec["segmentation"]
-            if not isinstance(seg, dict):  # a binary mask from a generator without coco_rle
-                seg = encode_mask(np.asarray(seg, dtype=bool))
-            seg = {"size": [int(v) for v in seg["size"]], "counts": _as_str(seg["counts"])}
+            seg = rec.coco_rle()
+            scores = (float(rec.predicted_iou), float(rec.stability_score))
+            if rec.area == 0 or not all(math.isfinite(v) for v in scores):
+                continue  # nothing to review, or a broken model's NaN
             if accepted and cfg.skip_accepted_iou < 1.0:
                 ious = mask_utils.iou(
                     [_as_bytes_rle(seg)], [_as_bytes_rle(a) for a in accepted], [0] * len(accepted)
                 )
                 if float(np.max(ious)) > cfg.skip_accepted_iou:
                     continue
-            area = rle_area(seg)
-            if area == 0:
-                continue
             proposals.append(
                 NewMask(
-                    segmentation=seg,
-                    bbox=[float(v) for v in rec.get("bbox", rle_to_bbox_xywh(seg))],
-                    area=area,
+                    segmentation={"size": [int(v) for v in seg["size"]], "counts": seg["counts"]},
+                    bbox=[float(v) for v in rec.bbox_xywh],
+                    area=rec.area,
                     status="proposal",
                     source="prefill",
-                    predicted_iou=_opt_float(rec.get("predicted_iou")),
-                    stability_score=_opt_float(rec.get("stability_score")),
-                    point_coords=[[float(v) for v in p] for p in rec.get("point_coords") or []]
-                    or None,
-                    crop_box=[float(v) for v in rec["crop_box"]] if rec.get("crop_box") else None,
+                    predicted_iou=scores[0],
+                    stability_score=scores[1],
+                    point_coords=[[float(v) for v in rec.point_xy]],
+                    crop_box=[float(v) for v in rec.crop_box_xywh],
                 )
             )
         return self.store.replace_proposals(image_id, proposals)
@@ -478,32 +472,12 @@ class AnnotationService:
 
         if fmt not in EXPORT_FORMATS:
             raise InvalidInputError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
-        return export_zip(self.store, self.image_dir, fmt)  # type: ignore[arg-type]
-
-
-class MaskGenerator(Protocol):
-    """What pre-fill needs of an automatic generator (the original's interface)."""
-
-    def generate(self, image: np.ndarray) -> list[dict[str, Any]]: ...
-
-
-MaskGeneratorFactory = Callable[["Sam", PrefillConfig], MaskGenerator]
-
-
-def default_mask_generator(model: Sam, cfg: PrefillConfig) -> MaskGenerator:
-    """The paper's automatic generator with pre-fill's light settings, records as COCO RLE."""
-    from anyseg.automatic import SamAutomaticMaskGenerator  # type: ignore[attr-defined,unused-ignore]
-
-    return SamAutomaticMaskGenerator(  # type: ignore[no-any-return]
-        model,
-        points_per_side=cfg.points_per_side,
-        points_per_batch=cfg.points_per_batch,
-        pred_iou_thresh=cfg.pred_iou_thresh,
-        stability_score_thresh=cfg.stability_score_thresh,
-        box_nms_thresh=cfg.box_nms_thresh,
-        min_mask_region_area=cfg.min_mask_region_area,
-        output_mode="coco_rle",
-    )
+        return export_zip(
+            self.store,
+            self.image_dir,
+            fmt,  # type: ignore[arg-type]
+            follow_symlinks=self.config.follow_symlinks,
+        )
 
 
 @contextmanager
@@ -520,13 +494,5 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _as_str(counts: Any) -> str:
-    return counts.decode("ascii") if isinstance(counts, bytes) else str(counts)
-
-
 def _as_bytes_rle(seg: dict[str, Any]) -> dict[str, Any]:
     return {"size": list(seg["size"]), "counts": seg["counts"].encode("ascii")}
-
-
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)

@@ -23,14 +23,16 @@ Unknown keys are an error that names them.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args
 
+from anyseg.data.dataset import SamplingConfig
 from anyseg.errors import InvalidInputError
+from anyseg.settings import dump_toml as settings_dump_toml
+from anyseg.settings import from_mapping, load_file, opt, to_mapping
 
 LossResolution = Literal["input", "low_res"]
 IouSupervision = Literal["all", "best"]
@@ -61,29 +63,31 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """Where the data is and how one training sample is drawn from it.
+class DataConfig(SamplingConfig):
+    """Where the data is and how one training sample is drawn from it (the sampling fields,
+    ``max_masks_per_image``, ``max_mask_area_fraction``, ``min_mask_pixels`` and ``hflip_prob``,
+    come from :class:`anyseg.data.dataset.SamplingConfig`, their one home).
 
     ``train``/``val``: an SA-1B-layout folder (``images/`` + ``annotations/``, or ``sa_N.jpg``
     beside ``sa_N.json``) or a COCO instances JSON file (its images are looked up in
     ``coco_images``, default: the JSON's folder). ``val`` is optional (held-out evaluation).
     """
 
-    train: str = ""
-    val: str | None = None
+    train: str = field(
+        default="",
+        metadata=opt("training data: SA-1B folder or COCO .json", flag="--data", metavar="PATH"),
+    )
+    val: str | None = field(
+        default=None,
+        metadata=opt("held-out data for periodic evaluation", flag="--val", metavar="PATH"),
+    )
     format: DataFormat = "auto"
     coco_images: str | None = None
-    # Paper: "up to 64 randomly sampled masks per GPU" (one image per GPU).
-    max_masks_per_image: int = 64
-    # Paper appendix A: discard masks covering more than 90% of the image.
-    max_mask_area_fraction: float = 0.9
-    # Masks smaller than this many pixels after resizing to the model's input are dropped.
-    min_mask_pixels: int = 1
-    # The paper's ViT-H recipe uses no augmentation; a horizontal flip helps small data sets.
-    hflip_prob: float = 0.5
     # Images per optimizer (micro-)step on each process; the paper: 1 per GPU, 256 GPUs.
     images_per_batch: int = 1
-    num_workers: int = 2
+    num_workers: int = field(
+        default=2, metadata=opt("data-loading workers per process", flag="--workers")
+    )
     # Held-out evaluation uses at most this many images (0 = all).
     val_max_images: int = 0
 
@@ -147,20 +151,35 @@ class OptimConfig:
     decay_factor: float = 0.1
     # Gradient-norm clipping (None = off; the paper does not mention it).
     grad_clip: float | None = None
-    # Train the prompt encoder and mask decoder only (the common fine-tuning case).
-    freeze_image_encoder: bool = False
+    # Train the prompt encoder and mask decoder only (the common fine-tuning case). The frozen
+    # encoder's embeddings are then computed once per image and kept on disk (run.embedding_cache).
+    freeze_image_encoder: bool = field(
+        default=False,
+        metadata=opt(
+            "train the prompt encoder and mask decoder only",
+            flag="--freeze-image-encoder",
+            const=True,
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Length, devices, outputs."""
 
-    steps: int = 90000
-    seed: int = 0
-    out_dir: str = "runs/train"
+    steps: int = field(default=90000, metadata=opt("total optimizer steps", flag="--steps"))
+    seed: int = field(default=0, metadata=opt("random seed of the run", flag="--seed"))
+    out_dir: str = field(
+        default="runs/train", metadata=opt("output folder", flag="--out", metavar="DIR")
+    )
     # "auto": cuda when available, else cpu.
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    bf16: bool = False
+    device: Literal["auto", "cpu", "cuda"] = field(
+        default="auto", metadata=opt("where to train (auto: CUDA when available)", flag="--device")
+    )
+    bf16: bool = field(
+        default=False,
+        metadata=opt("bf16 autocast (mixed precision)", flag="--bf16", const=True),
+    )
     grad_accum_steps: int = 1
     log_every: int = 10
     # Held-out evaluation every N steps (0: only at the end; needs data.val).
@@ -171,9 +190,59 @@ class RunConfig:
     # Official-layout weights written at the end: model.safetensors and/or model.pth.
     model_formats: tuple[str, ...] = ("safetensors",)
     # Start from the weights of an official-layout checkpoint (.pth/.safetensors).
-    init_checkpoint: str | None = None
+    init_checkpoint: str | None = field(
+        default=None,
+        metadata=opt(
+            "start from the weights of an official-layout checkpoint",
+            flag="--init",
+            metavar="CHECKPOINT",
+        ),
+    )
     # Torch threads per process (0: leave torch's default).
     num_threads: int = 0
+    # With optim.freeze_image_encoder: keep each image's embedding on disk, computed once
+    # (training.embedding_cache). A folder, shared by runs and models ("" = <out_dir>/embeddings).
+    embedding_cache: str = field(
+        default="",
+        metadata=opt(
+            "folder of cached image embeddings of a frozen encoder (default: OUT/embeddings)",
+            flag="--embedding-cache",
+            metavar="DIR",
+        ),
+    )
+    cache_embeddings: bool = field(
+        default=True,
+        metadata=opt(
+            "do not cache the frozen encoder's embeddings (recompute every step)",
+            flag="--no-embedding-cache",
+            const=False,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Encoder distillation before the mask-loss training (MobileSAM's recipe; see
+    :mod:`anyseg.training.distill`): ``model`` is the student, ``teacher`` a checkpoint whose
+    image embeddings it learns to reproduce (MSE, teacher frozen); the teacher's prompt encoder
+    and decoder are kept. ``run.steps`` mask-loss steps then fine-tune the result."""
+
+    teacher: str = field(
+        default="",
+        metadata=opt(
+            "distil this checkpoint's image encoder into model's first (MobileSAM's recipe)",
+            flag="--distill-teacher",
+            metavar="CHECKPOINT",
+        ),
+    )
+    steps: int = field(
+        default=1000, metadata=opt("encoder distillation steps", flag="--distill-steps")
+    )
+    images_per_step: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    save_every: int = 200  # distilled.safetensors is rewritten this often
 
 
 @dataclass(frozen=True)
@@ -186,6 +255,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -197,13 +267,6 @@ def _validate(cfg: TrainConfig) -> None:
             raise InvalidInputError(f"training config: expected {what}, got {got!r}")
 
     d, p, lo, o, r = cfg.data, cfg.prompts, cfg.loss, cfg.optim, cfg.run
-    need(d.max_masks_per_image >= 1, "data.max_masks_per_image >= 1", d.max_masks_per_image)
-    need(
-        0 < d.max_mask_area_fraction <= 1,
-        "0 < data.max_mask_area_fraction <= 1",
-        d.max_mask_area_fraction,
-    )
-    need(0 <= d.hflip_prob <= 1, "0 <= data.hflip_prob <= 1", d.hflip_prob)
     need(d.images_per_batch >= 1, "data.images_per_batch >= 1", d.images_per_batch)
     need(d.num_workers >= 0, "data.num_workers >= 0", d.num_workers)
     need(d.format in get_args(DataFormat), f"data.format in {get_args(DataFormat)}", d.format)
@@ -244,6 +307,12 @@ def _validate(cfg: TrainConfig) -> None:
     need(r.eval_every >= 0, "run.eval_every >= 0", r.eval_every)
     need(r.checkpoint_every >= 0, "run.checkpoint_every >= 0", r.checkpoint_every)
     need(r.keep_checkpoints >= 1, "run.keep_checkpoints >= 1", r.keep_checkpoints)
+    ds = cfg.distill
+    need(ds.steps >= 1, "distill.steps >= 1", ds.steps)
+    need(ds.images_per_step >= 1, "distill.images_per_step >= 1", ds.images_per_step)
+    need(ds.lr > 0 and math.isfinite(ds.lr), "distill.lr > 0", ds.lr)
+    need(ds.warmup_steps >= 0, "distill.warmup_steps >= 0", ds.warmup_steps)
+    need(ds.save_every >= 1, "distill.save_every >= 1", ds.save_every)
     need(
         set(r.model_formats) <= {"safetensors", "pth"},
         "run.model_formats from 'safetensors', 'pth'",
@@ -252,182 +321,34 @@ def _validate(cfg: TrainConfig) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# dict <-> dataclass
+# dicts and files (the binder, anyseg.settings, does the work)
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "config") -> TrainConfig:
     """Build a :class:`TrainConfig` from nested mappings; unknown keys raise, naming them."""
-    if not isinstance(data, Mapping):
-        raise InvalidInputError(
-            f"{source}: expected a table of sections, got {type(data).__name__}"
-        )
-    return _build(TrainConfig, data, source, "")
-
-
-def _build(cls: Any, data: Mapping[str, Any], source: str, prefix: str) -> Any:
-    hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = prefix.rstrip(".") or "top level"
-        raise InvalidInputError(
-            f"{source}: unknown key(s) {', '.join(prefix + k for k in unknown)} in {where}; "
-            f"expected one of: {', '.join(sorted(names))}"
-        )
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, Mapping):
-                raise InvalidInputError(
-                    f"{source}: [{prefix}{name}] must be a table, got {value!r}"
-                )
-            kwargs[name] = _build(hint, value, source, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(hint, value, f"{source}: {prefix}{name}")
-    return cls(**kwargs)
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    """Check (and lightly convert: int -> float, list -> tuple) one value against its type."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin is Literal:
-        if value not in args:
-            raise InvalidInputError(f"{where}: expected one of {list(args)}, got {value!r}")
-        return value
-    if origin is not None and type(None) in args:  # Optional[X] / X | None
-        if value is None:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
-    if hint is Any:
-        return value
-    if origin in (tuple,) or hint is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise InvalidInputError(f"{where}: expected a list, got {value!r}")
-        elem = args[0] if args else Any
-        return tuple(_coerce(elem, v, where) for v in value)
-    if (origin is not None and issubclass(origin, Mapping)) or hint is Mapping:
-        if not isinstance(value, Mapping):
-            raise InvalidInputError(f"{where}: expected a table, got {value!r}")
-        return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise InvalidInputError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidInputError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidInputError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise InvalidInputError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
+    return from_mapping(TrainConfig, data, source=source)
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     """Nested plain dict (tuples as lists, None values dropped) — the inverse of
     :func:`config_from_dict`."""
-
-    def plain(v: Any) -> Any:
-        if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return {
-                f.name: plain(getattr(v, f.name))
-                for f in fields(v)
-                if getattr(v, f.name) is not None
-            }
-        if isinstance(v, Mapping):
-            return {str(k): plain(x) for k, x in v.items() if x is not None}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
-
-    out: dict[str, Any] = plain(cfg)
-    return out
+    return to_mapping(cfg, drop_none=True)
 
 
 def override(cfg: TrainConfig, **sections: Mapping[str, Any]) -> TrainConfig:
     """A copy with fields replaced per section, e.g. ``override(cfg, run={"steps": 10})``."""
-    changes: dict[str, Any] = {}
-    for name, values in sections.items():
-        if name not in {f.name for f in fields(TrainConfig)}:
-            raise InvalidInputError(f"unknown config section {name!r}")
-        changes[name] = replace(getattr(cfg, name), **values)
-    return replace(cfg, **changes)
-
-
-# --------------------------------------------------------------------------------------------
-# files
+    return from_mapping(TrainConfig, sections, source="override", base=cfg)
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) training config."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"training config {str(path)!r} does not exist")
-    suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
-    try:
-        if suffix == ".toml":
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
-            data: Any = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            import yaml
+    """Read a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON training config.
 
-            data = yaml.safe_load(text) or {}
-        else:
-            raise InvalidInputError(
-                f"training config {str(path)!r}: expected a .toml, .yaml or .yml file"
-            )
-    except InvalidInputError:
-        raise
-    except Exception as exc:  # parser errors carry line numbers
-        raise InvalidInputError(f"training config {str(path)!r} is not valid: {exc}") from exc
-    return config_from_dict(data, source=str(path))
+    A file may start from another: ``extends = "default_model_gpu.toml"`` at its top, then only
+    the values that differ (tables merge key by key).
+    """
+    return load_file(TrainConfig, path)
 
 
 def dump_toml(cfg: TrainConfig) -> str:
-    """The config as TOML text (what ``config.resolved.toml`` holds); loads back equal."""
-    lines: list[str] = []
-
-    def emit_table(name: str, table: Mapping[str, Any]) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
-        subs = {k: v for k, v in table.items() if isinstance(v, Mapping)}
-        if scalars or not subs:
-            lines.append(f"[{name}]")
-            lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
-            lines.append("")
-        for k, v in subs.items():
-            if v:
-                emit_table(f"{name}.{k}", v)
-
-    for section, table in config_to_dict(cfg).items():
-        emit_table(section, table)
-    return "\n".join(lines)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        if math.isnan(v):
-            return "nan"
-        return repr(v)
-    if isinstance(v, str):
-        escaped = v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise InvalidInputError(f"cannot write {v!r} to TOML")
+    """The config as TOML text, whole (what ``config.resolved.toml`` holds); loads back equal."""
+    return settings_dump_toml(cfg)

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from anyseg import checkpoint
 from anyseg.data.dataset import Batch, SegmentationDataset, collate
+from anyseg.io import atomic_write_text
 from anyseg.modeling import Sam
 from anyseg.training import state as st
 from anyseg.training.config import TrainConfig, dump_toml
@@ -37,6 +40,7 @@ from anyseg.training.distributed import (
     all_reduce_mean,
     init_process_group,
 )
+from anyseg.training.embedding_cache import EmbeddingCache
 from anyseg.training.metrics import MetricsLogger, plot_training
 from anyseg.training.optim import build_optimizer
 from anyseg.training.prompts import pass_schedule
@@ -69,13 +73,11 @@ class TrainResult:
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("run.device is 'cuda' but no CUDA device is available")
+    """``run.device`` as a torch device; a process of a multi-GPU run takes its local GPU."""
+    device = checkpoint.resolve_device(name)  # a clear error when CUDA is asked for but absent
+    if device.type == "cuda" and device.index is None:
         return torch.device("cuda", info.local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+    return device
 
 
 def make_dataset(cfg: TrainConfig, source: str, sam: Sam, train: bool) -> SegmentationDataset:
@@ -85,10 +87,7 @@ def make_dataset(cfg: TrainConfig, source: str, sam: Sam, train: bool) -> Segmen
         img_size=sam.img_size,
         pixel_mean=sam.config.pixel_mean,
         pixel_std=sam.config.pixel_std,
-        max_masks=d.max_masks_per_image,
-        hflip_prob=d.hflip_prob if train else 0.0,
-        max_mask_area_fraction=d.max_mask_area_fraction,
-        min_mask_pixels=d.min_mask_pixels,
+        sampling=d if train else d.without_augmentation(),
         seed=cfg.run.seed if train else cfg.run.seed + 1,
         data_format=d.format,
         coco_images=d.coco_images,
@@ -180,12 +179,58 @@ def train(
     device = resolve_device(cfg.run.device, info)
     if cfg.run.num_threads > 0:
         torch.set_num_threads(cfg.run.num_threads)
+    if cfg.distill.teacher and resume is None:
+        cfg = _distill(cfg, info, device, progress)
     created_group = init_process_group(info, device)
     try:
         return _train(cfg, resume, info, device, progress)
     finally:
         if created_group:
             torch.distributed.destroy_process_group()
+
+
+def _distill(cfg: TrainConfig, info: DistInfo, device: torch.device, progress: bool) -> TrainConfig:
+    """The encoder-distillation stage (:mod:`anyseg.training.distill`); returns the config of
+    the mask-loss stage, which starts from the distilled weights."""
+    from dataclasses import replace
+
+    from anyseg.training.distill import distill_encoder, student_of
+
+    if info.world_size > 1:
+        raise ValueError("encoder distillation runs in one process: drop --nproc / torchrun")
+    if not cfg.data.train:
+        raise ValueError("no training data: set data.train in the config or pass --data DIR")
+    teacher = checkpoint.load(cfg.distill.teacher)
+    dataset = make_dataset(cfg, cfg.data.train, student_of(teacher, cfg), train=True)
+    weights = distill_encoder(cfg, dataset, device, progress and info.is_main)
+    return replace(cfg, run=replace(cfg.run, init_checkpoint=str(weights)))
+
+
+@dataclass
+class _Run:
+    """Everything a run holds while it trains (built by :func:`_setup`)."""
+
+    cfg: TrainConfig
+    info: DistInfo
+    device: torch.device
+    progress: bool
+    out_dir: Path
+    model: Sam
+    module: InteractiveSam
+    wrapped: torch.nn.Module  # the module, in DistributedDataParallel when world_size > 1
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    start_step: int
+    batches: Iterator[Batch]
+    val_set: SegmentationDataset | None
+    logger: MetricsLogger | None
+    embeddings: EmbeddingCache | None = None  # a frozen encoder's embeddings, on disk
+    empty_steps: int = 0  # steps in a row whose batches held no usable mask
+    masks_seen: int = 0
+
+
+#: A run whose batches hold no usable mask this many steps in a row stops with an error.
+MAX_EMPTY_STEPS = 10
 
 
 def _train(
@@ -195,7 +240,35 @@ def _train(
     device: torch.device,
     progress: bool,
 ) -> TrainResult:
-    out_dir = Path(cfg.run.out_dir)
+    run = _setup(cfg, resume, info, device, progress)
+    eval_result: EvalResult | None = None
+    last_loss = float("nan")
+    t_start = time.perf_counter()
+    t_window, steps_window = t_start, 0
+    steps_per_s = 0.0
+    for step in range(run.start_step, cfg.run.steps):
+        means, lr = _step(run, step)
+        done = step + 1
+        last_loss = means[0]
+        steps_window += 1
+        now = time.perf_counter()
+        if done % cfg.run.log_every == 0 or done == cfg.run.steps:
+            steps_per_s = steps_window / max(now - t_window, 1e-9)
+            t_window, steps_window = now, 0
+        _log_step(run, done, means, lr, steps_per_s, now - t_start)
+        eval_result = _evaluate_and_checkpoint(run, done) or eval_result
+    _finish(run)
+    return TrainResult(run.model, run.out_dir, cfg.run.steps, last_loss, steps_per_s, eval_result)
+
+
+def _setup(
+    cfg: TrainConfig,
+    resume: str | Path | None,
+    info: DistInfo,
+    device: torch.device,
+    progress: bool,
+) -> _Run:
+    """Model, optimizer, data and logger of a run, from scratch or from a checkpoint."""
     if not cfg.data.train:
         raise ValueError("no training data: set data.train in the config or pass --data DIR")
     ckpt = st.load_training_checkpoint(resume) if resume is not None else None
@@ -239,6 +312,11 @@ def _train(
             )
 
     dataset = make_dataset(cfg, cfg.data.train, model, train=True)
+    if len(dataset) == 0:
+        raise ValueError(
+            f"no usable training images in {cfg.data.train} ({len(dataset.skipped)} records "
+            "skipped; see the messages above)"
+        )
     val_set = make_dataset(cfg, cfg.data.val, model, train=False) if cfg.data.val else None
     sampler = StepSampler(
         len(dataset),
@@ -251,10 +329,18 @@ def _train(
     )
     batches = iter(_loader(dataset, sampler, cfg.data.num_workers, device.type == "cuda"))
 
+    out_dir = Path(cfg.run.out_dir)
+    embeddings = None
+    # (SAM-HQ's fusion reads the encoder's early features as well: not cached)
+    if cfg.optim.freeze_image_encoder and cfg.run.cache_embeddings and not model.is_hq:
+        folder = (
+            Path(cfg.run.embedding_cache) if cfg.run.embedding_cache else out_dir / "embeddings"
+        )
+        embeddings = EmbeddingCache(folder, model.image_encoder)
     logger: MetricsLogger | None = None
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.resolved.toml").write_text(dump_toml(cfg), encoding="utf-8")
+        atomic_write_text(out_dir / "config.resolved.toml", dump_toml(cfg))
         logger = MetricsLogger(out_dir, cfg.run.tensorboard, start_step if ckpt else None)
         if progress:
             n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -265,127 +351,174 @@ def _train(
                 f"{start_step}..{total_steps}",
                 flush=True,
             )
+    return _Run(
+        cfg=cfg,
+        info=info,
+        device=device,
+        progress=progress,
+        out_dir=out_dir,
+        model=model,
+        module=module,
+        wrapped=wrapped,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        start_step=start_step,
+        batches=batches,
+        val_set=val_set,
+        logger=logger,
+        embeddings=embeddings,
+    )
 
-    eval_result: EvalResult | None = None
-    last_loss = float("nan")
-    t_start = time.perf_counter()
-    t_window, steps_window = t_start, 0
-    steps_per_s = 0.0
+
+def _step(run: _Run, step: int) -> tuple[list[float], float]:
+    """One optimizer step (with gradient accumulation); returns the step's mean metrics
+    (loss, focal, dice, iou_mse, iou_first, iou_last, masks per process) and the base lr."""
+    cfg, info, device = run.cfg, run.info, run.device
+    # Drop path uses the global generator: key it by (seed, step, rank) so a resumed run
+    # draws what the uninterrupted run would have.
+    torch.manual_seed((cfg.run.seed * 1_000_003 + step) * 257 + info.rank)
+    sums = torch.zeros(7, device=device)
     accum = cfg.run.grad_accum_steps
-    for step in range(start_step, total_steps):
-        # Drop path uses the global generator: key it by (seed, step, rank) so a resumed run
-        # draws what the uninterrupted run would have.
-        torch.manual_seed((cfg.run.seed * 1_000_003 + step) * 257 + info.rank)
-        sums = torch.zeros(7, device=device)
-        for micro in range(accum):
-            batch = next(batches).to(device)
-            schedule = pass_schedule(
-                cfg.prompts.num_iterative_points,
-                cfg.prompts.mask_only_iterations,
-                schedule_generator(cfg.run.seed, step, micro),
+    for micro in range(accum):
+        batch = next(run.batches).to(device)
+        schedule = pass_schedule(
+            cfg.prompts.num_iterative_points,
+            cfg.prompts.mask_only_iterations,
+            schedule_generator(cfg.run.seed, step, micro),
+        )
+        sync = micro == accum - 1 or info.world_size == 1
+        no_sync = getattr(run.wrapped, "no_sync", None)
+        ctx = contextlib.nullcontext() if sync or no_sync is None else no_sync()
+        with ctx:
+            emb = None
+            if run.embeddings is not None:
+                emb = run.embeddings.embed(run.model.image_encoder, batch.images)
+            with _autocast(device, cfg.run.bf16):
+                out = run.wrapped(batch, schedule, emb)
+            (out.loss / accum).backward()
+        sums += (
+            torch.stack(
+                [
+                    out.loss.detach().float(),
+                    out.focal,
+                    out.dice,
+                    out.iou_mse,
+                    out.iou_first,
+                    out.iou_last,
+                    out.num_masks.to(device).float(),
+                ]
             )
-            sync = micro == accum - 1 or info.world_size == 1
-            no_sync = getattr(wrapped, "no_sync", None)
-            ctx = contextlib.nullcontext() if sync or no_sync is None else no_sync()
-            with ctx:
-                with _autocast(device, cfg.run.bf16):
-                    out = wrapped(batch, schedule)
-                (out.loss / accum).backward()
-            sums += (
-                torch.stack(
-                    [
-                        out.loss.detach().float(),
-                        out.focal,
-                        out.dice,
-                        out.iou_mse,
-                        out.iou_first,
-                        out.iou_last,
-                        out.num_masks.to(device).float(),
-                    ]
-                )
-                / accum
+            / accum
+        )
+    means = all_reduce_mean(sums, info).tolist()
+    lr = run.optimizer.param_groups[0]["lr"] / run.optimizer.param_groups[0].get("lr_scale", 1.0)
+    if means[6] == 0:  # no process had a usable mask: nothing to learn from, no update
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scheduler.step()
+        run.empty_steps += 1
+        if run.empty_steps >= MAX_EMPTY_STEPS or (step + 1 == cfg.run.steps and not run.masks_seen):
+            raise ValueError(
+                f"step {step + 1}: the last {run.empty_steps} batches held no usable mask: every "
+                "mask was skipped (unreadable, smaller than data.min_mask_pixels after resizing, "
+                "or larger than data.max_mask_area_fraction of the image); check the data and "
+                "those two settings"
             )
-        if cfg.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        done = step + 1
-        means = all_reduce_mean(sums, info).tolist()
-        last_loss = means[0]
-        if not all(map(_finite, means[:4])):
-            raise RuntimeError(f"training diverged at step {done}: loss {means[0]}")
-        steps_window += 1
-        now = time.perf_counter()
-        if done % cfg.run.log_every == 0 or done == total_steps:
-            steps_per_s = steps_window / max(now - t_window, 1e-9)
-            t_window, steps_window = now, 0
-        if logger is not None:
-            row = {
-                "step": done,
-                "lr": lr,
-                "loss": means[0],
-                "focal": means[1],
-                "dice": means[2],
-                "iou_mse": means[3],
-                "iou_first": means[4],
-                "iou_last": means[5],
-                "masks": round(means[6] * info.world_size),
-                "steps_per_s": steps_per_s,
-                "elapsed_s": now - t_start,
-            }
-            logger.log_train(row)
-            if progress and (done % cfg.run.log_every == 0 or done == total_steps):
+        return means, lr
+    run.empty_steps = 0
+    run.masks_seen += round(means[6] * info.world_size)
+    if cfg.optim.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if not all(map(_finite, means[:4])):
+        raise RuntimeError(f"training diverged at step {step + 1}: loss {means[0]}")
+    return means, lr
+
+
+def _log_step(
+    run: _Run, done: int, means: list[float], lr: float, steps_per_s: float, elapsed: float
+) -> None:
+    """metrics.csv / TensorBoard row of a step, and its progress line."""
+    if run.logger is None:
+        return
+    total = run.cfg.run.steps
+    run.logger.log_train(
+        {
+            "step": done,
+            "lr": lr,
+            "loss": means[0],
+            "focal": means[1],
+            "dice": means[2],
+            "iou_mse": means[3],
+            "iou_first": means[4],
+            "iou_last": means[5],
+            "masks": round(means[6] * run.info.world_size),
+            "steps_per_s": steps_per_s,
+            "elapsed_s": elapsed,
+        }
+    )
+    if run.progress and (done % run.cfg.run.log_every == 0 or done == total):
+        print(
+            f"step {done}/{total}  loss {means[0]:.4f}  focal {means[1]:.4f}  "
+            f"dice {means[2]:.4f}  iou_mse {means[3]:.4f}  IoU first {means[4]:.3f} "
+            f"last {means[5]:.3f}  lr {lr:.2e}  {steps_per_s:.2f} steps/s",
+            flush=True,
+        )
+
+
+def _evaluate_and_checkpoint(run: _Run, done: int) -> EvalResult | None:
+    """Held-out evaluation and the training checkpoint, when their schedules say so."""
+    cfg, info = run.cfg, run.info
+    is_last = done == cfg.run.steps
+    result: EvalResult | None = None
+    if run.val_set is not None and (
+        is_last or (cfg.run.eval_every > 0 and done % cfg.run.eval_every == 0)
+    ):
+        if info.is_main:
+            result = evaluate(run.model, run.val_set, cfg)
+            assert run.logger is not None
+            run.logger.log_eval({"step": done, **result.__dict__})
+            if run.progress:
                 print(
-                    f"step {done}/{total_steps}  loss {means[0]:.4f}  focal {means[1]:.4f}  "
-                    f"dice {means[2]:.4f}  iou_mse {means[3]:.4f}  IoU first {means[4]:.3f} "
-                    f"last {means[5]:.3f}  lr {lr:.2e}  {steps_per_s:.2f} steps/s",
+                    f"eval step {done}: loss {result.loss:.4f}  IoU first "
+                    f"{result.iou_first:.3f} last {result.iou_last:.3f} "
+                    f"({result.masks} masks, {result.images} images)",
                     flush=True,
                 )
-        is_last = done == total_steps
-        if val_set is not None and (
-            is_last or (cfg.run.eval_every > 0 and done % cfg.run.eval_every == 0)
-        ):
-            if info.is_main:
-                eval_result = evaluate(model, val_set, cfg)
-                assert logger is not None
-                logger.log_eval({"step": done, **eval_result.__dict__})
-                if progress:
-                    print(
-                        f"eval step {done}: loss {eval_result.loss:.4f}  IoU first "
-                        f"{eval_result.iou_first:.3f} last {eval_result.iou_last:.3f} "
-                        f"({eval_result.masks} masks, {eval_result.images} images)",
-                        flush=True,
-                    )
-                module.train()
-            _barrier(info)
-        if info.is_main and (
-            is_last or (cfg.run.checkpoint_every > 0 and done % cfg.run.checkpoint_every == 0)
-        ):
-            st.save_training_checkpoint(
-                out_dir / "checkpoints" / f"step_{done:07d}.pt",
-                model,
-                optimizer,
-                scheduler,
-                done,
-                cfg,
-            )
-            st.prune_checkpoints(out_dir / "checkpoints", cfg.run.keep_checkpoints)
+            run.module.train()
+        _barrier(info)
+    if (
+        info.is_main
+        and run.masks_seen > 0  # nothing learnt yet: nothing worth resuming from
+        and (is_last or (cfg.run.checkpoint_every > 0 and done % cfg.run.checkpoint_every == 0))
+    ):
+        st.save_training_checkpoint(
+            run.out_dir / "checkpoints" / f"step_{done:07d}.pt",
+            run.model,
+            run.optimizer,
+            run.scheduler,
+            done,
+            cfg,
+        )
+        st.prune_checkpoints(run.out_dir / "checkpoints", cfg.run.keep_checkpoints)
+    return result
 
-    if info.is_main:
-        st.export_weights(model, out_dir, cfg.run.model_formats)
-        assert logger is not None
-        logger.close()
+
+def _finish(run: _Run) -> None:
+    """The final weights, the loss curve, and the logger closed."""
+    if run.info.is_main:
+        st.export_weights(run.model, run.out_dir, run.cfg.run.model_formats)
+        assert run.logger is not None
+        run.logger.close()
         try:
-            png = plot_training(out_dir)
-            if progress:
-                print(f"wrote {out_dir} (weights, metrics, {png.name})", flush=True)
+            png = plot_training(run.out_dir)
+            if run.progress:
+                print(f"wrote {run.out_dir} (weights, metrics, {png.name})", flush=True)
         except (FileNotFoundError, ValueError) as exc:
             print(f"anyseg train: no loss curve: {exc}", file=sys.stderr)
-    _barrier(info)
-    model.eval()
-    return TrainResult(model, out_dir, total_steps, last_loss, steps_per_s, eval_result)
+    _barrier(run.info)
+    run.model.eval()
 
 
 def _spawn_worker(

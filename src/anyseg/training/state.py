@@ -147,10 +147,9 @@ def find_checkpoint(path: str | Path) -> Path:
 def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check a training checkpoint (CPU tensors)."""
     p = find_checkpoint(path)
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{p}: not a readable training checkpoint ({exc})") from exc
+    from anyseg.checkpoint import load_tensors_only
+
+    state = load_tensors_only(p, "training checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"{p}: not an anyseg training checkpoint (expected format {FORMAT!r}); to start from "

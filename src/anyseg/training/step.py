@@ -95,21 +95,36 @@ class InteractiveSam(nn.Module):
             self.sam.image_encoder.eval()
         return self
 
-    def forward(self, batch: Batch, schedule: tuple[bool, ...]) -> StepStats:
+    def forward(
+        self,
+        batch: Batch,
+        schedule: tuple[bool, ...],
+        embeddings: torch.Tensor | None = None,
+    ) -> StepStats:
         """Run one step on ``batch``.
 
         Args:
             batch: images (B, 3, S, S) and masks (M, S, S) on this module's device.
             schedule: for each pass after the first, whether it adds a point (True) or only
                 feeds the previous mask back (False) — see ``prompts.pass_schedule``.
+            embeddings: (B, C, h, w) image embeddings of a frozen encoder computed elsewhere
+                (the on-disk cache); None runs the encoder.
         """
         sam = self.sam
         cfg_p, cfg_l = self.prompts, self.loss_cfg
-        if self.freeze_image_encoder:
+        if embeddings is not None:
+            if not self.freeze_image_encoder or sam.is_hq:
+                raise ValueError(
+                    "precomputed embeddings need freeze_image_encoder, and a model without "
+                    "SAM-HQ's fusion (it reads the encoder's early features too)"
+                )
+            emb, early = embeddings, None
+        elif self.freeze_image_encoder:
             with torch.no_grad():
-                emb = sam.image_encoder(batch.images)  # (B, C, h, w)
+                emb, early = sam.encode_features(batch.images)  # (B, C, h, w)
         else:
-            emb = sam.image_encoder(batch.images)
+            emb, early = sam.encode_features(batch.images)
+        hq = sam.hq_features(emb, early)  # SAM-HQ's fusion belongs to the decoder: trained
         device = emb.device
         num_images, num_masks = emb.shape[0], batch.masks.shape[0]
         if num_masks == 0:
@@ -197,13 +212,14 @@ class InteractiveSam(nn.Module):
                     masks=g.mask_input,
                 )
                 multimask = (not g.is_box) and n_points == 1
-                low, iou_pred = sam.mask_decoder(
-                    image_embeddings=emb if num_images == 1 else emb[img_idx[g.idx]],
-                    image_pe=image_pe,
-                    sparse_prompt_embeddings=sparse,
-                    dense_prompt_embeddings=dense,
-                    multimask_output=multimask,
-                )  # (G, K, L, L), (G, K)
+                per_image = slice(None) if num_images == 1 else img_idx[g.idx]
+                low, iou_pred = sam.decode(
+                    emb[per_image],
+                    sparse,
+                    dense,
+                    multimask,
+                    None if hq is None else hq[per_image],
+                )  # (G, K, L, L), (G, K); K = 1 for SAM-HQ
                 logits = low.float()
                 if cfg_l.resolution == "input":
                     logits = F.interpolate(

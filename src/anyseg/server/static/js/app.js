@@ -2,11 +2,48 @@
 // All image coordinates are (x, y) pixels of the original image; the canvas has the image's size
 // and is scaled by CSS, so event positions are converted with the canvas' on-screen rectangle.
 
-import { api } from "./api.js";
+import { api, idempotencyKey } from "./api.js";
 import { fitCanvas, redraw } from "./draw.js";
 import { installEvents } from "./input.js";
-import { colourFor, decodeRle, rgbCss } from "./rle.js";
+import { renderFolderNotices, renderImageList as drawImages, renderMaskLists as drawMasks } from "./lists.js";
+import { decodeRle } from "./rle.js";
 import { $, setBusy, setStatus, showError, state } from "./state.js";
+
+// What the lists can do (lists.js draws them, app.js owns the operations).
+const listActions = {
+  openImage: (id) => openImage(id),
+  startEdit: (id) => startEdit(id),
+  deleteMask: (id) => deleteMask(id),
+  resolveProposals: (ids, accept) => resolveProposals(ids, accept),
+  select(id) {
+    state.selectedId = state.selectedId === id ? null : id;
+    renderMaskLists();
+    redraw();
+  },
+  hover(id) {
+    state.hoverId = id;
+    redraw();
+  },
+};
+const renderImageList = () => drawImages(listActions);
+const renderMaskLists = () => drawMasks(listActions);
+
+// The server answers "image_changed" when the file was replaced on disk after the page loaded
+// it: reload the list and the image, so the page shows the new pixels and the old masks apart.
+async function reportError(err) {
+  if (err && err.code === "image_changed" && state.imageId !== null) {
+    const id = state.imageId;
+    await loadImages();
+    if (state.images.some((im) => im.id === id)) await openImage(id);
+    setStatus(
+      "This image changed on disk and was reloaded; masks drawn on the old file are listed " +
+        "apart and not exported.",
+      true,
+    );
+    return;
+  }
+  showError(err);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Images
@@ -15,37 +52,7 @@ async function loadImages() {
   const data = await api.images();
   state.images = data.images;
   renderImageList();
-}
-
-function renderImageList() {
-  const list = $("#image-list");
-  list.replaceChildren();
-  for (const img of state.images) {
-    const li = document.createElement("li");
-    li.dataset.id = img.id;
-    li.classList.toggle("active", img.id === state.imageId);
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = img.file_name;
-    name.title = `${img.file_name} (${img.width}×${img.height})`;
-    const badges = document.createElement("span");
-    const ok = document.createElement("span");
-    ok.className = "badge ok count";
-    ok.textContent = `${img.num_accepted}`;
-    ok.title = "accepted masks";
-    badges.append(ok);
-    if (img.num_proposals) {
-      const pr = document.createElement("span");
-      pr.className = "badge prop";
-      pr.textContent = `${img.num_proposals}?`;
-      pr.title = "proposals waiting for review";
-      badges.append(" ", pr);
-    }
-    li.append(name, badges);
-    li.addEventListener("click", () => openImage(img.id));
-    list.append(li);
-  }
-  $("#image-count").textContent = `(${state.images.length})`;
+  renderFolderNotices(data.skipped || []);
 }
 
 function loadImageElement(url) {
@@ -73,7 +80,7 @@ async function openImage(id) {
   canvas.dataset.state = "loading";
   setStatus(`Opening ${info.file_name}…`);
   try {
-    const [imgEl] = await Promise.all([loadImageElement(api.imageUrl(id)), loadMasks()]);
+    const [imgEl] = await Promise.all([loadImageElement(api.imageUrl(id, info.sha256)), loadMasks()]);
     if (seq !== state.openSeq) return;
     state.imgEl = imgEl;
     canvas.width = info.width;
@@ -108,7 +115,8 @@ async function openImage(id) {
   } catch (err) {
     if (seq === state.openSeq) {
       canvas.dataset.state = "error";
-      showError(err);
+      if (err.code === "image_changed") reportError(err);
+      else showError(err);
     }
   }
 }
@@ -129,94 +137,16 @@ async function loadMasks() {
   if (id !== state.imageId) return;
   state.accepted = data.accepted.map((m) => ({ ...m, decoded: decodeRle(m.segmentation) }));
   state.proposals = data.proposals.map((m) => ({ ...m, decoded: decodeRle(m.segmentation) }));
+  state.stale = data.stale || [];
   const info = state.images.find((im) => im.id === id);
   if (info) {
     info.num_accepted = state.accepted.length;
     info.num_proposals = state.proposals.length;
+    info.num_stale = state.stale.length;
   }
   renderImageList();
   renderMaskLists();
   redraw();
-}
-
-function describe(m) {
-  const label = m.label ? m.label : "(no label)";
-  return `#${m.id} ${label} · ${m.area} px`;
-}
-
-function renderMaskLists() {
-  const list = $("#accepted-list");
-  list.replaceChildren();
-  for (const m of state.accepted) {
-    const li = document.createElement("li");
-    li.dataset.id = m.id;
-    li.classList.toggle("selected", m.id === state.selectedId);
-    li.classList.toggle("editing", m.id === state.editingId);
-    const sw = document.createElement("span");
-    sw.className = "swatch";
-    sw.style.background = rgbCss(colourFor(m.id));
-    const text = document.createElement("span");
-    text.className = "text";
-    text.textContent = describe(m);
-    text.title = `${describe(m)}\nby ${m.author || "?"} at ${m.updated_at}`;
-    const edit = document.createElement("button");
-    edit.textContent = "Edit";
-    edit.className = "edit";
-    edit.addEventListener("click", (ev) => {
-      ev.stopPropagation();
-      startEdit(m.id);
-    });
-    const del = document.createElement("button");
-    del.textContent = "✕";
-    del.title = "Delete (D)";
-    del.className = "delete";
-    del.addEventListener("click", (ev) => {
-      ev.stopPropagation();
-      deleteMask(m.id);
-    });
-    li.append(sw, text, edit, del);
-    li.addEventListener("click", () => {
-      state.selectedId = state.selectedId === m.id ? null : m.id;
-      renderMaskLists();
-      redraw();
-    });
-    list.append(li);
-  }
-  $("#accepted-count").textContent = `(${state.accepted.length})`;
-
-  const plist = $("#proposal-list");
-  plist.replaceChildren();
-  $("#proposals-section").hidden = state.proposals.length === 0;
-  for (const m of state.proposals) {
-    const li = document.createElement("li");
-    li.dataset.id = m.id;
-    const sw = document.createElement("span");
-    sw.className = "swatch";
-    sw.style.background = rgbCss(colourFor(m.id));
-    const text = document.createElement("span");
-    text.className = "text";
-    const score = m.predicted_iou == null ? "" : ` · iou ${m.predicted_iou.toFixed(2)}`;
-    text.textContent = `#${m.id} · ${m.area} px${score}`;
-    const yes = document.createElement("button");
-    yes.textContent = "✓";
-    yes.title = "Accept this proposal";
-    yes.addEventListener("click", () => resolveProposals([m.id], true));
-    const no = document.createElement("button");
-    no.textContent = "✕";
-    no.title = "Reject this proposal";
-    no.addEventListener("click", () => resolveProposals([m.id], false));
-    li.append(sw, text, yes, no);
-    li.addEventListener("mouseenter", () => {
-      state.hoverId = m.id;
-      redraw();
-    });
-    li.addEventListener("mouseleave", () => {
-      state.hoverId = null;
-      redraw();
-    });
-    plist.append(li);
-  }
-  $("#proposal-count").textContent = `(${state.proposals.length})`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -268,7 +198,7 @@ async function predict(feedBack = false) {
     try {
       res = await api.predict(state.imageId, body);
     } catch (err) {
-      if (!body.previous || !/unknown or expired/.test(err.message)) throw err;
+      if (!body.previous || err.code !== "prediction_expired") throw err;
       delete body.previous; // the server no longer holds it: decode the clicks alone
       res = await api.predict(state.imageId, body);
     }
@@ -294,7 +224,7 @@ async function predict(feedBack = false) {
         : "Add points to refine, or accept (Enter).",
     );
   } catch (err) {
-    if (seq === state.predictSeq) showError(err);
+    if (seq === state.predictSeq) reportError(err);
   }
 }
 
@@ -378,13 +308,16 @@ async function acceptCurrent() {
     predicted_iou: cand.score,
     prompts: { points: state.points, labels: state.labels, box: state.box },
     label,
+    image_sha256: state.image.sha256, // refused if the file changed since it was opened
   };
   try {
     let saved;
     if (state.editingId !== null) {
       saved = await api.update(state.editingId, body);
     } else {
-      saved = await api.accept(state.imageId, body);
+      // One key per candidate: a retry, or Enter pressed twice, stores the mask once.
+      cand.acceptKey = cand.acceptKey || idempotencyKey();
+      saved = await api.accept(state.imageId, body, cand.acceptKey);
     }
     state.editingId = null;
     resetPrompts();
@@ -393,7 +326,7 @@ async function acceptCurrent() {
     await loadMasks();
     setStatus(`Saved mask #${saved.id}${label ? ` (${label})` : ""}.`);
   } catch (err) {
-    showError(err);
+    reportError(err);
   }
 }
 

@@ -19,6 +19,7 @@ export const state = {
   previousId: null, // prediction_id of the answer on screen (its logits can be fed back)
   accepted: [], // mask rows + {decoded, renders}
   proposals: [],
+  stale: [], // accepted masks of an earlier version of the file (kept apart, not exported)
   editingId: null,
   selectedId: null,
   hoverId: null,
