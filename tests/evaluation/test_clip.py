@@ -16,6 +16,7 @@ import torch
 
 from anyseg.data.attributed import read_attributed_images
 from anyseg.data.attributes import COLOURS, name_colour
+from anyseg.data.captions import nameable
 from anyseg.data.synthetic import SynthConfig, write_dataset
 from anyseg.evaluation.clip import ClipEvalConfig, evaluate_clip, write_report
 
@@ -67,12 +68,11 @@ def test_colour_oracle_scores(images) -> None:
     assert counts["colour"] > 30 and counts["fill"] >= counts["colour"]
     assert acc["colour"] > 0.8, acc
     # Fill and shape prompts hold no colour word: every prompt scores the same, the first wins.
-    fills = [
-        a.masks[k].attributes.fill
-        for a in imgs
-        for k in range(len(a.masks))
-        if a.masks[k].area >= 100 and a.masks[k].attributes.fill is not None
+    # (Fill is scored where the pattern shows: solid, or two colours far enough apart.)
+    shown = [
+        nameable(m.attributes, cfg.naming).fill for a in imgs for m in a.masks if m.area >= 100
     ]
+    fills = [f for f in shown if f is not None]
     assert acc["fill"] == pytest.approx(fills.count("solid") / len(fills))
     for attribute, matrix in result.confusion.items():
         assert np.array(matrix).sum() == counts[attribute]

@@ -14,12 +14,12 @@ from anyseg.data.attributed import read_attributed_images
 from anyseg.data.captions import CaptionConfig, nameable
 from anyseg.data.synthetic import SynthConfig, write_dataset
 from anyseg.evaluation.clip import ClipEvalConfig, evaluate_clip
+from anyseg.settings import load_file
 from anyseg.training.clip_config import (
     ClipDataConfig,
     ClipOptimConfig,
     ClipRunConfig,
     ClipTrainConfig,
-    load_clip_train_config,
 )
 from anyseg.training.clip_data import PairSampler
 from anyseg.training.clip_trainer import (
@@ -143,7 +143,7 @@ def test_short_run_raises_retrieval_well_above_chance(data, tmp_path: Path) -> N
         loaded.layout == "anyseg"
         and loaded.config.text.vocab_size == len(caption_tokenizer(16).words) + 3
     )
-    resolved = load_clip_train_config(out / "config.resolved.toml")
+    resolved = load_file(ClipTrainConfig, out / "config.resolved.toml")
     assert resolved.data == _cfg(train, out, 120).data and resolved.run.steps == 120
     assert (out / "loss_curve.png").stat().st_size > 1000
     rows = (out / "metrics.csv").read_text().splitlines()

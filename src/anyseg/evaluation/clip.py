@@ -64,7 +64,7 @@ class ClipEvalConfig:
     masked_attention: bool = field(
         default=True, metadata={"help": "restrict the last block's class token to the mask"}
     )
-    forms: tuple[CaptionForm, ...] = field(
+    forms: tuple[str, ...] = field(
         default=("full", "short", "relational"), metadata={"help": "referring caption forms"}
     )
     batch_size: int = field(default=256, metadata={"help": "crops per forward pass"})
@@ -133,6 +133,10 @@ def _crops(
     return torch.cat(out) if out else torch.zeros(0, clip.embed_dim)
 
 
+def _forms(cfg: ClipEvalConfig) -> tuple[CaptionForm, ...]:
+    return tuple(f for f in ("full", "short", "relational") if f in cfg.forms)  # checked: known
+
+
 def _true_value(attribute: str, a: MaskAttributes, cfg: ClipEvalConfig) -> str | None:
     value: str | None = getattr(nameable(a, cfg.naming), attribute)
     return value
@@ -198,7 +202,7 @@ def evaluate_clip(
             m.attributes if c is not None else None for m, c in zip(img.masks, cand, strict=True)
         ]
         queries = referring_queries(
-            cand_attrs, [m.parent for m in img.masks], cfg.naming, forms=cfg.forms
+            cand_attrs, [m.parent for m in img.masks], cfg.naming, forms=_forms(cfg)
         )
         if not queries:
             continue

@@ -1,29 +1,34 @@
 """Settings of ``anyseg clip train``: one frozen dataclass tree (model, data, optimizer, run).
 
-Config files are TOML with one table per section (``[model.vision]``, ``[data]``,
-``[data.captions]``, ``[optim]``, ``[run]``); unknown keys are errors that name them. The text
-tower's ``vocab_size`` comes from the caption vocabulary (:func:`anyseg.data.captions.vocabulary`
-plus padding, start and end), whatever the file says.
+Config files (TOML, YAML or JSON, read by :func:`anyseg.settings.load_file`) have one table
+per section (``[model.vision]``, ``[data]``, ``[data.captions]``, ``[optim]``, ``[run]``);
+unknown keys are errors that name them. The text tower's ``vocab_size`` comes from the caption
+vocabulary (:func:`anyseg.data.captions.vocabulary` plus padding, start and end), whatever the
+file says. The fields with a ``flag`` are ``anyseg clip train`` options.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from anyseg.clip.config import ClipConfig
 from anyseg.data.captions import CaptionConfig
 from anyseg.errors import InvalidInputError
+from anyseg.settings import opt
 
 
 @dataclass(frozen=True)
 class ClipDataConfig:
     """Where the captioned masks are and how one (crop, caption) pair is drawn."""
 
-    train: str = field(default="", metadata={"help": "training data (anyseg synth folder)"})
+    train: str = field(
+        default="",
+        metadata=opt("training data (an anyseg synth folder)", flag="--data", metavar="DIR"),
+    )
     val: str | None = field(
-        default=None, metadata={"help": "held-out data for evaluation during training"}
+        default=None,
+        metadata=opt("held-out data, evaluated during training", flag="--val", metavar="DIR"),
     )
     max_images: int = field(default=0, metadata={"help": "use at most N training images (0: all)"})
     val_max_images: int = field(
@@ -81,14 +86,22 @@ class ClipOptimConfig:
 class ClipRunConfig:
     """Length, batch, device and outputs."""
 
-    steps: int = field(default=3000, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=256, metadata={"help": "(crop, caption) pairs per step"})
-    seed: int = field(default=0, metadata={"help": "random seed (sampling, initialisation)"})
-    out_dir: str = field(default="runs/clip", metadata={"help": "output folder"})
-    device: Literal["auto", "cpu", "cuda"] = field(
-        default="auto", metadata={"help": "auto: cuda when available, else cpu"}
+    steps: int = field(default=3000, metadata=opt("optimizer steps", flag="--steps"))
+    batch_size: int = field(
+        default=256, metadata=opt("(crop, caption) pairs per step", flag="--batch-size")
     )
-    num_threads: int = field(default=0, metadata={"help": "torch threads (0: torch's default)"})
+    seed: int = field(
+        default=0, metadata=opt("random seed (sampling, initialisation)", flag="--seed")
+    )
+    out_dir: str = field(
+        default="runs/clip", metadata=opt("output folder", flag="--out", metavar="DIR")
+    )
+    device: Literal["auto", "cpu", "cuda"] = field(
+        default="auto", metadata=opt("auto: cuda when available, else cpu", flag="--device")
+    )
+    num_threads: int = field(
+        default=0, metadata=opt("torch threads (0: torch's default)", flag="--threads")
+    )
     log_every: int = field(default=20, metadata={"help": "progress line every N steps"})
     eval_every: int = field(
         default=500, metadata={"help": "held-out evaluation every N steps (0: at the end only)"}
@@ -131,50 +144,3 @@ class ClipTrainConfig:
         for ok, what in checks:
             if not ok:
                 raise InvalidInputError(f"clip training config: expected {what}")
-
-
-# Until anyseg.settings (one binder for every config dataclass) is on main, the generic
-# mapping <-> dataclass helpers of the SAM training config do the work.
-def clip_config_from_dict(data: Any, source: str = "config") -> ClipTrainConfig:
-    """Build from nested mappings; unknown keys raise, naming them."""
-    from anyseg.training.config import _build
-
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"{source}: expected a table of sections")
-    cfg: ClipTrainConfig = _build(ClipTrainConfig, data, source, "")
-    return cfg
-
-
-def load_clip_train_config(path: str | Path) -> ClipTrainConfig:
-    """Read a TOML ``anyseg clip train`` config."""
-    p = Path(path)
-    if not p.is_file() or p.suffix.lower() != ".toml":
-        raise InvalidInputError(f"clip training config {str(p)!r}: expected an existing .toml file")
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidInputError(f"clip training config {str(p)!r} is not valid: {exc}") from None
-    return clip_config_from_dict(data, source=str(p))
-
-
-def clip_config_to_toml(cfg: ClipTrainConfig) -> str:
-    """The config as TOML text (``config.resolved.toml``); loads back equal."""
-    from anyseg.training.config import _toml_value, config_to_dict
-
-    lines: list[str] = []
-
-    def emit(name: str, table: dict[str, Any]) -> None:
-        lines.append(f"[{name}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict))
-        lines.append("")
-        for k, v in table.items():
-            if isinstance(v, dict):
-                emit(f"{name}.{k}", v)
-
-    for section, table in config_to_dict(cfg).items():  # type: ignore[arg-type]
-        emit(section, table)
-    return "\n".join(lines)

@@ -39,14 +39,10 @@ from anyseg.data.attributed import read_attributed_images
 from anyseg.data.captions import vocabulary
 from anyseg.errors import CheckpointError, InvalidInputError
 from anyseg.io import atomic_path, atomic_write_text
-from anyseg.training.clip_config import (
-    ClipTrainConfig,
-    clip_config_from_dict,
-    clip_config_to_toml,
-)
+from anyseg.settings import dump_toml, from_mapping, to_mapping
+from anyseg.training.clip_config import ClipTrainConfig
 from anyseg.training.clip_data import PairBatch, PairSampler
 from anyseg.training.clip_heads import AttributeHeads, ignore_unknown
-from anyseg.training.config import config_to_dict
 from anyseg.training.metrics import CsvLog, read_rows, smooth
 from anyseg.training.state import find_checkpoint, prune_checkpoints
 
@@ -156,7 +152,7 @@ def load_clip_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def config_of_clip_checkpoint(state: Mapping[str, Any]) -> ClipTrainConfig:
-    return clip_config_from_dict(state["config"], source=f"{state.get('path')} config")
+    return from_mapping(ClipTrainConfig, state["config"], source=f"{state.get('path')} config")
 
 
 def train_clip(
@@ -219,7 +215,7 @@ def train_clip(
     images = read_attributed_images(cfg.data.train, cfg.data.max_images, progress=progress)
     sampler = PairSampler(images, tokenizer, cfg.data, cfg.model.vision.image_size)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "config.resolved.toml", clip_config_to_toml(cfg))
+    atomic_write_text(out_dir / "config.resolved.toml", dump_toml(cfg))
     resume_step = start if state is not None else None
     log = CsvLog(out_dir / "metrics.csv", TRAIN_COLUMNS, resume_step)
     eval_log: CsvLog | None = None
@@ -354,7 +350,7 @@ def _save_checkpoint(
         "heads": {k: v.detach().cpu() for k, v in heads.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "config": config_to_dict(cfg),  # type: ignore[arg-type]
+        "config": to_mapping(cfg),
         "rng": torch.get_rng_state(),
         "elapsed_s": elapsed_s,
     }
