@@ -240,7 +240,11 @@ def main() -> None:
         lines.append(
             "Then the CPU calibration fine-tune (any machine): `bash scripts/calibrate_default_model.sh`."
         )
-    out.write_text("\n".join(lines) + "\n")
+    # Sections other scripts own (the CLIP's, scripts/write_clip_card.py) are kept.
+    kept = ""
+    if out.is_file() and "<!-- clip_synth:begin -->" in (old := out.read_text()):
+        kept = "\n" + old[old.index("<!-- clip_synth:begin -->") :]
+    out.write_text("\n".join(lines) + "\n" + kept)
     print(f"wrote {out} and {out.parent / 'loss_curve.png'}")
 
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anyseg.data.attributes import COLOURS, FILLS, ROLES, SHAPES, MaskAttributes, name_colour
+from anyseg.data.attributes import (
+    COLOURS,
+    FILLS,
+    ROLES,
+    SHAPES,
+    MaskAttributes,
+    dominant_colour,
+    name_colour,
+)
 from anyseg.data.sa1b import ImageRecord, read_image_record, write_image_record
 from anyseg.data.synthetic import SynthConfig, generate_scene, write_dataset
 from anyseg.errors import InvalidInputError
@@ -45,7 +53,7 @@ def test_every_mask_has_attributes_that_fit_its_label(scenes) -> None:
             assert a.fill is None or a.fill in FILLS
             if a.colour is not None:
                 assert a.colour in COLOURS and a.colour_margin is not None
-                assert a.colour_margin >= 0
+                assert a.colour_margin >= 0 and 0 < (a.colour_fraction or 0) <= 1
                 if a.colour_margin > 1:  # the stored RGB is rounded
                     assert name_colour(a.colour_rgb)[0] == a.colour
             if a.shape in ("polygon", "star"):
@@ -55,17 +63,31 @@ def test_every_mask_has_attributes_that_fit_its_label(scenes) -> None:
 
 
 def test_colour_is_what_the_image_shows(scenes) -> None:
-    """The recorded colour is the mean of the element's own visible pixels."""
-    checked = 0
+    """The recorded colour is the most common palette name of the element's own visible pixels:
+    for a mask without children those are the mask's pixels."""
+    checked = striped = 0
     for sc in scenes:
         for i, a in enumerate(sc.attributes):
             children = [j for j, p in enumerate(sc.parents) if p == i]
-            if a.colour_rgb is None or children or sc.masks[i].sum() < 50:
+            if a.colour is None or children or sc.masks[i].sum() < 50:
                 continue
-            mean = sc.image[sc.masks[i]].mean(0)
-            np.testing.assert_allclose(mean, a.colour_rgb, atol=0.51)
+            name, fraction, mean, _ = dominant_colour(sc.image[sc.masks[i]])
+            # (A child too small to be a mask of its own still covers a few of the pixels.)
+            assert name == a.colour and abs(fraction - a.colour_fraction) < 0.02
+            np.testing.assert_allclose(mean, a.colour_rgb, atol=2)
             checked += 1
+            striped += a.fill == "stripes" and fraction < 0.7
     assert checked > 20
+    assert striped > 0  # two-colour stripes: no one name covers most pixels
+
+
+def test_dominant_colour() -> None:
+    red, blue = np.array([205, 30, 35]), np.array([35, 70, 205])
+    px = np.stack([red] * 70 + [blue] * 30)
+    name, fraction, mean, margin = dominant_colour(px)
+    assert (name, fraction) == ("red", 0.7) and np.allclose(mean, red) and margin > 10
+    with pytest.raises(InvalidInputError):
+        dominant_colour(np.zeros((0, 3)))
 
 
 def test_visible_fraction_falls_with_occlusion(scenes) -> None:
@@ -103,7 +125,9 @@ def test_dataset_files_carry_attributes(tmp_path: Path) -> None:
 
 
 def test_bad_attributes_are_clear_errors() -> None:
-    good = MaskAttributes(role="panel", shape="star", sides=5, fill="solid", colour="red")
+    good = MaskAttributes(
+        role="panel", shape="star", sides=5, fill="solid", colour="red", colour_fraction=0.9
+    )
     assert MaskAttributes.from_dict(good.to_dict()) == good
     assert MaskAttributes.from_dict({**good.to_dict(), "future_key": 1}) == good
     with pytest.raises(InvalidInputError, match=r"attributes\.shape"):

@@ -15,6 +15,7 @@ from anyseg.data.captions import (
     TRIANGLE,
     CaptionConfig,
     Description,
+    nameable,
     random_caption,
     referring_queries,
     vocabulary,
@@ -51,15 +52,20 @@ def test_random_captions_are_true_of_their_mask(scenes) -> None:
             for _ in range(3):
                 cap = random_caption(a, parent, rng, cfg)
                 if cap is None:
-                    assert a.shape is None and a.fill is None  # an assembly
+                    # Nothing shows clearly (e.g. an assembly, or a hidden two-colour part).
+                    d = nameable(a, cfg.naming)
+                    assert d.colour is None and d.shape is None and d.fill is None
                     continue
                 texts.add(cap.text)
                 assert set(cap.text.split()) <= vocab, cap.text
                 assert cap.description.matches(a, parent), (cap.text, a)
                 own = set(cap.text.split(" on ")[0].split())  # the mask's own phrase
-                if (a.colour_margin or 0) < cfg.min_colour_margin:
-                    assert not own & set(COLOURS), (cap.text, a.colour_margin)
-                if a.visible_fraction < cfg.min_visible_fraction:
+                clear = (a.colour_margin or 0) >= cfg.naming.min_colour_margin and (
+                    a.colour_fraction or 0
+                ) >= cfg.naming.min_colour_fraction
+                if not clear:
+                    assert not own & set(COLOURS), (cap.text, a.colour_margin, a.colour_fraction)
+                if a.visible_fraction < cfg.naming.min_visible_fraction:
                     shape_words = {w for ws in SHAPE_WORDS.values() for w in ws} | {TRIANGLE}
                     assert not own & shape_words, (cap.text, a.visible_fraction)
     assert len(texts) > 100  # templates and synonyms vary the wording
@@ -81,7 +87,13 @@ def test_descriptions_match_by_attribute() -> None:
 
 def _obj(colour: str, shape: str, **kw) -> MaskAttributes:
     return MaskAttributes(
-        role="object", shape=shape, fill="solid", colour=colour, colour_margin=20.0, **kw
+        role="object",
+        shape=shape,
+        fill="solid",
+        colour=colour,
+        colour_fraction=1.0,
+        colour_margin=20.0,
+        **kw,
     )
 
 
@@ -96,14 +108,24 @@ def test_referring_queries_name_exactly_one_mask() -> None:
     unsure = [_obj("red", "star"), _obj("blue", "star"), _obj("green", "blob")]
     assert any(i == 0 for i, _, _ in referring_queries(unsure, [-1, -1, -1]))
     unsure[1] = MaskAttributes(
-        role="object", shape="star", fill="solid", colour="blue", colour_margin=1.0
+        role="object",
+        shape="star",
+        fill="solid",
+        colour="blue",
+        colour_fraction=1.0,
+        colour_margin=1.0,
     )
     assert not any(i == 0 for i, _, _ in referring_queries(unsure, [-1, -1, -1]))
     # Parts are named by role, or by their parent.
     scene = [
         _obj("green", "rect"),
         MaskAttributes(
-            role="panel", shape="ellipse", fill="stripes", colour="yellow", colour_margin=9.0
+            role="panel",
+            shape="ellipse",
+            fill="stripes",
+            colour="yellow",
+            colour_fraction=0.9,
+            colour_margin=9.0,
         ),
     ]
     texts = {t for _, t, _ in referring_queries(scene, [-1, 0], forms=("short", "relational"))}

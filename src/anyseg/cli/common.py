@@ -1,5 +1,6 @@
 """Options every model-running command shares, defined once: ``--checkpoint``, ``--device``,
-``--mode``.
+``--mode``, and the CLIP's ``--clip`` (with ``--clip-activation``, ``--clip-head-width``,
+``--clip-allow-torchscript`` for real CLIP files).
 
 Each command adds the ones it uses with :func:`add_model_arguments` and reads them back with
 :func:`model_options`; the flags, their help and their defaults come from :class:`ModelOptions`
@@ -14,6 +15,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from anyseg.checkpoint import ModelOptions
+from anyseg.clip.loading import ClipOptions
 from anyseg.settings import add_arguments, from_arguments
 
 if TYPE_CHECKING:
@@ -39,4 +41,22 @@ def load_model(options: ModelOptions) -> Sam:
     return load(options.checkpoint, options.device)
 
 
-__all__ = ["ModelOptions", "add_model_arguments", "load_model", "model_options"]
+def add_clip_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add ``--clip`` and the options of real CLIP files (from :class:`ClipOptions`)."""
+    add_arguments(parser, ClipOptions, marked_only=True)
+
+
+def clip_options(args: argparse.Namespace) -> ClipOptions:
+    """The :class:`ClipOptions` of parsed arguments (defaults for flags not given)."""
+    return from_arguments(ClipOptions, args)
+
+
+__all__ = [
+    "ClipOptions",
+    "ModelOptions",
+    "add_clip_arguments",
+    "add_model_arguments",
+    "clip_options",
+    "load_model",
+    "model_options",
+]

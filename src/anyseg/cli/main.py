@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "train",
     "eval",
     "synth",
+    "clip",
     "serve",
     "export_annotations",
     "export",

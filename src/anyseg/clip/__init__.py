@@ -20,7 +20,14 @@ Example::
 
 from anyseg.clip.config import ClipConfig, TextConfig, VisionConfig, config_from_state_dict
 from anyseg.clip.crops import MaskCrop, mask_crop, random_mask_crop, to_pixels
-from anyseg.clip.loading import BUNDLED_CLIP, LoadedClip, load_clip, save_clip
+from anyseg.clip.loading import (
+    BUNDLED_CLIP,
+    ClipOptions,
+    LoadedClip,
+    load_clip,
+    load_clip_options,
+    save_clip,
+)
 from anyseg.clip.model import ClipModel, ClipOutput, patch_mask
 from anyseg.clip.tokenizer import BpeTokenizer, Tokenizer, WordTokenizer
 
@@ -29,6 +36,7 @@ __all__ = [
     "BpeTokenizer",
     "ClipConfig",
     "ClipModel",
+    "ClipOptions",
     "ClipOutput",
     "LoadedClip",
     "MaskCrop",
@@ -38,6 +46,7 @@ __all__ = [
     "WordTokenizer",
     "config_from_state_dict",
     "load_clip",
+    "load_clip_options",
     "mask_crop",
     "patch_mask",
     "random_mask_crop",

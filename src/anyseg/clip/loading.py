@@ -22,7 +22,7 @@ import json
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from anyseg.clip.hf import from_hf_state_dict, hf_config_options
 from anyseg.clip.model import ClipModel
 from anyseg.clip.tokenizer import BPE_VOCAB_SIZE, BpeTokenizer, Tokenizer, WordTokenizer
 from anyseg.errors import CheckpointError, InvalidInputError
+from anyseg.settings import opt
 
 METADATA_KEY = "anyseg_clip"
 FORMAT = "anyseg-clip-1"
@@ -114,6 +115,51 @@ class LoadedClip:
         m = None if masks is None else torch.as_tensor(masks).to(self.model.device)
         out = self.model.encode_image(pixels, m).float()
         return torch.nn.functional.normalize(out, dim=-1) if normalize else out
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """Which CLIP a command uses (the ``--clip`` flags of every command that embeds text)."""
+
+    clip: Path | None = field(
+        default=None,
+        metadata=opt(
+            "CLIP weights: anyseg .safetensors, an OpenAI / open_clip state dict, or a Hugging "
+            "Face CLIPModel folder; default: the bundled clip_synth.safetensors",
+            flag="--clip",
+            metavar="PATH",
+        ),
+    )
+    activation: Activation | None = field(
+        default=None,
+        metadata=opt(
+            "MLP activation of a file that does not say (OpenAI: quick_gelu, open_clip: gelu)",
+            flag="--clip-activation",
+        ),
+    )
+    head_width: int | None = field(
+        default=None,
+        metadata=opt("attention head width (default 64)", flag="--clip-head-width"),
+    )
+    allow_torchscript: bool = field(
+        default=False,
+        metadata=opt(
+            "accept a TorchScript archive (OpenAI's .pt releases); this runs code from the file",
+            flag="--clip-allow-torchscript",
+            const=True,
+        ),
+    )
+
+
+def load_clip_options(options: ClipOptions, device: str | torch.device = "cpu") -> LoadedClip:
+    """:func:`load_clip` of the CLIP ``options`` name."""
+    return load_clip(
+        options.clip,
+        device=device,
+        activation=options.activation,
+        head_width=options.head_width,
+        allow_torchscript=options.allow_torchscript,
+    )
 
 
 def load_clip(

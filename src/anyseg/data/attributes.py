@@ -5,12 +5,15 @@
 (:mod:`anyseg.data.captions`). Only what a crop around the mask can show is recorded: no size or
 position, since a crop is rescaled and carries no coordinates.
 
-Colours are named after the nearest anchor of a fixed palette (:data:`PALETTE`; a name has a
-few anchors: its pure, dark and pale forms) in CIELAB, from the mean *rendered* colour of the
-element's own visible pixels (after shading, light, blur and noise), so the name is what the image
-shows. ``colour_margin`` says how far that colour is from the next palette name: the distance (ΔE,
-CIE76) to the nearest anchor of another name minus the distance to the nearest anchor. A margin
-near 0 means "between two names"; captions and evaluations skip colour words below a threshold.
+Colours are named from the *rendered* pixels (after shading, light, blur and noise), so the name
+is what the image shows. Each of the element's own visible pixels takes the name of its nearest
+anchor of a fixed palette (:data:`PALETTE`; a name has a few anchors: its pure, dark and pale
+forms) in CIELAB; the mask's colour is the most common name, ``colour_fraction`` the share of
+pixels that have it (a stripe of two colours gives about 0.5), and ``colour_rgb`` the mean of those
+pixels. ``colour_margin`` says how far that mean is from the next palette name: the distance (ΔE,
+CIE76) to the nearest anchor of another name minus the distance to the nearest anchor of its own.
+A margin near 0 means "between two names"; captions and evaluations name a colour only above a
+margin and a fraction threshold.
 """
 
 from __future__ import annotations
@@ -71,6 +74,23 @@ _ANCHOR_LAB = _srgb_to_lab(np.array([rgb for _, anchors in PALETTE for rgb in an
 _ANCHOR_NAME = np.array([i for i, (_, anchors) in enumerate(PALETTE) for _ in anchors])
 
 
+def dominant_colour(pixels: np.ndarray) -> tuple[str, float, np.ndarray, float]:
+    """The most common palette name of sRGB pixels (N, 3) in 0..255, the share of pixels with
+    that name, their mean colour (3,) and its margin (module docstring; 0 when the mean itself
+    takes another name)."""
+    px = np.asarray(pixels, dtype=np.float64).reshape(-1, 3)
+    if not len(px):
+        raise InvalidInputError("no pixels to name a colour from")
+    lab = _srgb_to_lab(px)  # (N, 3)
+    d2 = ((lab[:, None, :] - _ANCHOR_LAB[None]) ** 2).sum(-1)  # (N, anchors)
+    names = _ANCHOR_NAME[d2.argmin(1)]  # (N,)
+    counts = np.bincount(names, minlength=len(COLOURS))
+    top = int(counts.argmax())
+    mean = px[names == top].mean(0)
+    name, margin = name_colour(mean)
+    return COLOURS[top], float(counts[top] / len(px)), mean, margin if name == COLOURS[top] else 0.0
+
+
 def name_colour(rgb: Any) -> tuple[str, float]:
     """The palette name of an sRGB colour (3,) in 0..255 and its margin (module docstring): the
     distance to the nearest anchor of another name minus the distance to the nearest anchor."""
@@ -92,9 +112,13 @@ class MaskAttributes:
             pieces, whose outline is no single shape.
         sides: corners of a polygon or points of a star, else None.
         fill: the fill pattern (one of :data:`FILLS`), None when the mask has no single fill.
-        colour: palette name of the mean rendered colour (one of :data:`COLOURS`), or None.
-        colour_rgb: that mean colour, sRGB 0..255.
-        colour_margin: ΔE to the second-nearest palette entry minus ΔE to the nearest (>= 0).
+        fill_contrast: RGB distance between the pattern's two colours (0 for solid): a pattern
+            of two near colours does not show.
+        colour: the most common palette name of its rendered pixels (one of :data:`COLOURS`),
+            or None.
+        colour_fraction: the share of its pixels with that name, in (0, 1].
+        colour_rgb: the mean colour of those pixels, sRGB 0..255.
+        colour_margin: how clearly that mean has that name (module docstring), >= 0.
         visible_fraction: visible pixels over the pixels the shape would cover unoccluded and
             uncut by the image border, in [0, 1].
     """
@@ -103,7 +127,9 @@ class MaskAttributes:
     shape: str | None = None
     sides: int | None = None
     fill: str | None = None
+    fill_contrast: float | None = None
     colour: str | None = None
+    colour_fraction: float | None = None
     colour_rgb: tuple[int, int, int] | None = None
     colour_margin: float | None = None
     visible_fraction: float = 1.0
@@ -111,7 +137,16 @@ class MaskAttributes:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; None fields are left out."""
         out: dict[str, Any] = {"role": self.role}
-        for key in ("shape", "sides", "fill", "colour", "colour_rgb", "colour_margin"):
+        for key in (
+            "shape",
+            "sides",
+            "fill",
+            "fill_contrast",
+            "colour",
+            "colour_fraction",
+            "colour_rgb",
+            "colour_margin",
+        ):
             value = getattr(self, key)
             if value is not None:
                 out[key] = list(value) if isinstance(value, tuple) else value
@@ -160,7 +195,9 @@ class MaskAttributes:
             shape=choice("shape", SHAPES),
             sides=None if sides is None else int(sides),
             fill=choice("fill", FILLS),
+            fill_contrast=number("fill_contrast"),
             colour=choice("colour", COLOURS),
+            colour_fraction=number("colour_fraction"),
             colour_rgb=rgb,
             colour_margin=number("colour_margin"),
             visible_fraction=1.0 if visible is None else visible,

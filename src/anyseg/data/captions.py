@@ -8,7 +8,9 @@ a crop as a positive, and the evaluation keeps only queries that name exactly on
 image (:func:`referring_queries`).
 
 Words are chosen per attribute only when the crop shows them: a colour when its palette margin is
-at least ``min_colour_margin``, a shape when at least ``min_visible_fraction`` of it is visible.
+at least ``min_colour_margin`` and at least ``min_colour_fraction`` of the pixels have it, a
+pattern when its two colours differ by at least ``min_fill_contrast``, a shape when at least
+``min_visible_fraction`` of it is visible.
 Size and position are never named: a crop is rescaled and carries no coordinates.
 """
 
@@ -101,16 +103,37 @@ class Caption:
 
 
 @dataclass(frozen=True)
-class CaptionConfig:
-    """How captions are drawn for training, and which words a crop can show."""
+class NamingConfig:
+    """When a crop shows an attribute clearly enough to name it."""
 
     min_colour_margin: float = field(
         default=4.0, metadata={"help": "name a colour only with at least this palette margin (ΔE)"}
     )
+    min_colour_fraction: float = field(
+        default=0.6, metadata={"help": "name a colour only when this share of pixels has it"}
+    )
     min_visible_fraction: float = field(
         default=0.5, metadata={"help": "name a shape only when this fraction of it is visible"}
     )
-    colour_prob: float = field(default=0.85, metadata={"help": "P(a nameable colour is named)"})
+    min_fill_contrast: float = field(
+        default=50.0,
+        metadata={"help": "name a pattern only when its two colours differ by this (RGB)"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.min_colour_margin < 0 or self.min_fill_contrast < 0:
+            raise InvalidInputError("min_colour_margin and min_fill_contrast must be >= 0")
+        for name in ("min_colour_fraction", "min_visible_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InvalidInputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """How captions are drawn for training."""
+
+    naming: NamingConfig = field(default_factory=NamingConfig)
+    colour_prob: float = field(default=0.6, metadata={"help": "P(a nameable colour is named)"})
     fill_prob: float = field(default=0.6, metadata={"help": "P(the fill is named)"})
     shape_prob: float = field(default=0.85, metadata={"help": "P(a nameable shape is named)"})
     relational_prob: float = field(
@@ -122,10 +145,6 @@ class CaptionConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise InvalidInputError(f"captions.{name} must be in [0, 1], got {value}")
-        if self.min_colour_margin < 0 or not 0 <= self.min_visible_fraction <= 1:
-            raise InvalidInputError(
-                "captions: min_colour_margin must be >= 0 and min_visible_fraction in [0, 1]"
-            )
 
 
 def vocabulary() -> tuple[str, ...]:
@@ -149,15 +168,19 @@ def attribute_codes(attrs: MaskAttributes, parent: MaskAttributes | None = None)
     return _encode(own, up)
 
 
-def nameable(attrs: MaskAttributes, config: CaptionConfig) -> Description:
+def nameable(attrs: MaskAttributes, config: NamingConfig) -> Description:
     """The attributes a crop of this mask shows clearly enough to be named."""
     colour_ok = (
-        attrs.colour is not None and (attrs.colour_margin or 0.0) >= config.min_colour_margin
+        attrs.colour is not None
+        and (attrs.colour_margin or 0.0) >= config.min_colour_margin
+        and (attrs.colour_fraction or 0.0) >= config.min_colour_fraction
     )
     shape_ok = attrs.shape is not None and attrs.visible_fraction >= config.min_visible_fraction
+    # A pattern of two near colours looks solid; solid always shows.
+    fill_ok = attrs.fill == "solid" or (attrs.fill_contrast or 0.0) >= config.min_fill_contrast
     return Description(
         colour=attrs.colour if colour_ok else None,
-        fill=attrs.fill,
+        fill=attrs.fill if fill_ok else None,
         shape=attrs.shape if shape_ok else None,
         sides=attrs.sides if shape_ok and attrs.shape == "polygon" and attrs.sides == 3 else None,
         role=attrs.role,
@@ -172,10 +195,10 @@ def random_caption(
 ) -> Caption | None:
     """A random true caption of a mask, or None when nothing about it can be named."""
     cfg = config or CaptionConfig()
-    full = nameable(attrs, cfg)
+    full = nameable(attrs, cfg.naming)
     if full.colour is None and full.shape is None and full.fill is None:
         return None
-    up = None if parent is None else nameable(parent, cfg)
+    up = None if parent is None else nameable(parent, cfg.naming)
     if (
         up is not None
         and attrs.role in ROLE_WORDS
@@ -204,7 +227,7 @@ def random_caption(
 def referring_queries(
     attributes: Sequence[MaskAttributes | None],
     parents: Sequence[int],
-    config: CaptionConfig | None = None,
+    config: NamingConfig | None = None,
     forms: Sequence[CaptionForm] = ("full", "short"),
 ) -> list[tuple[int, str, CaptionForm]]:
     """Captions that name exactly one mask of an image: ``(mask index, text, form)``.
@@ -220,7 +243,7 @@ def referring_queries(
     shape, so it counts against a query's uniqueness; masks with no shape (assemblies) match no
     shape word. Texts use canonical words only, so queries are reproducible.
     """
-    cfg = config or CaptionConfig()
+    cfg = config or NamingConfig()
     n = len(attributes)
     if len(parents) != n:
         raise InvalidInputError(f"{len(parents)} parents for {n} masks")
@@ -313,7 +336,7 @@ def _encode(own: Description, parent: Description | None) -> np.ndarray:
 
 
 def _candidate_codes(
-    attributes: Sequence[MaskAttributes | None], parents: Sequence[int], i: int, cfg: CaptionConfig
+    attributes: Sequence[MaskAttributes | None], parents: Sequence[int], i: int, cfg: NamingConfig
 ) -> np.ndarray:
     """Codes of a candidate for uniqueness checks: uncertain colour/shape fields are -3."""
     a = attributes[i]
@@ -325,6 +348,8 @@ def _candidate_codes(
         codes[FIELDS.index("colour")] = -3
     if a.shape is not None and named.shape is None:
         codes[FIELDS.index("shape")] = -3
+    if a.fill is not None and named.fill is None:
+        codes[FIELDS.index("fill")] = -3
     if p is not None:
         up = nameable(p, cfg)
         if p.colour is not None and up.colour is None:

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from anyseg._version import __version__
-from anyseg.data.attributes import MaskAttributes, name_colour
+from anyseg.data.attributes import MaskAttributes, dominant_colour
 from anyseg.data.sa1b import ImageRecord, record_from_masks, write_image_record
 from anyseg.data.synth_config import SynthConfig
 from anyseg.data.synthetic_render import (
@@ -259,19 +259,20 @@ def _attributes(
         )
     e = elements[k]
     own = ids == first_id + k + 1  # the element's own visible pixels (not its children's)
-    colour = rgb = margin = None
+    colour = rgb = margin = fraction = None
     if own.any():
-        mean = image[own].reshape(-1, 3).mean(0)
-        colour, margin = name_colour(mean)
+        colour, fraction, mean, margin = dominant_colour(image[own])
         rgb = tuple(np.rint(mean).astype(int).tolist())
-        margin = round(margin, 2)
+        fraction, margin = round(fraction, 3), round(margin, 2)
     visible = min(unoccluded_fraction, 1.0) * e.in_image
     return MaskAttributes(
         role=role,
         shape=e.kind,
         sides=e.sides or None,
         fill=e.fill,
+        fill_contrast=None if e.fill is None else round(e.fill_contrast, 1),
         colour=colour,
+        colour_fraction=fraction,
         colour_rgb=rgb,  # type: ignore[arg-type]
         colour_margin=margin,
         visible_fraction=round(float(visible), 3),

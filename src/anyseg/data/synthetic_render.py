@@ -37,6 +37,7 @@ class Element:
     sides: int = 0  # corners of a polygon, points of a star; 0 for other kinds
     is_body: bool = False  # the object's body (its outline is the whole object's shape)
     fill: str | None = None  # fill kind painted (one of FILLS), None if nothing was painted
+    fill_contrast: float = 0.0  # RGB distance between the pattern's two colours (0: solid)
     in_image: float = 1.0  # fraction of the polygon's area inside the image
 
 
@@ -268,7 +269,7 @@ def paint_object(
             continue
         region = crop[box]
         under = np.array(cv2.mean(region, mask=inside)[:3], np.float32)
-        fill, e.fill = _fill(
+        fill, e.fill, e.fill_contrast = _fill(
             rng, under, e.min_contrast, by1 - by0, bx1 - bx0, local.mean(0) - (bx0, by0)
         )
         np.subtract(fill, region, out=fill)
@@ -317,9 +318,9 @@ def _fill(
     h: int,
     w: int,
     centre: np.ndarray,
-) -> tuple[np.ndarray, str]:
-    """A textured, shaded fill (H, W, 3) float32 whose colours stand out from ``under``, and
-    its kind (one of :data:`FILLS`)."""
+) -> tuple[np.ndarray, str, float]:
+    """A textured, shaded fill (H, W, 3) float32 whose colours stand out from ``under``, its
+    kind (one of :data:`FILLS`) and the RGB distance between its two colours (0 for solid)."""
     c1 = _color(rng, under, min_dist)
     kind = FILLS[int(rng.choice(len(FILLS), p=_FILL_WEIGHTS))]
     # Shading: a linear light ramp across the object, sometimes a radial highlight.
@@ -332,12 +333,12 @@ def _fill(
         d2 = (xs * xs + ys * ys) * np.float32(4.0 / size**2)
         shade = shade + np.float32(rng.uniform(0.1, 0.3)) * np.exp(-d2)
     if kind == "solid":
-        return shade[..., None] * c1, kind
+        return shade[..., None] * c1, kind, 0.0
     c2 = np.clip(c1 + rng.normal(0, 45, 3), 0, 255).astype(np.float32)
     if np.linalg.norm(c2 - under) < 0.6 * min_dist:
         c2 = ((c1 + c2) / 2).astype(np.float32)
     t = _pattern(rng, kind, h, w, min(h, w))
-    return (c1 + t[..., None] * (c2 - c1)) * shade[..., None], kind
+    return (c1 + t[..., None] * (c2 - c1)) * shade[..., None], kind, float(np.linalg.norm(c2 - c1))
 
 
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:

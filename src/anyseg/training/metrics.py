@@ -29,7 +29,10 @@ TRAIN_COLUMNS = (
 EVAL_COLUMNS = ("step", "loss", "iou_first", "iou_last", "masks", "images")
 
 
-class _Csv:
+class CsvLog:
+    """A CSV file of rows with fixed columns, flushed per row; on resume, rows after
+    ``resume_from`` are dropped first."""
+
     def __init__(self, path: Path, columns: tuple[str, ...], resume_from: int | None) -> None:
         self.columns = columns
         rows: list[dict[str, str]] = []
@@ -62,8 +65,8 @@ class MetricsLogger:
 
     def __init__(self, out_dir: Path, tensorboard: bool, resume_step: int | None = None) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.train_csv = _Csv(out_dir / "metrics.csv", TRAIN_COLUMNS, resume_step)
-        self.eval_csv = _Csv(out_dir / "eval.csv", EVAL_COLUMNS, resume_step)
+        self.train_csv = CsvLog(out_dir / "metrics.csv", TRAIN_COLUMNS, resume_step)
+        self.eval_csv = CsvLog(out_dir / "eval.csv", EVAL_COLUMNS, resume_step)
         self.tb: Any = None
         if tensorboard:
             try:
@@ -92,7 +95,8 @@ class MetricsLogger:
             self.tb.close()
 
 
-def _read(path: Path) -> list[dict[str, float]]:
+def read_rows(path: Path) -> list[dict[str, float]]:
+    """The rows of a metrics CSV as floats (NaN for empty cells); [] when there is no file."""
     if not path.is_file():
         return []
     with path.open(newline="") as f:
@@ -102,7 +106,8 @@ def _read(path: Path) -> list[dict[str, float]]:
         ]
 
 
-def _smooth(values: list[float], window: int) -> list[float]:
+def smooth(values: list[float], window: int) -> list[float]:
+    """Running mean over the last ``window`` values."""
     out, acc = [], 0.0
     for i, v in enumerate(values):
         acc += v
@@ -124,17 +129,17 @@ def plot_training(run_dir: str | Path, png_path: str | Path | None = None) -> Pa
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    train = _read(run_dir / "metrics.csv")
+    train = read_rows(run_dir / "metrics.csv")
     if not train:
         raise FileNotFoundError(f"{run_dir / 'metrics.csv'} has no rows to plot")
-    evals = _read(run_dir / "eval.csv")
+    evals = read_rows(run_dir / "eval.csv")
     steps = [r["step"] for r in train]
     window = max(1, len(train) // 50)
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
     ax_loss.plot(steps, [r["loss"] for r in train], color="#9ecae1", lw=0.8, label="loss (step)")
     ax_loss.plot(
         steps,
-        _smooth([r["loss"] for r in train], window),
+        smooth([r["loss"] for r in train], window),
         color="#08519c",
         lw=1.6,
         label=f"loss (mean of {window})",
@@ -155,7 +160,7 @@ def plot_training(run_dir: str | Path, png_path: str | Path | None = None) -> Pa
     for key, color in (("iou_first", "#74c476"), ("iou_last", "#006d2c")):
         ax_iou.plot(
             steps,
-            _smooth([r[key] for r in train], window),
+            smooth([r[key] for r in train], window),
             color=color,
             label=f"train {key.replace('_', ' ')}",
         )
