@@ -10,6 +10,7 @@ through the binder (:mod:`anyseg.settings`); the class itself lives in
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,12 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
     return from_arguments(ModelOptions, args)
 
 
+def report_mode(line: str, mode: str) -> None:
+    """Say on stderr which arithmetic fast mode took (the predictor's ``describe_mode()``)."""
+    if mode == "fast":
+        print(f"anyseg: {line}", file=sys.stderr, flush=True)
+
+
 def load_model(options: ModelOptions) -> Sam:
     """The model ``options`` name, on its device (a bad device is one clear error)."""
     from anyseg.checkpoint import load_model as load
@@ -39,4 +46,4 @@ def load_model(options: ModelOptions) -> Sam:
     return load(options.checkpoint, options.device)
 
 
-__all__ = ["ModelOptions", "add_model_arguments", "load_model", "model_options"]
+__all__ = ["ModelOptions", "add_model_arguments", "load_model", "model_options", "report_mode"]
