@@ -26,6 +26,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("modeling", "hf_layout"),
     ("checkpoint",),
     ("releases",),
+    ("precision",),
     ("predictor",),
     ("automatic",),
     ("engine", "evaluation", "export", "server"),

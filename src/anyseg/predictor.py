@@ -7,16 +7,21 @@ frame (see :mod:`anyseg.ops.transforms`).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 import numpy as np
 import torch
 
+from anyseg.config import Mode
 from anyseg.errors import InvalidInputError
 from anyseg.io import ImageLike, to_rgb_uint8
 from anyseg.modeling import Sam
+from anyseg.modeling.mask_decoder import MaskDecoder
+from anyseg.modeling.shared_decode import decode_low_res_masks, decode_prompts, prepare_image
+from anyseg.modeling.shared_transformer import ImageSide
 from anyseg.ops import transforms
 from anyseg.ops.prompts import validate_box, validate_points
+from anyseg.precision import FastModel, FastPath, choose_fast_path
 
 
 class PromptablePredictor(Protocol):
@@ -123,14 +128,52 @@ class SamPredictor(ImageFrame):
     Works with every checkpoint family. For a SAM-HQ model it also caches the image's HQ
     features (:attr:`hq_features`), and each prompt gives one mask (see
     :class:`anyseg.modeling.MaskDecoderHQ`).
+
+    Args:
+        sam_model: the model (not modified).
+        mode: ``"exact"`` (float32, the original implementation's numbers) or ``"fast"``
+            (the cheaper arithmetic this machine does well, :mod:`anyseg.precision`; see
+            :attr:`fast_path` for the one taken).
+        fast_path: fast mode's path, instead of the one :func:`choose_fast_path` picks.
+
+    Prompts without a mask prompt are decoded with the image side of the decoder shared by all
+    prompts of the image (:mod:`anyseg.modeling.shared_decode`; computed once per image), so
+    many prompts in one :meth:`predict_torch` call cost far less than one call each.
     """
 
     features: torch.Tensor | None
     hq_features: torch.Tensor | None
 
-    def __init__(self, sam_model: Sam) -> None:
+    def __init__(
+        self, sam_model: Sam, mode: Mode = "exact", fast_path: FastPath | None = None
+    ) -> None:
         super().__init__()
+        if mode not in get_args(Mode):
+            raise InvalidInputError(f"mode must be one of {get_args(Mode)}, got {mode!r}")
+        if fast_path is not None and mode != "fast":
+            raise InvalidInputError("fast_path is for mode='fast'")
         self.model = sam_model
+        self.mode: Mode = mode
+        self.fast: FastModel | None = None
+        if mode == "fast":
+            path = fast_path or choose_fast_path(sam_model.device.type)
+            self.fast = FastModel(sam_model, path)
+        #: The mask decoder prompts are decoded with (fast mode: possibly a bfloat16 copy).
+        self.decoder: MaskDecoder = (
+            sam_model.mask_decoder if self.fast is None else self.fast.decoder
+        )
+        self._image_side: ImageSide | None = None
+
+    @property
+    def fast_path(self) -> FastPath | None:
+        """The path fast mode takes on this machine (None in exact mode)."""
+        return None if self.fast is None else self.fast.path
+
+    def describe_mode(self) -> str:
+        """One line saying how this predictor computes (for logs and command output)."""
+        if self.fast is None:
+            return "exact mode: float32, the original implementation's numbers"
+        return self.fast.path.describe()
 
     # ------------------------------------------------------------------ image
     @property
@@ -174,7 +217,7 @@ class SamPredictor(ImageFrame):
             )
         self.reset_image()
         image = self.model.preprocess(transformed_image.to(self.device).float())
-        encoding = self.model.encode(image)
+        encoding = self.model.encode(image) if self.fast is None else self.fast.encode(image)
         original = (int(original_image_size[0]), int(original_image_size[1]))
         self._set_frame(encoding.embedding, original, (int(shape[2]), int(shape[3])))
         self.hq_features = encoding.hq_features
@@ -208,6 +251,18 @@ class SamPredictor(ImageFrame):
             raise InvalidInputError("hq_features are for SAM-HQ models; this model has none")
         self._set_frame(features.to(self.device), original_size, input_size)
         self.hq_features = None if hq_features is None else hq_features.to(self.device)
+
+    def reset_image(self) -> None:
+        super().reset_image()
+        self._image_side = None
+
+    def image_side(self) -> ImageSide:
+        """The decoder's image-side tensors of the current image without a mask prompt, shared
+        by all its prompts (computed on first use, then cached with the embedding)."""
+        if self._image_side is None:
+            features = self.get_image_embedding()
+            self._image_side = prepare_image(self.model, features, self.decoder)
+        return self._image_side
 
     # ---------------------------------------------------------------- prompts
     def predict(
@@ -394,15 +449,40 @@ class SamPredictor(ImageFrame):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = None if point_coords is None else (point_coords, point_labels)
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        assert self.features is not None  # _require_image
-        low_res, iou = self.model.decode(
-            self.features, sparse, dense, multimask_output, self.hq_features, hq_token_only
+        low_res, iou = self._decode(
+            sparse, dense, mask_input is not None, multimask_output, hq_token_only
         )
         assert self.input_size is not None and self.original_size is not None  # set with features
-        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        masks = transforms.upscale_logits(
+            low_res, self.long_side, self.input_size, self.original_size
+        )
         if not return_logits:
             masks = masks > self.model.mask_threshold
         return masks, iou, low_res
+
+    def _decode(
+        self,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+        has_mask_prompt: bool,
+        multimask_output: bool,
+        hq_token_only: bool | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-res logits (B, C, 4h, 4w) and IoU (B, C) of B prompts' (B, K, C) sparse and
+        dense embeddings. Without mask prompts the image side is the image's, shared."""
+        assert self.features is not None  # _require_image
+        if has_mask_prompt:  # the dense embedding differs per prompt: the model's own decoder
+            return self.model.decode(
+                self.features, sparse, dense, multimask_output, self.hq_features, hq_token_only
+            )
+        tokens = decode_prompts(
+            self.model, self.image_side(), sparse, self.decoder, multimask_output
+        )
+        prompts = torch.arange(sparse.shape[0], device=sparse.device)
+        low_res = decode_low_res_masks(
+            self.model, tokens, prompts, self.decoder, self.hq_features, hq_token_only
+        )
+        return low_res, tokens.iou_preds
 
 
 def _rows(t: torch.Tensor | None, start: int, count: int) -> torch.Tensor | None:

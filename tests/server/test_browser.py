@@ -359,3 +359,47 @@ def test_changed_file_and_skipped_files_are_shown(
     assert page.locator("#accepted-list li").count() == 0
     assert "bad\\name.png: the name holds a backslash" in page.inner_text("#folder-notices")
     assert page.js_errors == []
+
+
+@pytest.fixture()
+def bundled_server(tmp_path: Path) -> Iterator[str]:
+    """The app with the bundled default model and the real automatic generator, on a folder
+    holding the bundled example scene (what a new user gets from `anyseg serve examples/`)."""
+    import shutil
+
+    import uvicorn
+
+    from anyseg.server import ServerConfig, create_app
+
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    shutil.copy(REPO / "examples" / "scene.png", folder / "scene.png")
+    app = create_app(ServerConfig(image_dir=folder, project_dir=tmp_path / "proj", author="new"))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        app.state.service.close()
+
+
+@pytest.mark.slow
+def test_prefill_proposes_masks_with_the_bundled_model(page: Any, bundled_server: str) -> None:
+    """Out of the box, the semi-automatic stage shows proposals on the example scene: the
+    default pre-fill settings and the bundled model's IoU head agree."""
+    page.goto(bundled_server)
+    page.wait_for_function("document.querySelector('#canvas').dataset.state === 'ready'")
+    page.keyboard.press("f")
+    page.wait_for_selector("#proposal-list li", timeout=120_000)
+    assert page.locator("#proposal-list li").count() >= 1
+    assert not page.js_errors

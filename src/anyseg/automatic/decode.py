@@ -9,40 +9,19 @@ recipe:
 - :func:`upscale_logits` brings low-res logits to the crop's size in chunks (bounded memory),
   skipping the rows/columns of the padded model input that are cropped away anyway; it is
   bit-identical to ``Sam.postprocess_masks``.
-- Fast mode runs the encoder under bfloat16 autocast (:func:`precision`) and the decoder as a
-  bfloat16 copy (:func:`bfloat16_decoder`); :func:`low_res_stability` lets the generator drop
-  masks that are clearly unstable before upscaling them.
+- In fast mode, :func:`low_res_stability` lets the generator drop masks that are clearly
+  unstable before upscaling them (the fast arithmetic itself is the predictor's,
+  :mod:`anyseg.precision`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import math
-from collections.abc import Iterator
-
 import torch
-from torch.nn import functional as F
 
 from anyseg.modeling import Sam
-from anyseg.modeling.mask_decoder import MaskDecoder
 from anyseg.modeling.shared_decode import CHUNK_BYTES
+from anyseg.ops import transforms
 from anyseg.ops.masks import stability_score
-
-
-@contextlib.contextmanager
-def precision(fast: bool, device: torch.device) -> Iterator[None]:
-    """bfloat16 autocast on ``device`` when ``fast``, else plain float32."""
-    if fast:
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-            yield
-    else:
-        yield
-
-
-def bfloat16_decoder(model: Sam) -> MaskDecoder:
-    """A bfloat16 copy of the model's mask decoder (fast mode: about 2x less decoder time)."""
-    return copy.deepcopy(model.mask_decoder).to(torch.bfloat16)
 
 
 def upscale_chunk_size(model: Sam, crop_hw: tuple[int, int]) -> int:
@@ -58,28 +37,9 @@ def upscale_logits(
     input_hw: tuple[int, int],
     crop_hw: tuple[int, int],
 ) -> torch.Tensor:
-    """Low-res logits (K, 4h, 4w) -> logits at the crop's size (K, H, W).
-
-    Same result, bit for bit, as ``model.postprocess_masks`` (bilinear to the padded input size,
-    crop to ``input_hw``, bilinear to ``crop_hw``), but the low-res rows/columns that only feed
-    the padding are not upscaled: with the scale kept at exactly 4 (input side S = 4 * 4h), the
-    interpolation weights of the kept pixels are unchanged, and the kept pixels read at most one
-    low-res row/column past ``ceil(input / 4)``.
-    """
-    s = model.img_size
-    lh, lw = low_res.shape[-2:]
-    factor = s // lh
-    rows = min(lh, math.ceil(input_hw[0] / factor) + 1)
-    cols = min(lw, math.ceil(input_hw[1] / factor) + 1)
-    if factor * lh != s or factor * lw != s:  # not an integer scale: the plain recipe
-        rows, cols = lh, lw
-    x = low_res[:, None, :rows, :cols]  # (K, 4h, 4w) -> (K, 1, rows, cols)
-    x = F.interpolate(
-        x, (rows * s // lh, cols * s // lw), mode="bilinear", align_corners=False
-    )  # same scale factor as upscaling (4h, 4w) to (S, S)
-    x = x[..., : input_hw[0], : input_hw[1]]
-    x = F.interpolate(x, tuple(crop_hw), mode="bilinear", align_corners=False)
-    return x[:, 0]
+    """Low-res logits (K, 4h, 4w) -> logits at the crop's size (K, H, W), bit for bit
+    ``model.postprocess_masks`` (see :func:`anyseg.ops.transforms.upscale_logits`)."""
+    return transforms.upscale_logits(low_res, model.img_size, input_hw, crop_hw)
 
 
 def low_res_stability(

@@ -5,8 +5,9 @@ crops), keep the confident and stable masks, remove duplicates, and return them 
 
 In ``exact`` mode the records are the original ``SamAutomaticMaskGenerator``'s, in the same
 order; the work it wastes is skipped (masks are upscaled only after the IoU filter, the image
-embedding is never copied per prompt, RLE and boxes are vectorized). ``fast`` mode adds
-bfloat16 autocast and a low-resolution stability pre-filter.
+embedding is never copied per prompt, RLE and boxes are vectorized). ``fast`` mode adds the
+predictor's fast arithmetic (:mod:`anyseg.precision`: bfloat16 or int8 where this machine does
+them well) and a low-resolution stability pre-filter.
 """
 
 from __future__ import annotations
@@ -20,18 +21,12 @@ import numpy as np
 import torch
 
 from anyseg.automatic.config import AmgConfig
-from anyseg.automatic.decode import (
-    bfloat16_decoder,
-    low_res_stability,
-    precision,
-    upscale_chunk_size,
-    upscale_logits,
-)
+from anyseg.automatic.decode import low_res_stability, upscale_chunk_size, upscale_logits
 from anyseg.automatic.grids import CropBox, build_all_layer_point_grids, generate_crop_boxes
 from anyseg.automatic.records import Candidates, MaskRecord, records_from_candidates
 from anyseg.io import MIN_SIDE, ImageLike, to_rgb_uint8
 from anyseg.modeling import Sam
-from anyseg.modeling.shared_decode import decode_low_res_masks, decode_tokens, prepare_image
+from anyseg.modeling.shared_decode import decode_low_res_masks, decode_tokens
 from anyseg.modeling.shared_transformer import ImageSide
 from anyseg.ops.boxes import (
     batched_nms,
@@ -44,6 +39,7 @@ from anyseg.ops.boxes import (
 from anyseg.ops.masks import mask_to_box, remove_small_regions, stability_score
 from anyseg.ops.rle import masks_to_uncompressed_rle, uncompressed_rle_to_mask
 from anyseg.ops.transforms import apply_coords
+from anyseg.precision import FastPath
 from anyseg.predictor import SamPredictor
 
 # Fast mode keeps masks whose low-res stability is within this margin of the threshold; the
@@ -95,9 +91,17 @@ class SamAutomaticMaskGenerator:
 
     Construct with keyword arguments named as in the original (``points_per_side=32``, ...) or
     with ``config=AmgConfig(...)``; see :class:`anyseg.automatic.AmgConfig` for their meaning.
+    ``fast_path`` forces fast mode's arithmetic (default: the one ``choose_fast_path`` picks).
     """
 
-    def __init__(self, model: Sam, config: AmgConfig | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Sam,
+        config: AmgConfig | None = None,
+        *,
+        fast_path: FastPath | None = None,
+        **kwargs: Any,
+    ) -> None:
         if config is not None and kwargs:
             raise TypeError(
                 f"give either config or keyword options, not both (got {sorted(kwargs)})"
@@ -111,11 +115,11 @@ class SamAutomaticMaskGenerator:
             self.point_grids = build_all_layer_point_grids(
                 cfg.points_per_side, cfg.crop_n_layers, cfg.crop_n_points_downscale_factor
             )
-        self.predictor = SamPredictor(model)
+        # Fast mode encodes and decodes in the arithmetic the predictor picks for this machine.
+        self.predictor = SamPredictor(model, mode=cfg.mode, fast_path=fast_path)
         self.model = model
         self.last_stats = FilterStats()
-        # Fast mode decodes with a bfloat16 copy of the decoder; exact mode with the model's.
-        self.decoder = bfloat16_decoder(model) if self.fast else model.mask_decoder
+        self.decoder = self.predictor.decoder
 
     @property
     def fast(self) -> bool:
@@ -186,9 +190,8 @@ class SamAutomaticMaskGenerator:
         crop_hw = (y1 - y0, x1 - x0)
 
         # Encode the crop
-        with precision(self.fast, self.model.device):
-            self.predictor.set_image(image[y0:y1, x0:x1])
-        image_side = prepare_image(self.model, self.predictor.get_image_embedding(), self.decoder)
+        self.predictor.set_image(image[y0:y1, x0:x1])
+        image_side = self.predictor.image_side()
         assert self.predictor.input_size is not None
         input_hw = self.predictor.input_size
 

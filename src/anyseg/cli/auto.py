@@ -22,7 +22,7 @@ from typing import Any
 
 from anyseg.automatic.config import AmgConfig
 from anyseg.automatic.job import LabelJobConfig
-from anyseg.cli.common import add_model_arguments, model_options
+from anyseg.cli.common import add_model_arguments, model_options, report_mode
 from anyseg.engine.config import EngineConfig
 from anyseg.errors import InvalidInputError
 from anyseg.io import IMAGE_SUFFIXES, display_path
@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     generator = SamAutomaticMaskGenerator(load_model(options), config=amg)
+    report_mode(generator.predictor.describe_mode(), options.mode)
     show = sys.stderr.isatty()
     failed: list[str] = []
     done = total_masks = 0

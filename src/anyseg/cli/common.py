@@ -11,6 +11,7 @@ through the binder (:mod:`anyseg.settings`); the class itself lives in
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,12 @@ def add_model_arguments(
 def model_options(args: argparse.Namespace) -> ModelOptions:
     """The :class:`ModelOptions` of parsed arguments (defaults for flags not given)."""
     return from_arguments(ModelOptions, args)
+
+
+def report_mode(line: str, mode: str) -> None:
+    """Say on stderr which arithmetic fast mode took (the predictor's ``describe_mode()``)."""
+    if mode == "fast":
+        print(f"anyseg: {line}", file=sys.stderr, flush=True)
 
 
 def load_model(options: ModelOptions) -> Sam:
@@ -59,4 +66,5 @@ __all__ = [
     "clip_options",
     "load_model",
     "model_options",
+    "report_mode",
 ]

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from anyseg.cli.common import add_model_arguments, model_options
+from anyseg.cli.common import add_model_arguments, model_options, report_mode
 from anyseg.errors import InvalidInputError
 from anyseg.evaluation.config import EvalConfig
 from anyseg.settings import add_arguments, from_arguments, read_file
@@ -104,9 +104,9 @@ def run(args: argparse.Namespace) -> int:
             else f"default model ({weights.name})"
         ),
     )
-    result = evaluate(
-        SamPredictor(model), dataset, config, checkpoint=checkpoint, progress=not args.quiet
-    )
+    predictor = SamPredictor(model, mode=options.mode)
+    report_mode(predictor.describe_mode(), options.mode)
+    result = evaluate(predictor, dataset, config, checkpoint=checkpoint, progress=not args.quiet)
     written = write_outputs(result, args.output)
     print(format_table(result.report))
     print(f"\nwrote {', '.join(sorted(written))} to {args.output}")

@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> None:
         help="return three candidate masks for an ambiguous prompt (e.g. a single point)",
     )
     p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
-    add_model_arguments(p, exclude=("mode",))
+    add_model_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -69,7 +69,7 @@ def parse_box(text: str) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from anyseg.cli.common import load_model
+    from anyseg.cli.common import load_model, report_mode
     from anyseg.io import read_image
     from anyseg.ops.rle import encode_mask
     from anyseg.predictor import SamPredictor
@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     options = model_options(args)
     model = load_model(options)
-    predictor = SamPredictor(model)
+    predictor = SamPredictor(model, mode=options.mode)
+    report_mode(predictor.describe_mode(), options.mode)
     predictor.set_image(image)
     coords = np.array([[x, y] for x, y, _ in points]) if points else None
     labels = np.array([lab for _, _, lab in points]) if points else None
@@ -142,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
             "box": box,
         },
         "multimask_output": bool(args.multimask),
+        "mode": predictor.describe_mode(),
         "overlay": overlay_name,
         "masks": records,
     }

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from anyseg.cli.common import add_model_arguments, model_options
+from anyseg.cli.common import add_model_arguments, model_options, report_mode
 from anyseg.server.config import ServerConfig
 from anyseg.settings import add_arguments, from_arguments
 
@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"anyseg serve: loading the model and scanning {args.image_dir} ...", flush=True)
     app = create_app(config)
     service = app.state.service
+    report_mode(service.predictor.describe_mode(), config.model.mode)
     access = app.state.access
     # Bind first so the printed URL carries the real port (also with --port 0).
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET

@@ -418,6 +418,9 @@ def _environment(predictor: Predictor) -> dict[str, str]:
     device = getattr(model, "device", None)
     if device is not None:
         env["device"] = str(device)
+    describe = getattr(predictor, "describe_mode", None)
+    if callable(describe):
+        env["mode"] = str(describe())
     return env
 
 

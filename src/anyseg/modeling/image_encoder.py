@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from anyseg.config import ImageEncoderConfig
 from anyseg.modeling.common import DropPath, LayerNorm2d, MLPBlock
+from anyseg.modeling.vit_inference import rel_pos_attention, residual_mlp, split_qkv
 
 
 class PatchEmbed(nn.Module):
@@ -80,6 +81,17 @@ def decomposed_rel_pos_bias(
     return bias.reshape(b, q_h * q_w, k_h * k_w)
 
 
+def eager_inference(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether a forward pass is eager inference: not differentiated (grad mode off, or
+    nothing requires grad) and not traced or compiled into a graph (ONNX export, TorchScript,
+    ``torch.compile``), which get the fused form."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return False
+    if not torch.is_grad_enabled():
+        return True
+    return not (x.requires_grad or any(p.requires_grad for p in module.parameters()))
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over a (B, H, W, C) grid with decomposed relative positions."""
 
@@ -105,6 +117,29 @@ class Attention(nn.Module):
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C)."""
+        if eager_inference(self, x):
+            return self._chunked(x)
+        return self._fused(x)
+
+    def _chunked(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference: the explicit form in cache-sized chunks (see :mod:`.vit_inference`)."""
+        b, h, w, c = x.shape
+        q, k, v = split_qkv(self.qkv, x.reshape(b, h * w, c), self.num_heads)  # (B, N, nH, d)
+        rel_bias = None
+        if self.use_rel_pos:
+            table_h = rel_pos_for(h, h, self.rel_pos_h)  # (q_h, k_h, d)
+            table_w = rel_pos_for(w, w, self.rel_pos_w)  # (q_w, k_w, d)
+            grid = q.view(b, h, w, self.num_heads, -1)  # unscaled, as the original's bias
+            bias_h = torch.einsum("bhwnc,hkc->bnhwk", grid, table_h).contiguous()
+            bias_w = torch.einsum("bhwnc,wkc->bnhwk", grid, table_w).contiguous()
+            # (B, nH, q_h, q_w, k) -> (B, nH, N, k)
+            rel_bias = (bias_h.view(b, self.num_heads, h * w, h), bias_w.flatten(2, 3))
+        out = rel_pos_attention(q, k, v, self.scale, rel_bias)  # (B, N, C)
+        return self.proj(out.view(b, h, w, c))
+
+    def _fused(self, x: torch.Tensor) -> torch.Tensor:
+        """Training and graphs: fused attention (its backward keeps no (N, N) probabilities)."""
         b, h, w, _ = x.shape
         n = h * w
         # (B, H, W, 3C) -> (3, B*heads, HW, C/heads)
@@ -193,6 +228,9 @@ class Block(nn.Module):
         else:
             x = self.attn(x)
         x = shortcut + self.drop_path(x)
+        if eager_inference(self, x) and not (self.training and self.drop_path.drop_prob):
+            # the MLP in cache-sized row chunks
+            return residual_mlp(x, self.norm2, self.mlp, self.mlp.lin1.out_features)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

@@ -4,8 +4,10 @@ The model's :meth:`anyseg.modeling.MaskDecoder.predict_masks` repeats the image 
 per prompt. Here the same modules and arithmetic run in two steps, with the image embedding kept
 at batch 1 until the prompts change it:
 
-1. :func:`decode_tokens`: prompt encoding, the two-way transformer (in its re-associated form,
-   :mod:`anyseg.modeling.shared_transformer`, about 2x less work) and the IoU head.
+1. :func:`decode_prompts`: the two-way transformer (in its re-associated form,
+   :mod:`anyseg.modeling.shared_transformer`, about 2x less work) and the IoU head, for any
+   sparse prompts without a mask prompt (points, boxes, other prompt tokens);
+   :func:`decode_tokens` does it for the automatic generator's single points.
 2. :func:`decode_low_res_masks`: output upscaling and hypernetwork products, only for the prompts
    a caller still wants (the predicted IoU does not depend on this step, so an IoU filter can run
    in between without changing any result).
@@ -13,8 +15,9 @@ at batch 1 until the prompts change it:
 In float32 the outputs equal the model's own decoder up to rounding (~1e-5 on logits of ±20).
 
 SAM-HQ decoders take the same first step (their HQ token rides along) and give one candidate per
-prompt, with SAM's best multimask IoU; their masks come from the decoder's own upscaling and HQ
-fusion (:meth:`MaskDecoderHQ.masks_from_tokens_hq`) rather than the channels-last shortcut.
+prompt, with SAM's best multimask IoU (or its single-mask output's); their masks come from the
+decoder's own upscaling and HQ fusion (:meth:`MaskDecoderHQ.masks_from_tokens_hq`) rather than
+the channels-last shortcut.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class TokenOutputs:
     chunk: int
     grid_hw: tuple[int, int]
     best_slot: torch.Tensor | None = None  # SAM-HQ: (B,) which multimask output is SAM's part
+    multimask: bool = True  # the three ambiguity outputs (else the single-mask output)
 
     def image_features(self, prompts: list[int]) -> torch.Tensor:
         """(P, h*w, C) image features of the given prompts."""
@@ -85,7 +89,8 @@ def decode_tokens(
     points_input: torch.Tensor,
     decoder: MaskDecoder | None = None,
 ) -> TokenOutputs:
-    """Run the prompt encoder, the two-way transformer and the IoU head for single-point prompts.
+    """Run the prompt encoder, the two-way transformer and the IoU head for single-point prompts
+    (the automatic generator's grid), with the multimask outputs.
 
     Args:
         model: the SAM model.
@@ -97,11 +102,36 @@ def decode_tokens(
     Returns:
         The transformer outputs; no mask is computed yet.
     """
-    decoder = model.mask_decoder if decoder is None else decoder
-    dtype = decoder.iou_token.weight.dtype
     coords = points_input[:, None, :]  # (B, 2) -> (B, 1, 2)
     labels = torch.ones(coords.shape[:2], dtype=torch.int, device=coords.device)
     sparse, _ = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+    return decode_prompts(model, image, sparse, decoder, multimask_output=True)
+
+
+def decode_prompts(
+    model: Sam,
+    image: ImageSide,
+    sparse: torch.Tensor,
+    decoder: MaskDecoder | None = None,
+    multimask_output: bool = True,
+) -> TokenOutputs:
+    """The two-way transformer and the IoU head for B prompts without a mask prompt.
+
+    Args:
+        model: the SAM model.
+        image: the image side from :func:`prepare_image` (with the same ``decoder``).
+        sparse: (B, K, C) sparse prompt embeddings (points, box corners, and any other prompt
+            token a caller appends), from ``model.prompt_encoder``.
+        decoder: the mask decoder to use (default ``model.mask_decoder``); its dtype is the
+            compute dtype.
+        multimask_output: keep the three ambiguity outputs (SAM-HQ: SAM's part is their best)
+            instead of the single-mask output.
+
+    Returns:
+        The transformer outputs; no mask is computed yet.
+    """
+    decoder = model.mask_decoder if decoder is None else decoder
+    dtype = decoder.iou_token.weight.dtype
     b = sparse.shape[0]
     output_tokens = decoder.output_tokens()
     tokens = torch.cat([output_tokens[None].expand(b, -1, -1), sparse.to(dtype)], dim=1)
@@ -109,11 +139,12 @@ def decode_tokens(
     grid_hw = model.prompt_encoder.image_embedding_size
     hs_parts, feature_parts = [], []
     chunk = max(1, CHUNK_BYTES // (n * c * image.keys.element_size()))
+    folded = folding_pays(decoder.transformer, tokens.shape[1])
     for start in range(0, b, chunk):
         part = tokens[start : start + chunk]
-        if folding_pays(decoder.transformer, tokens.shape[1]):
+        if folded:
             hs, features = two_way_transformer(decoder.transformer, image, part)
-        else:  # very small models: the plain transformer is cheaper
+        else:  # very small models or many prompt tokens: the plain transformer is cheaper
             grid = image.keys.transpose(1, 2).reshape(1, c, *grid_hw)  # (1, N, C) -> (1, C, h, w)
             pe = image.key_pe.transpose(1, 2).reshape(1, c, *grid_hw)
             hs, features = decoder.transformer(grid, pe, part)
@@ -121,10 +152,14 @@ def decode_tokens(
         feature_parts.append(features)
     hs = torch.cat(hs_parts)
     iou_all = decoder.iou_prediction_head(hs[:, 0, :]).float()  # (B, 1 + M)
-    iou_preds, best = iou_all[:, 1:], None
-    if isinstance(decoder, MaskDecoderHQ):  # one candidate: SAM's most confident output
-        iou_max, best = iou_preds.max(dim=1)
-        iou_preds = iou_max[:, None]
+    iou_preds = iou_all[:, 1:] if multimask_output else iou_all[:, :1]
+    best = None
+    if isinstance(decoder, MaskDecoderHQ):  # one candidate per prompt
+        if multimask_output:  # SAM's part: its most confident multimask output
+            iou_max, best = iou_preds.max(dim=1)
+            iou_preds = iou_max[:, None]
+        else:  # SAM's part: the single-mask output (slot -1 + 1 = 0)
+            best = torch.full((b,), -1, dtype=torch.int64, device=hs.device)
     return TokenOutputs(
         iou_preds=iou_preds,
         mask_tokens=hs[:, 1 : output_tokens.shape[0], :],
@@ -132,6 +167,7 @@ def decode_tokens(
         chunk=chunk,
         grid_hw=(int(grid_hw[0]), int(grid_hw[1])),
         best_slot=best,
+        multimask=multimask_output,
     )
 
 
@@ -141,9 +177,12 @@ def decode_low_res_masks(
     prompts: torch.Tensor,
     decoder: MaskDecoder | None = None,
     hq_features: torch.Tensor | None = None,
+    hq_token_only: bool | None = None,
 ) -> torch.Tensor:
-    """Low-res logits of the three multimask outputs of the selected prompts (SAM-HQ: of their
-    one candidate, from ``hq_features``, the image's (1, C/8, 4h, 4w) HQ features).
+    """Low-res logits of the selected prompts' outputs: the three multimask outputs, or the
+    single-mask output (:attr:`TokenOutputs.multimask`); SAM-HQ: their one candidate, from
+    ``hq_features``, the image's (1, C/8, 4h, 4w) HQ features, and ``hq_token_only`` (default:
+    the decoder's).
 
     Evaluates the decoder's output upscaling (two stride-2 2x2 transposed convolutions with a
     channel LayerNorm and GELUs) and the hypernetwork products channels-last: each transposed
@@ -164,7 +203,8 @@ def decode_low_res_masks(
     if isinstance(decoder, MaskDecoderHQ):
         if hq_features is None:
             raise ValueError("a SAM-HQ decoder needs the image's hq_features")
-        return _hq_low_res_masks(decoder, tokens, prompts, hq_features)
+        only = decoder.hq_token_only if hq_token_only is None else hq_token_only
+        return _hq_low_res_masks(decoder, tokens, prompts, hq_features, only)
     up1, norm, act1, up2, act2 = decoder.output_upscaling
     assert isinstance(up1, nn.ConvTranspose2d) and isinstance(up2, nn.ConvTranspose2d)
     h, w = tokens.grid_hw
@@ -176,6 +216,9 @@ def decode_low_res_masks(
     b1, b2 = up1.bias.repeat(4), up2.bias.repeat(4)
     norm_weight, norm_bias = cast(torch.Tensor, norm.weight), cast(torch.Tensor, norm.bias)
     norm_eps = float(cast(float, norm.eps))  # LayerNorm2d over channels = layer_norm, last dim
+    all_mlps = list(decoder.output_hypernetworks_mlps)
+    slots = range(1, len(all_mlps)) if tokens.multimask else range(1)
+    mlps = [all_mlps[i] for i in slots]
     out = []
     # The largest activation: 16 h*w sub-pixels x C/8 channels per prompt.
     step = max(1, CHUNK_BYTES // (16 * h * w * c2 * w1.element_size()))
@@ -189,21 +232,24 @@ def decode_low_res_masks(
         x = act2(torch.addmm(b2, x, w2)).reshape(p, h * w * 16, c2)  # rows: (i, j, a, b, a', b')
         mask_tokens = tokens.mask_tokens[chunk]
         hyper_in = torch.stack(
-            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],
-            dim=2,
+            [mlp(mask_tokens[:, i, :]) for i, mlp in zip(slots, mlps, strict=True)], dim=2
         )  # (P, C/8, M)
-        masks = (x @ hyper_in[..., 1:]).reshape(p, h, w, 2, 2, 2, 2, -1)
+        masks = (x @ hyper_in).reshape(p, h, w, 2, 2, 2, 2, -1)
         # (P, i, j, a, b, a', b', M) -> (P, M, i, a, a', j, b, b'): y = 4i+2a+a', x = 4j+2b+b'
         masks = masks.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(p, -1, 4 * h, 4 * w)
         out.append(masks.float())
-    return torch.cat(out) if out else torch.zeros(0, decoder.num_mask_tokens - 1, 4 * h, 4 * w)
+    return torch.cat(out) if out else torch.zeros(0, len(mlps), 4 * h, 4 * w)
 
 
 def _hq_low_res_masks(
-    decoder: MaskDecoderHQ, tokens: TokenOutputs, prompts: torch.Tensor, hq_features: torch.Tensor
+    decoder: MaskDecoderHQ,
+    tokens: TokenOutputs,
+    prompts: torch.Tensor,
+    hq_features: torch.Tensor,
+    hq_token_only: bool,
 ) -> torch.Tensor:
     """SAM-HQ's one mask per selected prompt, (P, 1, 4h, 4w) float32, through the decoder's
-    own upscaling, fusion and output rule (SAM's part: the most confident multimask output)."""
+    own upscaling, fusion and output rule (SAM's part: :attr:`TokenOutputs.best_slot`)."""
     assert tokens.best_slot is not None
     h, w = tokens.grid_hw
     hq_features = hq_features.to(decoder.iou_token.weight.dtype)
@@ -218,5 +264,5 @@ def _hq_low_res_masks(
         best = tokens.best_slot[chunk]
         sam = masks[torch.arange(chunk.numel(), device=masks.device), best + 1][:, None]
         hq = masks[:, -1:]
-        out.append((hq if decoder.hq_token_only else sam + hq).float())
+        out.append((hq if hq_token_only else sam + hq).float())
     return torch.cat(out) if out else torch.zeros(0, 1, 4 * h, 4 * w)

@@ -7,9 +7,12 @@ zero-padded at the bottom/right to a square (see ``Sam.preprocess``).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from PIL import Image
+from torch.nn import functional as F
 
 
 def get_preprocess_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
@@ -65,3 +68,32 @@ def apply_boxes_torch(
 ) -> torch.Tensor:
     """(B, 4) XYXY boxes of the original image -> model frame (float32)."""
     return apply_coords_torch(boxes_xyxy.reshape(-1, 2, 2), original_size, long_side).reshape(-1, 4)
+
+
+def upscale_logits(
+    low_res: torch.Tensor,
+    long_side: int,
+    input_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> torch.Tensor:
+    """Low-res mask logits (..., 4h, 4w) -> logits at the original image size (..., H, W).
+
+    Same result, bit for bit, as the original's post-processing (bilinear to the padded input
+    (S, S), crop to the resized image's ``input_hw``, bilinear to ``out_hw``), but the low-res
+    rows/columns that only feed the padding are not upscaled: with the scale kept at exactly
+    S / 4h, the interpolation weights of the kept pixels are unchanged, and the kept pixels read
+    at most one low-res row/column past ``ceil(input / scale)``.
+    """
+    lead = low_res.shape[:-2]
+    lh, lw = low_res.shape[-2:]
+    rows, cols = lh, lw
+    if long_side % lh == 0 and long_side % lw == 0:  # an integer scale: skip the padding
+        rows = min(lh, math.ceil(input_hw[0] / (long_side // lh)) + 1)
+        cols = min(lw, math.ceil(input_hw[1] / (long_side // lw)) + 1)
+    x = low_res.reshape(-1, 1, lh, lw)[..., :rows, :cols]  # (..., 4h, 4w) -> (K, 1, rows, cols)
+    x = F.interpolate(
+        x, (rows * long_side // lh, cols * long_side // lw), mode="bilinear", align_corners=False
+    )  # the same scale factor as upscaling (4h, 4w) to (S, S)
+    x = x[..., : input_hw[0], : input_hw[1]]
+    x = F.interpolate(x, tuple(out_hw), mode="bilinear", align_corners=False)
+    return x.reshape(*lead, *x.shape[-2:])  # (K, 1, H, W) -> (..., H, W)

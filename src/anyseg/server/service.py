@@ -108,8 +108,11 @@ class AnnotationService:
             fingerprint = state_dict_fingerprint(model)
         self.model = model
         self._mask_generator = mask_generator or default_mask_generator
+        self.predictor = SamPredictor(model, mode=config.model.mode)
+        fast = self.predictor.fast_path
+        if fast is not None and fast.kind != "float32":  # its embeddings are not exact ones
+            fingerprint = f"{fingerprint}-{fast.kind}"
         self.model_fingerprint = fingerprint
-        self.predictor = SamPredictor(model)
         self.model_lock = threading.Lock()
         self._predictor_image: str | None = None  # sha256 of the embedding set in the predictor
         self._recent = RecentPredictions(config.recent_predictions)
