@@ -8,7 +8,13 @@ import torch
 from anyseg.config import PRESETS
 from anyseg.modeling import build_sam
 from anyseg.training.config import OptimConfig
-from anyseg.training.optim import build_optimizer, encoder_layer_id, lr_factor, param_groups
+from anyseg.training.optim import (
+    build_optimizer,
+    encoder_layer_id,
+    lr_factor,
+    param_groups,
+    restrict_trainable,
+)
 
 
 def test_encoder_layer_ids() -> None:
@@ -47,6 +53,21 @@ def test_frozen_encoder_params_are_left_out() -> None:
     _, infos = param_groups(model, OptimConfig(), model.config.image_encoder.depth)
     names = [n for info in infos for n in info.names]
     assert names and not any(n.startswith("image_encoder.") for n in names)
+
+
+def test_train_only_keeps_the_named_modules_and_names_a_typo() -> None:
+    model = build_sam(PRESETS["test"])
+    restrict_trainable(model, ("mask_decoder.iou_prediction_head", "prompt_encoder.point_"))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(
+        n.startswith(("mask_decoder.iou_prediction_head.", "prompt_encoder.point_embeddings."))
+        for n in trainable
+    )
+    assert any(n.startswith("prompt_encoder.point_embeddings.") for n in trainable)
+    _, infos = param_groups(model, OptimConfig(), model.config.image_encoder.depth)
+    assert {n for info in infos for n in info.names} == trainable
+    with pytest.raises(ValueError, match="mask_decoder.iou_head"):
+        restrict_trainable(build_sam(PRESETS["test"]), ("mask_decoder.iou_head",))
 
 
 def test_lr_schedule_warmup_then_step_decay() -> None:

@@ -169,6 +169,10 @@ class OptimConfig:
             const=True,
         ),
     )
+    # Train only the parameters whose names start with one of these prefixes (empty: every
+    # parameter not frozen above), e.g. ("mask_decoder.iou_prediction_head",) to recalibrate the
+    # IoU head alone: the backward pass then stops at the head, so steps are several times cheaper.
+    train_only: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

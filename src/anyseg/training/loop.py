@@ -42,7 +42,7 @@ from anyseg.training.distributed import (
 )
 from anyseg.training.embedding_cache import EmbeddingCache
 from anyseg.training.metrics import MetricsLogger, plot_training
-from anyseg.training.optim import build_optimizer
+from anyseg.training.optim import build_optimizer, restrict_trainable
 from anyseg.training.prompts import pass_schedule
 from anyseg.training.step import InteractiveSam, schedule_generator
 
@@ -280,6 +280,8 @@ def _setup(
     )
     if cfg.optim.freeze_image_encoder:
         model.image_encoder.requires_grad_(False)
+    if cfg.optim.train_only:
+        restrict_trainable(model, cfg.optim.train_only)
     if device.type == "cuda":
         # TF32 tensor cores for float32 matmuls and convolutions (the default on Ampere+ for
         # cuDNN, not for cuBLAS): several times faster, and well inside training noise.

@@ -40,6 +40,25 @@ def _no_weight_decay(name: str, param: torch.Tensor) -> bool:
     )
 
 
+def restrict_trainable(model: nn.Module, prefixes: tuple[str, ...]) -> None:
+    """Freeze every parameter whose name starts with none of ``prefixes``.
+
+    Raises:
+        ValueError: a prefix that names no parameter (a typo would otherwise train nothing).
+    """
+    names = [name for name, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unknown:
+        modules = sorted({n.rsplit(".", 2)[0] for n in names})
+        raise ValueError(
+            f"optim.train_only: no parameter starts with {', '.join(map(repr, unknown))}; "
+            f"modules with parameters include {', '.join(modules[-8:])}"
+        )
+    for name, param in model.named_parameters():
+        if not name.startswith(prefixes):
+            param.requires_grad_(False)
+
+
 class GroupInfo(NamedTuple):
     """How a parameter group was formed (for logging and tests)."""
 
