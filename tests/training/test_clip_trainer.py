@@ -127,7 +127,8 @@ def test_short_run_raises_retrieval_well_above_chance(data, tmp_path: Path) -> N
     eval_cfg = ClipEvalConfig(min_mask_area=100)
     untrained = train_clip(_cfg(train, tmp_path / "r0", 1), progress=False)
     before = evaluate_clip(untrained.clip, held_out, eval_cfg)
-    result = train_clip(_cfg(train, tmp_path / "run", 300), progress=False)
+    steps = 300  # at 120 the held-out retrieval was a coin toss between seeds
+    result = train_clip(_cfg(train, tmp_path / "run", steps), progress=False)
     after = evaluate_clip(result.clip, held_out, eval_cfg)
     assert after.retrieval_count > 30
     assert after.retrieval_r1 > max(2 * after.retrieval_chance, before.retrieval_r1 + 0.15), (
@@ -144,10 +145,10 @@ def test_short_run_raises_retrieval_well_above_chance(data, tmp_path: Path) -> N
         and loaded.config.text.vocab_size == len(caption_tokenizer(16).words) + 3
     )
     resolved = load_file(ClipTrainConfig, out / "config.resolved.toml")
-    assert resolved.data == _cfg(train, out, 300).data and resolved.run.steps == 300
+    assert resolved.data == _cfg(train, out, steps).data and resolved.run.steps == steps
     assert (out / "loss_curve.png").stat().st_size > 1000
     rows = (out / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 121 and rows[0].startswith("step,lr,loss")
+    assert len(rows) == steps + 1 and rows[0].startswith("step,lr,loss")
 
 
 def test_resume_continues_bit_for_bit(data, tmp_path: Path) -> None:
