@@ -66,7 +66,7 @@ def test_train_only_keeps_the_named_modules_and_names_a_typo() -> None:
     assert any(n.startswith("prompt_encoder.point_embeddings.") for n in trainable)
     _, infos = param_groups(model, OptimConfig(), model.config.image_encoder.depth)
     assert {n for info in infos for n in info.names} == trainable
-    with pytest.raises(ValueError, match="mask_decoder.iou_head"):
+    with pytest.raises(ValueError, match=r"mask_decoder\.iou_head"):
         restrict_trainable(build_sam(PRESETS["test"]), ("mask_decoder.iou_head",))
 
 
