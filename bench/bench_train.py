@@ -55,9 +55,7 @@ def main() -> None:
     ap.add_argument(
         "--frozen", action="store_true", help="also time frozen-encoder steps (cached or not)"
     )
-    ap.add_argument(
-        "--frozen-only", action="store_true", help="time only the frozen-encoder steps"
-    )
+    ap.add_argument("--frozen-only", action="store_true", help="time only the frozen-encoder steps")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
 

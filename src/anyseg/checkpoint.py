@@ -33,6 +33,7 @@ from anyseg.config import (
     Mode,
     PromptEncoderConfig,
     SamConfig,
+    TextClipRecord,
     TinyViTConfig,
 )
 from anyseg.errors import CheckpointError, InvalidInputError
@@ -41,6 +42,8 @@ from anyseg.modeling import Sam
 from anyseg.settings import opt
 
 CONFIG_METADATA_KEY = "anyseg_config"
+#: Which CLIP a text-path model was trained with (:class:`~anyseg.config.TextClipRecord`).
+TEXT_CLIP_METADATA_KEY = "anyseg_text_clip"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.safetensors"
 
@@ -162,9 +165,11 @@ def infer_config(sd: Mapping[str, torch.Tensor], decoder_num_heads: int = 8) -> 
         encoder = _tinyvit_encoder(sd, keys)
     else:
         encoder = _vit_encoder(sd, keys)
+    text = sd.get("prompt_encoder.text_mlp.layers.0.weight")  # (C, E): the CLIP width E
     prompt = PromptEncoderConfig(
         embed_dim=int(_get(sd, "prompt_encoder.point_embeddings.0.weight").shape[1]),
         mask_in_chans=int(_get(sd, "prompt_encoder.mask_downscaling.3.weight").shape[0]),
+        text_embed_dim=0 if text is None else int(text.shape[1]),
     )
     dim = int(_get(sd, "mask_decoder.iou_token.weight").shape[1])
     internal = int(
@@ -350,14 +355,36 @@ def load(
             config = infer_config(sd, decoder_num_heads=heads or 8)
     model = Sam(config)
     load_state_dict_strict(model, sd, source=str(path))
+    model.text_clip = _text_clip_record(metadata, model, str(path))
     return model.to(resolve_device(device)).eval()
+
+
+def _text_clip_record(
+    metadata: Mapping[str, str], model: Sam, source: str
+) -> TextClipRecord | None:
+    """The CLIP a text-path model records in its metadata (checked against the path's width)."""
+    text = metadata.get(TEXT_CLIP_METADATA_KEY)
+    if text is None:
+        return None
+    try:
+        record = TextClipRecord.from_dict(json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{source}: bad {TEXT_CLIP_METADATA_KEY} metadata: {exc}") from None
+    width = model.config.prompt_encoder.text_embed_dim
+    if record.embed_dim != width:
+        raise CheckpointError(
+            f"{source}: records a CLIP of width {record.embed_dim}, but its text path takes "
+            f"{width}-wide embeddings"
+        )
+    return record
 
 
 def save(model: Sam, path: str | os.PathLike[str], half: bool = False) -> Path:
     """Write the model's weights in the official layout, atomically.
 
-    ``.safetensors`` files also store the exact config as metadata; ``.pth`` files hold the
-    bare state dict, like the released checkpoints. ``half`` stores float16 tensors.
+    ``.safetensors`` files also store the exact config as metadata, and for a text-path model
+    the CLIP it was trained with (:attr:`Sam.text_clip`); ``.pth`` files hold the bare state
+    dict, like the released checkpoints. ``half`` stores float16 tensors.
     """
     p = Path(path)
     if p.suffix not in (".pth", ".pt", ".safetensors"):
@@ -373,6 +400,9 @@ def save(model: Sam, path: str | os.PathLike[str], half: bool = False) -> Path:
 
             config = getattr(model, "config", None)
             meta = {CONFIG_METADATA_KEY: json.dumps(config.to_dict())} if config else {}
+            record = getattr(model, "text_clip", None)
+            if record is not None:
+                meta[TEXT_CLIP_METADATA_KEY] = json.dumps(record.to_dict())
             save_file(sd, tmp, metadata=meta)
         else:
             torch.save(sd, tmp)

@@ -165,10 +165,48 @@ class HQConfig:
 
 @dataclass(frozen=True)
 class PromptEncoderConfig:
-    """Sparse (points, boxes) and dense (mask) prompt embedding."""
+    """Sparse (points, boxes, text) and dense (mask) prompt embedding.
+
+    ``text_embed_dim`` > 0 adds the optional text path (paper §7.5, appendix D.5): a CLIP
+    embedding of that width goes through a small MLP (``text_embed_dim -> embed_dim ->
+    embed_dim``) plus a learned "text" type embedding, one sparse token. 0 (every released
+    checkpoint) builds no text path; checkpoints show the width in
+    ``prompt_encoder.text_mlp.layers.0.weight``.
+    """
 
     embed_dim: int = 256
     mask_in_chans: int = 16
+    text_embed_dim: int = 0
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the prompt encoder takes text (CLIP) embeddings."""
+        return self.text_embed_dim > 0
+
+
+@dataclass(frozen=True)
+class TextClipRecord:
+    """Which CLIP a model's text path was trained with (kept beside the weights, in the
+    ``anyseg_text_clip`` safetensors metadata): the SHA-256 of the CLIP weights file, its
+    embedding width, and where it was loaded from (informative only)."""
+
+    sha256: str
+    embed_dim: int
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TextClipRecord:
+        """Parse a record; raise :class:`InvalidInputError` on anything malformed."""
+        try:
+            record = cls(str(data["sha256"]), int(data["embed_dim"]), str(data.get("source", "")))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInputError(f"not a text-CLIP record: {data!r} ({exc})") from None
+        if record.embed_dim < 1:
+            raise InvalidInputError(f"text-CLIP record with width {record.embed_dim}")
+        return record
 
 
 @dataclass(frozen=True)
@@ -218,6 +256,11 @@ class SamConfig:
             raise InvalidInputError(
                 "SAM-HQ fuses the output of the first global-attention block: give the ViT "
                 "global_attn_indexes"
+            )
+        if self.prompt_encoder.text_embed_dim < 0:
+            raise InvalidInputError(
+                f"prompt_encoder.text_embed_dim must be >= 0 (0: no text path), got "
+                f"{self.prompt_encoder.text_embed_dim}"
             )
         widths = {
             "image_encoder.out_chans": self.image_encoder.out_chans,
