@@ -451,6 +451,14 @@ class ModelOptions:
             "fidelity for speed"
         ),
     )
+    clip: Path | None = field(
+        default=None,
+        metadata=opt(
+            "CLIP weights for text prompts (anyseg, OpenAI, open_clip or Hugging Face files); "
+            "default: the bundled clip_synth.safetensors",
+            metavar="PATH",
+        ),
+    )
 
 
 def load_model(

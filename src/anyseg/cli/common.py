@@ -1,5 +1,5 @@
 """Options every model-running command shares, defined once: ``--checkpoint``, ``--device``,
-``--mode``.
+``--mode``, ``--clip`` (the CLIP of text prompts).
 
 Each command adds the ones it uses with :func:`add_model_arguments` and reads them back with
 :func:`model_options`; the flags, their help and their defaults come from :class:`ModelOptions`
@@ -18,12 +18,14 @@ from anyseg.settings import add_arguments, from_arguments
 
 if TYPE_CHECKING:
     from anyseg.modeling import Sam
+    from anyseg.predictor import SamPredictor
 
 
 def add_model_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, exclude: Collection[str] = ()
 ) -> None:
-    """Add ``--checkpoint``, ``--device`` and ``--mode`` (minus the names in ``exclude``)."""
+    """Add ``--checkpoint``, ``--device``, ``--mode`` and ``--clip`` (minus the names in
+    ``exclude``)."""
     add_arguments(parser, ModelOptions, exclude=exclude)
 
 
@@ -39,4 +41,12 @@ def load_model(options: ModelOptions) -> Sam:
     return load(options.checkpoint, options.device)
 
 
-__all__ = ["ModelOptions", "add_model_arguments", "load_model", "model_options"]
+def make_predictor(options: ModelOptions) -> SamPredictor:
+    """A predictor of the model ``options`` name, with ``--clip`` for its text prompts (loaded
+    at the first text prompt)."""
+    from anyseg.predictor import SamPredictor
+
+    return SamPredictor(load_model(options), clip=options.clip)
+
+
+__all__ = ["ModelOptions", "add_model_arguments", "load_model", "make_predictor", "model_options"]
