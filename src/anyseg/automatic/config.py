@@ -82,8 +82,22 @@ class AmgConfig:
             "exact: the original's records; fast: bfloat16 and low-res pre-filters", cli=False
         ),
     )
+    label_vocab: tuple[str, ...] = field(
+        default=(),
+        metadata=opt(
+            "phrases to label masks with: each mask gets the best-matching one and its score "
+            "from CLIP on the mask's crop (e.g. star,ellipse,striped bar; --clip for the CLIP)",
+            metavar="PHRASE,PHRASE,...",
+        ),
+    )
 
     def __post_init__(self) -> None:
+        vocab = tuple(str(p).strip() for p in self.label_vocab)
+        object.__setattr__(self, "label_vocab", vocab)
+        if any(not p for p in vocab) or len(set(vocab)) != len(vocab):
+            raise InvalidInputError(
+                f"label_vocab must be distinct non-empty phrases, got {list(self.label_vocab)}"
+            )
         if (self.points_per_side is None) == (self.point_grids is None):
             raise InvalidInputError(
                 "give exactly one of points_per_side and point_grids, got "

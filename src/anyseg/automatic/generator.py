@@ -12,9 +12,10 @@ bfloat16 autocast and a low-resolution stability pre-filter.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -45,6 +46,10 @@ from anyseg.ops.masks import mask_to_box, remove_small_regions, stability_score
 from anyseg.ops.rle import masks_to_uncompressed_rle, uncompressed_rle_to_mask
 from anyseg.ops.transforms import apply_coords
 from anyseg.predictor import SamPredictor
+
+if TYPE_CHECKING:
+    from anyseg.automatic.labels import MaskLabeller
+    from anyseg.clip import LoadedClip
 
 # Fast mode keeps masks whose low-res stability is within this margin of the threshold; the
 # exact full-resolution score then decides.
@@ -97,7 +102,14 @@ class SamAutomaticMaskGenerator:
     with ``config=AmgConfig(...)``; see :class:`anyseg.automatic.AmgConfig` for their meaning.
     """
 
-    def __init__(self, model: Sam, config: AmgConfig | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Sam,
+        config: AmgConfig | None = None,
+        clip: LoadedClip | str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``clip``: the CLIP of ``label_vocab`` labels (default: the bundled one)."""
         if config is not None and kwargs:
             raise TypeError(
                 f"give either config or keyword options, not both (got {sorted(kwargs)})"
@@ -113,6 +125,13 @@ class SamAutomaticMaskGenerator:
             )
         self.predictor = SamPredictor(model)
         self.model = model
+        self.labeller: MaskLabeller | None = None
+        if cfg.label_vocab:
+            from anyseg.automatic.labels import MaskLabeller
+            from anyseg.clip import LoadedClip, load_clip
+
+            loaded = clip if isinstance(clip, LoadedClip) else load_clip(clip, device=model.device)
+            self.labeller = MaskLabeller(loaded, cfg.label_vocab)
         self.last_stats = FilterStats()
         # Fast mode decodes with a bfloat16 copy of the decoder; exact mode with the model's.
         self.decoder = bfloat16_decoder(model) if self.fast else model.mask_decoder
@@ -177,7 +196,12 @@ class SamAutomaticMaskGenerator:
                 max(cfg.box_nms_thresh, cfg.crop_nms_thresh),
             )
         self.last_stats.kept = len(candidates)
-        return records_from_candidates(candidates)
+        records = records_from_candidates(candidates)
+
+        # Name each mask with the best-matching phrase of the label vocabulary (CLIP)
+        if self.labeller is not None:
+            records = self.labeller.label(rgb, records)
+        return records
 
     # --------------------------------------------------------------------------- per crop
     def _process_crop(self, image: np.ndarray, crop: CropBox, counter: _BatchCounter) -> Candidates:

@@ -37,12 +37,15 @@ def add_parser(subparsers: Any) -> None:
             "Segment everything: prompt the model with a grid of points, keep confident and "
             "stable masks, remove duplicates. Writes OUT_DIR/<stem>.json (SA-1B format, COCO "
             "RLE) and OUT_DIR/<stem>_overlay.png per image; images already done are skipped "
-            "unless --overwrite. Folders are searched (not recursively) for "
+            "unless --overwrite. With --label-vocab, each mask also gets the best-matching "
+            "phrase and its score from CLIP (in the JSON and the overlay). Folders are "
+            "searched (not recursively) for "
             + ", ".join(IMAGE_SUFFIXES)
             + " files; the overlays it writes are never inputs."
         ),
         epilog=(
             "examples: anyseg auto photos/ -o masks/ --points-per-side 16 --mode fast; "
+            'anyseg auto examples/scene.png -o out/ --label-vocab "star,ellipse,polygon,bar"; '
             "anyseg auto s3://bucket/images/ -o s3://bucket/masks/ --engine ray --address auto "
             "--gpus-per-worker 1 --shards 100"
         ),
@@ -84,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
     job = from_arguments(LabelJobConfig, args)
     engine = from_arguments(EngineConfig, args)
     if args.engine == "ray":
+        if options.clip is not None:
+            raise InvalidInputError(
+                "--clip is not passed to Ray workers (they label with the bundled CLIP); run "
+                "without --engine ray to label with another CLIP"
+            )
         return run_on_ray(args, options.checkpoint, options.device, amg, job, engine)
     if engine != EngineConfig():
         raise InvalidInputError("the Ray engine options need --engine ray")
@@ -96,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"anyseg auto: all {len(images)} images already done in {out_dir}", file=sys.stderr)
         return 0
 
-    generator = SamAutomaticMaskGenerator(load_model(options), config=amg)
+    generator = SamAutomaticMaskGenerator(load_model(options), config=amg, clip=options.clip)
     show = sys.stderr.isatty()
     failed: list[str] = []
     done = total_masks = 0
