@@ -231,43 +231,47 @@ class SamOnnxDecoder(nn.Module):
     def input_specs(self) -> list[TensorSpec]:
         h, w = self.embedding_hw
         n: int | str = "num_points" if self.options.dynamic_points else self.options.num_points
-        return [
-            TensorSpec(
-                "image_embeddings", (1, self.embed_dim, h, w), "float32", "image encoder output"
-            ),
-            TensorSpec("point_coords", (1, n, 2), "float32", "xy in the model frame"),
-            TensorSpec(
-                "point_labels",
-                (1, n),
-                "float32",
-                "1 fg, 0 bg, -1 padding, 2/3 box corners; append (0,0)/-1 when there is no box",
-            ),
-            TensorSpec("mask_input", (1, 1, 4 * h, 4 * w), "float32", "low-res mask logits"),
-            TensorSpec("has_mask_input", (1,), "float32", "1 uses mask_input, 0 ignores it"),
-            TensorSpec("orig_im_size", (2,), "float32", "(H, W) of the original image"),
-        ] + (
+        return (
             [
                 TensorSpec(
-                    "hq_features",
-                    (1, self.embed_dim // 8, 4 * h, 4 * w),
-                    "float32",
-                    "SAM-HQ's per-image fusion of early and final encoder features",
-                )
-            ]
-            if self.hq
-            else []
-        ) + (
-            [
+                    "image_embeddings", (1, self.embed_dim, h, w), "float32", "image encoder output"
+                ),
+                TensorSpec("point_coords", (1, n, 2), "float32", "xy in the model frame"),
                 TensorSpec(
-                    "text_embeddings",
-                    (1, "num_text", self.text_width),
+                    "point_labels",
+                    (1, n),
                     "float32",
-                    "L2-normalised CLIP embedding of a text prompt (1, 1, E), or (1, 0, E) for "
-                    "none",
-                )
+                    "1 fg, 0 bg, -1 padding, 2/3 box corners; append (0,0)/-1 when there is no box",
+                ),
+                TensorSpec("mask_input", (1, 1, 4 * h, 4 * w), "float32", "low-res mask logits"),
+                TensorSpec("has_mask_input", (1,), "float32", "1 uses mask_input, 0 ignores it"),
+                TensorSpec("orig_im_size", (2,), "float32", "(H, W) of the original image"),
             ]
-            if self.text_width
-            else []
+            + (
+                [
+                    TensorSpec(
+                        "hq_features",
+                        (1, self.embed_dim // 8, 4 * h, 4 * w),
+                        "float32",
+                        "SAM-HQ's per-image fusion of early and final encoder features",
+                    )
+                ]
+                if self.hq
+                else []
+            )
+            + (
+                [
+                    TensorSpec(
+                        "text_embeddings",
+                        (1, "num_text", self.text_width),
+                        "float32",
+                        "L2-normalised CLIP embedding of a text prompt (1, 1, E), or (1, 0, E) for "
+                        "none",
+                    )
+                ]
+                if self.text_width
+                else []
+            )
         )
 
     def output_specs(self) -> list[TensorSpec]:
