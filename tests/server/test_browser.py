@@ -10,6 +10,7 @@ Playwright never downloads a browser here: it drives ``/usr/bin/chromium``
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -82,8 +83,6 @@ def live_server(
 ) -> Iterator[str]:
     """The app on 127.0.0.1 with a free port, served by uvicorn in a thread, requiring its access
     token (as a server reachable from others does); yields the URL with the token."""
-    import uvicorn
-
     from anyseg.server import ServerConfig, create_app
     from anyseg.server.service import AnnotationService
 
@@ -93,6 +92,16 @@ def live_server(
     service = AnnotationService(config, model=test_model, mask_generator=fake_generator)
     app = create_app(service=service)
     token = app.state.access.token
+    with _serving(app, service) as url:
+        yield f"{url}?token={token}"
+
+
+@contextlib.contextmanager
+def _serving(app: Any, service: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free loopback port; yields its URL and
+    closes the service at the end."""
+    import uvicorn
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -104,7 +113,7 @@ def live_server(
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
     try:
-        yield f"http://127.0.0.1:{port}/?token={token}"
+        yield f"http://127.0.0.1:{port}/"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -365,8 +374,6 @@ def test_changed_file_and_skipped_files_are_shown(
 @pytest.fixture()
 def text_server(browser_images: Path, tmp_path: Path, fake_generator: Any) -> Iterator[str]:
     """The app with a text-path model and a tiny CLIP (no token needed on loopback)."""
-    import uvicorn
-
     from anyseg.checkpoint import ModelOptions
     from anyseg.server import ServerConfig, create_app
     from anyseg.server.service import AnnotationService
@@ -381,24 +388,8 @@ def text_server(browser_images: Path, tmp_path: Path, fake_generator: Any) -> It
         model=ModelOptions(clip=clip),
     )
     service = AnnotationService(config, model=make_text_model(), mask_generator=fake_generator)
-    app = create_app(service=service)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-        service.close()
+    with _serving(create_app(service=service), service) as url:
+        yield url
 
 
 def test_a_typed_phrase_proposes_a_mask_and_clicks_refine_it(page: Any, text_server: str) -> None:

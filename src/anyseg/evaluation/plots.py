@@ -125,15 +125,22 @@ def plot_iou_histograms(results: Sequence[MaskResult], path: str | os.PathLike[s
             columns[name] = values
     if not columns:
         raise ValueError("no per-mask IoU to plot")
-    fig = _figure((3.2 * len(columns), 2.8))
-    for k, (name, values) in enumerate(columns.items()):
+    _histogram_row({_SCORE_TITLES[n]: v for n, v in columns.items()}, "masks", "tab:blue", path)
+
+
+def _histogram_row(
+    columns: dict[str, list[float]], unit: str, color: str, path: str | os.PathLike[str]
+) -> None:
+    """One 20-bin IoU histogram per {title: values}, side by side."""
+    fig = _figure((3.1 * len(columns), 2.8))
+    for k, (title, values) in enumerate(columns.items()):
         ax = fig.add_subplot(1, len(columns), k + 1)
-        ax.hist(values, bins=20, range=(0.0, 1.0), color="tab:blue", edgecolor="white")
-        ax.set_title(f"{_SCORE_TITLES[name]}\nmIoU {np.mean(values):.3f}", fontsize=9)
+        ax.hist(values, bins=20, range=(0.0, 1.0), color=color, edgecolor="white")
+        ax.set_title(f"{title}\nmIoU {np.mean(values):.3f}", fontsize=9)
         ax.set_xlabel("IoU")
         ax.set_xlim(0.0, 1.0)
         if k == 0:
-            ax.set_ylabel("masks")
+            ax.set_ylabel(unit)
     _save(fig, path)
 
 
@@ -185,17 +192,8 @@ def plot_text_histograms(results: Sequence[TextQueryResult], path: str | os.Path
     """
     if not results:
         raise ValueError("no text queries to plot")
-    fig = _figure((3.0 * len(_TEXT_TITLES), 2.8))
-    for k, (name, title) in enumerate(_TEXT_TITLES.items()):
-        values = [r.scores()[name] for r in results]
-        ax = fig.add_subplot(1, len(_TEXT_TITLES), k + 1)
-        ax.hist(values, bins=20, range=(0.0, 1.0), color="tab:purple", edgecolor="white")
-        ax.set_title(f"{title}\nmIoU {np.mean(values):.3f}", fontsize=9)
-        ax.set_xlabel("IoU")
-        ax.set_xlim(0.0, 1.0)
-        if k == 0:
-            ax.set_ylabel("phrases")
-    _save(fig, path)
+    columns = {t: [r.scores()[n] for r in results] for n, t in _TEXT_TITLES.items()}
+    _histogram_row(columns, "phrases", "tab:purple", path)
 
 
 def plot_text_samples(samples: Sequence[TextSample], path: str | os.PathLike[str]) -> None:
