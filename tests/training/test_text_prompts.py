@@ -196,3 +196,18 @@ def test_a_clip_of_another_width_than_the_models_path(tmp_path: Path) -> None:
     assert add_text_path(model, CLIP_WIDTH) is model
     with pytest.raises(InvalidInputError, match=r"24-wide.*40-wide.*prompts.clip"):
         add_text_path(model, 40)
+
+
+def test_the_text_path_has_its_own_lr_scale() -> None:
+    from anyseg.config import PRESETS
+    from anyseg.modeling import build_sam
+    from anyseg.training.config import OptimConfig
+    from anyseg.training.optim import param_groups
+
+    model = add_text_path(build_sam(PRESETS["test"]), CLIP_WIDTH)
+    _, infos = param_groups(model, OptimConfig(text_lr_scale=10.0, layer_decay=0.5), 2)
+    scales = {n: g.lr_scale for g in infos for n in g.names}
+    assert scales["prompt_encoder.text_mlp.layers.0.weight"] == 10.0
+    assert scales["prompt_encoder.text_embed.weight"] == 10.0
+    assert scales["prompt_encoder.point_embeddings.0.weight"] == 1.0
+    assert scales["mask_decoder.iou_token.weight"] == 1.0

@@ -177,6 +177,9 @@ class OptimConfig:
     decay_factor: float = 0.1
     # Gradient-norm clipping (None = off; the paper does not mention it).
     grad_clip: float | None = None
+    # lr multiplier of the prompt encoder's text path (a new path learning from scratch in a
+    # fine-tune of the rest).
+    text_lr_scale: float = 1.0
     # Train the prompt encoder and mask decoder only (the common fine-tuning case). The frozen
     # encoder's embeddings are then computed once per image and kept on disk (run.embedding_cache).
     freeze_image_encoder: bool = field(
@@ -338,6 +341,7 @@ def _validate(cfg: TrainConfig) -> None:
         o.decay_fractions,
     )
     need(o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip > 0 or unset", o.grad_clip)
+    need(o.text_lr_scale > 0, "optim.text_lr_scale > 0", o.text_lr_scale)
     need(r.steps >= 1, "run.steps >= 1", r.steps)
     need(r.device in ("auto", "cpu", "cuda"), "run.device 'auto', 'cpu' or 'cuda'", r.device)
     need(r.grad_accum_steps >= 1, "run.grad_accum_steps >= 1", r.grad_accum_steps)
