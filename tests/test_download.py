@@ -74,3 +74,64 @@ def test_http_error_and_unknown_name(server: str, tmp_path: Path) -> None:
         download("vit_b", tmp_path, url=f"{server}/nope.pth", progress=False)
     with pytest.raises(DownloadError, match="unknown checkpoint"):
         download("vit_x", tmp_path)
+
+
+def test_family_table() -> None:
+    from anyseg.releases import RELEASED_CHECKPOINTS
+
+    families = {k: v.family for k, v in RELEASED_CHECKPOINTS.items()}
+    assert families["mobile_sam"] == "mobile_sam" and families["hq_vit_tiny"] == "light_hq_sam"
+    assert {families[f"hq_vit_{s}"] for s in "blh"} == {"sam_hq"}
+    for info in RELEASED_CHECKPOINTS.values():
+        assert info.url.endswith(info.name) and info.preset
+    assert len(RELEASED_CHECKPOINTS["mobile_sam"].git_blob_sha1 or "") == 40
+
+
+def test_family_download_is_verified_without_a_published_sha256(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No SHA-256 is published for MobileSAM or SAM-HQ: the git blob id (where the repository
+    gives one) and strict loading as the family's architecture decide."""
+    import dataclasses
+    import http.server as hs
+
+    import torch
+
+    from anyseg import releases
+    from anyseg.checkpoint import save
+    from anyseg.config import PRESETS
+    from anyseg.modeling import build_sam
+
+    served = tmp_path / "served"
+    served.mkdir()
+    save(build_sam(PRESETS["test_tinyvit"]), served / "mobile.pth")
+    save(build_sam(PRESETS["test"]), served / "sam.pth")
+    blob = releases.git_blob_sha1(served / "mobile.pth")
+
+    class Handler(hs.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(served), **kw)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = hs.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    entry = dataclasses.replace(
+        releases.RELEASED_CHECKPOINTS["mobile_sam"], preset="test_tinyvit", git_blob_sha1=blob
+    )
+    try:
+        monkeypatch.setitem(releases.RELEASED_CHECKPOINTS, "mobile_sam", entry)
+        path = download("mobile_sam", tmp_path / "ok", url=f"{url}/mobile.pth", progress=False)
+        assert path.name == "mobile_sam.pt" and torch.load(path, weights_only=True)
+        with pytest.raises(DownloadError, match="git blob id"):
+            download("mobile_sam", tmp_path / "bad", url=f"{url}/sam.pth", progress=False)
+        assert list((tmp_path / "bad").iterdir()) == []
+        no_blob = dataclasses.replace(entry, git_blob_sha1=None)
+        monkeypatch.setitem(releases.RELEASED_CHECKPOINTS, "mobile_sam", no_blob)
+        with pytest.raises(DownloadError, match="architecture is not test_tinyvit"):
+            download("mobile_sam", tmp_path / "bad", url=f"{url}/sam.pth", progress=False)
+    finally:
+        httpd.shutdown()
+    assert "git blob id verified" in releases.verification(entry)

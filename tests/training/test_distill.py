@@ -34,6 +34,7 @@ def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
 STUDENT = {"preset": "test_tinyvit", "image_encoder": {"img_size": 128}}
 
 
+@pytest.mark.slow
 def test_distills_then_fine_tunes(tmp_path: Path, tiny_dataset: Path, teacher: Path) -> None:
     cfg = tiny_config(
         tiny_dataset,

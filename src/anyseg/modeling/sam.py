@@ -137,28 +137,21 @@ class Sam(nn.Module):
             low-res logits (B, M, 4h, 4w) and predicted IoU (B, M); M is 3 or 1 (always 1 for
             SAM-HQ).
         """
-        image_pe = self.prompt_encoder.get_dense_pe()
+        hq: dict[str, Any] = {}
         if isinstance(self.mask_decoder, MaskDecoderHQ):
             if hq_features is None:
                 raise InvalidInputError(
                     "this SAM-HQ model needs the image's hq_features (from Sam.encode) as well "
                     "as its embedding"
                 )
-            return self.mask_decoder(
-                image_embeddings,
-                image_pe,
-                sparse_prompt_embeddings,
-                dense_prompt_embeddings,
-                multimask_output,
-                hq_features=hq_features,
-                hq_token_only=hq_token_only,
-            )
+            hq = {"hq_features": hq_features, "hq_token_only": hq_token_only}
         return self.mask_decoder(
             image_embeddings,
-            image_pe,
+            self.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings,
             dense_prompt_embeddings,
             multimask_output,
+            **hq,
         )
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:

@@ -126,16 +126,17 @@ def distill_encoder(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if not math.isfinite(float(loss)):
-                raise RuntimeError(f"distillation diverged at step {step + 1}: mse {float(loss)}")
+            mse = float(loss.detach())
+            if not math.isfinite(mse):
+                raise RuntimeError(f"distillation diverged at step {step + 1}: mse {mse}")
             done = step + 1
             elapsed = time.perf_counter() - start
-            writer.writerow([done, f"{lr:.6g}", f"{float(loss):.6g}", f"{elapsed:.1f}"])
+            writer.writerow([done, f"{lr:.6g}", f"{mse:.6g}", f"{elapsed:.1f}"])
             if done % cfg.run.log_every == 0 or done == d.steps:
                 log.flush()
                 if progress:
                     print(
-                        f"distill step {done}/{d.steps}  mse {float(loss):.5f}  lr {lr:.2e}  "
+                        f"distill step {done}/{d.steps}  mse {mse:.5f}  lr {lr:.2e}  "
                         f"{elapsed / done:.2f} s/step",
                         flush=True,
                     )
