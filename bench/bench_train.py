@@ -12,6 +12,11 @@ initial weights; the data is the config's ``data.train``.
 With ``optim.freeze_image_encoder`` (or ``--frozen``) it also times the frozen-encoder step two
 ways: the encoder run every step, and the embedding read from the on-disk cache
 (``training.embedding_cache``) -- the speed-up a decoder fine-tune on a CPU gets.
+
+With ``prompts.text_prob > 0`` (or ``--text-prob P``) the model gets a text path and the cached
+frozen-encoder step is timed with the text-first prompts too (the CLIP's crop embeddings of the
+text-first masks, every step), and the text prompts alone (``--clip FILE``: default the config's
+``prompts.clip``, else the bundled CLIP).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from anyseg.training.embedding_cache import EmbeddingCache
 from anyseg.training.loop import _loader, make_dataset, resolve_device
 from anyseg.training.optim import build_optimizer
 from anyseg.training.prompts import pass_schedule
-from anyseg.training.state import build_training_model
+from anyseg.training.state import build_training_model, with_text_prompts
 from anyseg.training.step import InteractiveSam, schedule_generator
 
 
@@ -57,6 +62,8 @@ def main() -> None:
     )
     ap.add_argument("--frozen-only", action="store_true", help="time only the frozen-encoder steps")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--text-prob", type=float, default=None, help="prompts.text_prob")
+    ap.add_argument("--clip", default=None, help="CLIP of the text prompts (prompts.clip)")
     args = ap.parse_args()
 
     cfg = load_config(args.config)
@@ -71,14 +78,23 @@ def main() -> None:
     ):
         if value is not None:
             data[key] = value
-    cfg = override(cfg, run=run, data=data)
+    prompts: dict[str, Any] = {}
+    if args.text_prob is not None:
+        prompts["text_prob"] = args.text_prob
+    if args.clip is not None:
+        prompts["clip"] = args.clip
+    cfg = override(cfg, run=run, data=data, prompts=prompts)
     info = DistInfo(rank=0, world_size=1, local_rank=0)
     device = resolve_device(cfg.run.device, info)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(0)
-    model = build_training_model(cfg).to(device)
+    model = build_training_model(cfg)
+    text_source = None
+    if cfg.prompts.text_prob > 0:
+        model, text_source = with_text_prompts(model, cfg.prompts, device)
+    model = model.to(device)
     module = InteractiveSam(model, cfg.prompts, cfg.loss, False).train()
     optimizer, _ = build_optimizer(model, cfg.optim, model.config.image_encoder.depth, 10**6)
     dataset = make_dataset(cfg, cfg.data.train, model, train=True)
@@ -113,9 +129,10 @@ def main() -> None:
             else contextlib.nullcontext()
         )
         with ctx:
-            if frozen == "cached":
+            if frozen in ("cached", "text"):
                 emb = cache.embed(model.image_encoder, batch.images)
-                out = frozen_module(batch, schedule, emb)
+                text = None if frozen == "cached" or text_source is None else text_source(batch)
+                out = frozen_module(batch, schedule, emb, text)
             elif frozen == "encoder":
                 out = frozen_module(batch, schedule)
             else:
@@ -130,6 +147,8 @@ def main() -> None:
     variants = [] if args.frozen_only else [(False, ""), (True, "")]
     if args.frozen or args.frozen_only or cfg.optim.freeze_image_encoder:
         variants += [(False, "encoder"), (False, "cached")]
+    if text_source is not None:
+        variants.append((False, "text"))
     for bf16, frozen in variants:
         for i in range(args.warmup):
             one_step(i, bf16, frozen)
@@ -148,14 +167,27 @@ def main() -> None:
         )
         name = "bf16 autocast" if bf16 else "float32" + (" (TF32)" if device.type == "cuda" else "")
         if frozen:
-            name += (
-                ", encoder frozen, embedding from the disk cache"
-                if frozen == "cached"
-                else ", encoder frozen, run every step"
-            )
+            name += {
+                "cached": ", encoder frozen, embedding from the disk cache",
+                "encoder": ", encoder frozen, run every step",
+                "text": f", cached embedding, text-first prompts (text_prob "
+                f"{cfg.prompts.text_prob:g})",
+            }[frozen]
         speed = f"{1 / dt:.2f} steps/s ({dt * 1e3:.0f} ms{mem})"
         rows.append((f"train step, fixed batch, {name}", speed))
 
+    if text_source is not None:
+        t0 = time.perf_counter()
+        for b in batches[: args.steps]:
+            chosen = int(text_source(b.to(device)).first.sum())
+        dt = (time.perf_counter() - t0) / min(args.steps, len(batches))
+        rows.append(
+            (
+                f"text-first prompts alone (CLIP {text_source.clip.source.rsplit('/', 1)[-1]}, "
+                f"about {chosen} crops per batch)",
+                f"{dt * 1e3:.0f} ms per batch",
+            )
+        )
     passes = cfg.prompts.num_passes
     print(f"\n{args.config} on {device}: {masks} masks x {passes} decoder passes per step")
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")

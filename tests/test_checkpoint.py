@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,38 @@ def test_a_pickled_object_is_refused_without_advice_to_run_its_code(tmp_path: Pa
 
     with pytest.raises(CheckpointError, match="never runs code"):
         load_training_checkpoint(path)
+
+
+def test_text_path_width_from_shapes_and_clip_record(tmp_path: Path) -> None:
+    from ._text import CLIP_WIDTH, make_text_model, text_config
+
+    model = make_text_model(clip_sha256="c" * 64)
+    with torch.device("meta"):
+        assert ck.infer_config(Sam(text_config()).state_dict()) == text_config()
+    # .pth: the architecture from the tensors (the CLIP width from the MLP's first layer).
+    bare = ck.load(ck.save(model, tmp_path / "m.pth"))
+    assert bare.config.prompt_encoder.text_embed_dim == CLIP_WIDTH and bare.text_clip is None
+    # .safetensors: the CLIP's SHA-256 and width ride along in the metadata.
+    path = ck.save(model, tmp_path / "m.safetensors")
+    _, meta = ck.read_state_dict(path)
+    assert json.loads(meta[ck.TEXT_CLIP_METADATA_KEY])["sha256"] == "c" * 64
+    loaded = ck.load(path)
+    assert loaded.text_clip == model.text_clip and loaded.has_text
+    # Official checkpoints have no text keys and still load strictly; a text model's file into
+    # a model without the path names the extra keys.
+    assert not ck.load(ck.save(make_test_model(), tmp_path / "o.pth")).has_text
+    with pytest.raises(CheckpointError, match=r"unexpected keys.*text_embed"):
+        ck.load(tmp_path / "m.pth", config=PRESETS["test"])
+
+
+def test_a_clip_record_of_the_wrong_width_is_refused(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from ._text import make_text_model
+
+    model = make_text_model()
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    bad = {ck.TEXT_CLIP_METADATA_KEY: json.dumps({"sha256": "0" * 64, "embed_dim": 7})}
+    save_file(sd, str(tmp_path / "w.safetensors"), metadata=bad)
+    with pytest.raises(CheckpointError, match=r"width 7.*24-wide"):
+        ck.load(tmp_path / "w.safetensors")

@@ -25,7 +25,9 @@ from typing import Any
 import torch
 
 from anyseg import hf_layout
+from anyseg.clip.loading import ClipOptions
 from anyseg.config import (
+    AmgThresholds,
     EncoderConfig,
     HQConfig,
     ImageEncoderConfig,
@@ -33,6 +35,7 @@ from anyseg.config import (
     Mode,
     PromptEncoderConfig,
     SamConfig,
+    TextClipRecord,
     TinyViTConfig,
 )
 from anyseg.errors import CheckpointError, InvalidInputError
@@ -41,6 +44,10 @@ from anyseg.modeling import Sam
 from anyseg.settings import opt
 
 CONFIG_METADATA_KEY = "anyseg_config"
+#: Which CLIP a text-path model was trained with (:class:`~anyseg.config.TextClipRecord`).
+TEXT_CLIP_METADATA_KEY = "anyseg_text_clip"
+#: The automatic generator's thresholds a model recommends (:class:`~anyseg.config.AmgThresholds`).
+AMG_THRESHOLDS_METADATA_KEY = "anyseg_amg_thresholds"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.safetensors"
 
@@ -162,9 +169,11 @@ def infer_config(sd: Mapping[str, torch.Tensor], decoder_num_heads: int = 8) -> 
         encoder = _tinyvit_encoder(sd, keys)
     else:
         encoder = _vit_encoder(sd, keys)
+    text = sd.get("prompt_encoder.text_mlp.layers.0.weight")  # (C, E): the CLIP width E
     prompt = PromptEncoderConfig(
         embed_dim=int(_get(sd, "prompt_encoder.point_embeddings.0.weight").shape[1]),
         mask_in_chans=int(_get(sd, "prompt_encoder.mask_downscaling.3.weight").shape[0]),
+        text_embed_dim=0 if text is None else int(text.shape[1]),
     )
     dim = int(_get(sd, "mask_decoder.iou_token.weight").shape[1])
     internal = int(
@@ -350,14 +359,50 @@ def load(
             config = infer_config(sd, decoder_num_heads=heads or 8)
     model = Sam(config)
     load_state_dict_strict(model, sd, source=str(path))
+    model.text_clip = _text_clip_record(metadata, model, str(path))
+    model.amg_thresholds = _amg_thresholds(metadata, str(path))
     return model.to(resolve_device(device)).eval()
+
+
+def _amg_thresholds(metadata: Mapping[str, str], source: str) -> AmgThresholds | None:
+    text = metadata.get(AMG_THRESHOLDS_METADATA_KEY)
+    if text is None:
+        return None
+    try:
+        return AmgThresholds.from_dict(json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(
+            f"{source}: bad {AMG_THRESHOLDS_METADATA_KEY} metadata: {exc}"
+        ) from None
+
+
+def _text_clip_record(
+    metadata: Mapping[str, str], model: Sam, source: str
+) -> TextClipRecord | None:
+    """The CLIP a text-path model records in its metadata (checked against the path's width)."""
+    text = metadata.get(TEXT_CLIP_METADATA_KEY)
+    if text is None:
+        return None
+    try:
+        record = TextClipRecord.from_dict(json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{source}: bad {TEXT_CLIP_METADATA_KEY} metadata: {exc}") from None
+    width = model.config.prompt_encoder.text_embed_dim
+    if record.embed_dim != width:
+        raise CheckpointError(
+            f"{source}: records a CLIP of width {record.embed_dim}, but its text path takes "
+            f"{width}-wide embeddings"
+        )
+    return record
 
 
 def save(model: Sam, path: str | os.PathLike[str], half: bool = False) -> Path:
     """Write the model's weights in the official layout, atomically.
 
-    ``.safetensors`` files also store the exact config as metadata; ``.pth`` files hold the
-    bare state dict, like the released checkpoints. ``half`` stores float16 tensors.
+    ``.safetensors`` files also store the exact config as metadata, for a text-path model the
+    CLIP it was trained with (:attr:`Sam.text_clip`), and the automatic generator's thresholds
+    the model recommends (:attr:`Sam.amg_thresholds`, when set); ``.pth`` files hold the bare state
+    dict, like the released checkpoints. ``half`` stores float16 tensors.
     """
     p = Path(path)
     if p.suffix not in (".pth", ".pt", ".safetensors"):
@@ -373,6 +418,12 @@ def save(model: Sam, path: str | os.PathLike[str], half: bool = False) -> Path:
 
             config = getattr(model, "config", None)
             meta = {CONFIG_METADATA_KEY: json.dumps(config.to_dict())} if config else {}
+            record = getattr(model, "text_clip", None)
+            if record is not None:
+                meta[TEXT_CLIP_METADATA_KEY] = json.dumps(record.to_dict())
+            thresholds = getattr(model, "amg_thresholds", None)
+            if thresholds is not None:
+                meta[AMG_THRESHOLDS_METADATA_KEY] = json.dumps(thresholds.to_dict())
             save_file(sd, tmp, metadata=meta)
         else:
             torch.save(sd, tmp)
@@ -421,6 +472,8 @@ class ModelOptions:
             "fidelity for speed"
         ),
     )
+    # The CLIP of text prompts: --clip and the options of real CLIP files (--clip-activation, ...).
+    clip: ClipOptions = field(default_factory=ClipOptions)
 
 
 def load_model(

@@ -165,10 +165,81 @@ class HQConfig:
 
 @dataclass(frozen=True)
 class PromptEncoderConfig:
-    """Sparse (points, boxes) and dense (mask) prompt embedding."""
+    """Sparse (points, boxes, text) and dense (mask) prompt embedding.
+
+    ``text_embed_dim`` > 0 adds the optional text path (paper §7.5, appendix D.5): a CLIP
+    embedding of that width goes through a small MLP (``text_embed_dim -> embed_dim ->
+    embed_dim``) plus a learned "text" type embedding, one sparse token. 0 (every released
+    checkpoint) builds no text path; checkpoints show the width in
+    ``prompt_encoder.text_mlp.layers.0.weight``.
+    """
 
     embed_dim: int = 256
     mask_in_chans: int = 16
+    text_embed_dim: int = 0
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the prompt encoder takes text (CLIP) embeddings."""
+        return self.text_embed_dim > 0
+
+
+@dataclass(frozen=True)
+class TextClipRecord:
+    """Which CLIP a model's text path was trained with (kept beside the weights, in the
+    ``anyseg_text_clip`` safetensors metadata): the SHA-256 of the CLIP weights file, its
+    embedding width, and where it was loaded from (informative only)."""
+
+    sha256: str
+    embed_dim: int
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TextClipRecord:
+        """Parse a record; raise :class:`InvalidInputError` on anything malformed."""
+        try:
+            record = cls(str(data["sha256"]), int(data["embed_dim"]), str(data.get("source", "")))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInputError(f"not a text-CLIP record: {data!r} ({exc})") from None
+        if record.embed_dim < 1:
+            raise InvalidInputError(f"text-CLIP record with width {record.embed_dim}")
+        return record
+
+
+@dataclass(frozen=True)
+class AmgThresholds:
+    """The automatic generator's filter thresholds a model recommends for itself (kept beside
+    the weights, in the ``anyseg_amg_thresholds`` safetensors metadata, written when the model
+    is trained or calibrated; see ``scripts/recommend_amg_thresholds.py``). The generator uses
+    them where its config leaves a threshold unset; SAM's own checkpoints carry none, so they
+    get the paper's 0.88 / 0.95. ``source`` says how they were chosen (informative only)."""
+
+    pred_iou_thresh: float
+    stability_score_thresh: float
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AmgThresholds:
+        """Parse a record; raise :class:`InvalidInputError` on anything malformed."""
+        try:
+            record = cls(
+                float(data["pred_iou_thresh"]),
+                float(data["stability_score_thresh"]),
+                str(data.get("source", "")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInputError(f"not an AMG thresholds record: {data!r} ({exc})") from None
+        for name in ("pred_iou_thresh", "stability_score_thresh"):
+            value = getattr(record, name)
+            if not 0.0 <= value <= 1.0:
+                raise InvalidInputError(f"AMG thresholds record: {name} {value} is not in [0, 1]")
+        return record
 
 
 @dataclass(frozen=True)
@@ -218,6 +289,11 @@ class SamConfig:
             raise InvalidInputError(
                 "SAM-HQ fuses the output of the first global-attention block: give the ViT "
                 "global_attn_indexes"
+            )
+        if self.prompt_encoder.text_embed_dim < 0:
+            raise InvalidInputError(
+                f"prompt_encoder.text_embed_dim must be >= 0 (0: no text path), got "
+                f"{self.prompt_encoder.text_embed_dim}"
             )
         widths = {
             "image_encoder.out_chans": self.image_encoder.out_chans,

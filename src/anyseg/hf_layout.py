@@ -134,6 +134,11 @@ def from_official(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             "the Hugging Face SamModel layout holds SAM's ViT models only (not MobileSAM's "
             "TinyViT or SAM-HQ)"
         )
+    if any(k.startswith(("prompt_encoder.text_mlp.", "prompt_encoder.text_embed.")) for k in sd):
+        raise CheckpointError(
+            "the Hugging Face SamModel layout has no text prompts: this model's text path "
+            "(prompt_encoder.text_*) cannot be converted"
+        )
     sizes = _mlp_sizes(list(sd), hf=False)
     renamed = {k: v for k, v in sd.items() if k != _PE_OFFICIAL}
     out = _convert(renamed, lambda k: _rename(k, _TO_HF), sizes, to_hf=True)

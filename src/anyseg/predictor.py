@@ -3,11 +3,17 @@
 User-facing coordinates are (x, y) pixels of the original image and boxes are XYXY; masks come
 back at the original resolution. ``predict_torch`` takes batched prompts already in the model
 frame (see :mod:`anyseg.ops.transforms`).
+
+Models with a text path also take text: ``predict(text="yellow star")`` embeds the phrase with
+the predictor's CLIP (default: the bundled one; each distinct phrase once) and prompts with it,
+alone or with points, a box and a mask; ``predict_torch(text_embeddings=...)`` takes batched,
+L2-normalised CLIP embeddings.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, get_args
+import os
+from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 import numpy as np
 import torch
@@ -22,6 +28,10 @@ from anyseg.modeling.shared_transformer import ImageSide
 from anyseg.ops import transforms
 from anyseg.ops.prompts import validate_box, validate_points
 from anyseg.precision import FastModel, FastPath, choose_fast_path
+
+if TYPE_CHECKING:
+    from anyseg.clip import ClipOptions, LoadedClip
+    from anyseg.clip.prompting import TextEmbedder
 
 
 class PromptablePredictor(Protocol):
@@ -145,8 +155,15 @@ class SamPredictor(ImageFrame):
     hq_features: torch.Tensor | None
 
     def __init__(
-        self, sam_model: Sam, mode: Mode = "exact", fast_path: FastPath | None = None
+        self,
+        sam_model: Sam,
+        mode: Mode = "exact",
+        fast_path: FastPath | None = None,
+        clip: LoadedClip | ClipOptions | str | os.PathLike[str] | None = None,
     ) -> None:
+        """``clip``: the CLIP for text prompts (a loaded one, a file, or the ``--clip`` options);
+        None: the bundled one, loaded at the first text prompt. Only models with a text path
+        use it."""
         super().__init__()
         if mode not in get_args(Mode):
             raise InvalidInputError(f"mode must be one of {get_args(Mode)}, got {mode!r}")
@@ -163,6 +180,8 @@ class SamPredictor(ImageFrame):
             sam_model.mask_decoder if self.fast is None else self.fast.decoder
         )
         self._image_side: ImageSide | None = None
+        self._clip_source = clip
+        self._text_embedder: TextEmbedder | None = None
 
     @property
     def fast_path(self) -> FastPath | None:
@@ -174,6 +193,31 @@ class SamPredictor(ImageFrame):
         if self.fast is None:
             return "exact mode: float32, the original implementation's numbers"
         return self.fast.path.describe()
+
+    # ------------------------------------------------------------------ text
+    @property
+    def clip(self) -> LoadedClip:
+        """The CLIP of text prompts (loaded on first use, checked against the model)."""
+        return self._embedder().clip
+
+    def _embedder(self) -> TextEmbedder:
+        from anyseg.clip import as_loaded_clip
+        from anyseg.clip.prompting import NO_TEXT_PATH, TextEmbedder, check_clip_fits
+
+        if not self.model.has_text:
+            raise InvalidInputError(NO_TEXT_PATH)
+        if self._text_embedder is None:
+            clip = as_loaded_clip(self._clip_source, self.device)
+            record = self.model.text_clip
+            width = self.model.config.prompt_encoder.text_embed_dim
+            check_clip_fits(clip, width, None if record is None else record.sha256)
+            self._text_embedder = TextEmbedder(clip)
+        return self._text_embedder
+
+    def encode_text(self, text: str | list[str]) -> torch.Tensor:
+        """L2-normalised CLIP embeddings (N, E) of phrases, for ``predict_torch``'s
+        ``text_embeddings`` (each distinct phrase is encoded once and kept)."""
+        return self._embedder()(text).to(self.device)
 
     # ------------------------------------------------------------------ image
     @property
@@ -274,6 +318,8 @@ class SamPredictor(ImageFrame):
         multimask_output: bool = True,
         return_logits: bool = False,
         hq_token_only: bool | None = None,
+        text: str | None = None,
+        text_embedding: np.ndarray | torch.Tensor | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predict masks for one prompt set on the current image.
 
@@ -282,6 +328,10 @@ class SamPredictor(ImageFrame):
             point_labels: (N,) 1 = foreground, 0 = background.
             box: (4,) or (1, 4) XYXY pixels of the original image.
             mask_input: (1, 4h, 4w) low-res logits from a previous call (256×256 for SAM).
+            text: a phrase ("the yellow star"), for models with a text path; embedded by
+                :attr:`clip`.
+            text_embedding: (E,) or (1, E) L2-normalised CLIP embedding instead of ``text``
+                (e.g. a CLIP image embedding of a crop: "things like this").
             multimask_output: three masks for an ambiguous prompt, else one (SAM-HQ: one mask
                 either way, SAM's part the best of the three).
             return_logits: return logits instead of thresholded masks.
@@ -303,6 +353,15 @@ class SamPredictor(ImageFrame):
             box_t = torch.as_tensor(self.transform_boxes(box_arr), dtype=torch.float)
         if mask_input is not None:
             mask_t = torch.as_tensor(self._validate_mask_input(mask_input), dtype=torch.float)[None]
+        text_t = None
+        if text is not None and text_embedding is not None:
+            raise InvalidInputError("give text or text_embedding, not both")
+        if text is not None:
+            if not isinstance(text, str):
+                raise InvalidInputError(f"text must be a string, got {type(text).__name__}")
+            text_t = self.encode_text(text)  # (1, E)
+        elif text_embedding is not None:
+            text_t = torch.as_tensor(np.asarray(text_embedding, dtype=np.float32)).reshape(1, -1)
         masks, iou, low_res = self.predict_torch(
             _to(coords_t, self.device),
             _to(labels_t, self.device),
@@ -311,6 +370,7 @@ class SamPredictor(ImageFrame):
             multimask_output=multimask_output,
             return_logits=return_logits,
             hq_token_only=hq_token_only,
+            text_embeddings=_to(text_t, self.device),
         )
         return (
             masks[0].cpu().numpy(),
@@ -328,6 +388,7 @@ class SamPredictor(ImageFrame):
         multimask_output: bool = True,
         return_logits: bool = False,
         hq_token_only: bool | None = None,
+        text_embeddings: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Predict masks for B prompt sets given in the model frame (options as :meth:`predict`).
 
@@ -336,6 +397,8 @@ class SamPredictor(ImageFrame):
             point_labels: (B, N) in {1, 0, -1 (padding)}, or None.
             boxes: (B, 4) XYXY in the model frame, or None.
             mask_input: (B, 1, 4h, 4w) low-res logits, or None.
+            text_embeddings: (B, E) L2-normalised CLIP embeddings (:meth:`encode_text`), for
+                models with a text path, or None.
 
         Returns:
             masks (B, C, H, W) at the original size (bool, or logits), iou (B, C),
@@ -348,7 +411,9 @@ class SamPredictor(ImageFrame):
         :attr:`CHUNK_BYTES` beyond the outputs, whatever B is); results do not depend on it.
         """
         self._require_image()
-        batch = self._check_batched_prompts(point_coords, point_labels, boxes, mask_input)
+        batch = self._check_batched_prompts(
+            point_coords, point_labels, boxes, mask_input, text_embeddings
+        )
         if batch == 0:
             raise InvalidInputError("predict_torch needs at least one prompt")
         chunk = self.prompts_per_chunk(multimask_output)
@@ -361,6 +426,7 @@ class SamPredictor(ImageFrame):
                 multimask_output,
                 return_logits,
                 hq_token_only,
+                _rows(text_embeddings, start, chunk),
             )
             for start in range(0, batch, chunk)
         ]
@@ -394,6 +460,7 @@ class SamPredictor(ImageFrame):
         point_labels: torch.Tensor | None,
         boxes: torch.Tensor | None,
         mask_input: torch.Tensor | None,
+        text_embeddings: torch.Tensor | None = None,
     ) -> int:
         """Validate ``predict_torch``'s prompts; return the batch size B they agree on."""
         sizes: dict[str, int] = {}
@@ -431,8 +498,24 @@ class SamPredictor(ImageFrame):
             if not torch.isfinite(mask_input).all():
                 raise InvalidInputError("mask_input contains NaN or infinite values")
             sizes["mask_input"] = mask_input.shape[0]
+        if text_embeddings is not None:
+            from anyseg.clip.prompting import NO_TEXT_PATH
+
+            if not self.model.has_text:
+                raise InvalidInputError(NO_TEXT_PATH)
+            width = self.model.config.prompt_encoder.text_embed_dim
+            if text_embeddings.ndim != 2 or text_embeddings.shape[1] != width:
+                raise InvalidInputError(
+                    f"text_embeddings must be (B, {width}) CLIP embeddings, got "
+                    f"{tuple(text_embeddings.shape)}"
+                )
+            if not torch.isfinite(text_embeddings).all():
+                raise InvalidInputError("text_embeddings contain NaN or infinite values")
+            sizes["text_embeddings"] = text_embeddings.shape[0]
         if not sizes:
-            raise InvalidInputError("give point_coords/point_labels, boxes or mask_input")
+            raise InvalidInputError(
+                "give point_coords/point_labels, boxes, mask_input or text_embeddings"
+            )
         if len(set(sizes.values())) != 1:
             raise InvalidInputError(f"the prompts' batch sizes differ: {sizes}")
         return next(iter(sizes.values()))
@@ -446,9 +529,12 @@ class SamPredictor(ImageFrame):
         multimask_output: bool,
         return_logits: bool,
         hq_token_only: bool | None = None,
+        text_embeddings: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = None if point_coords is None else (point_coords, point_labels)
-        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        sparse, dense = self.model.prompt_encoder(
+            points=points, boxes=boxes, masks=mask_input, text=text_embeddings
+        )
         low_res, iou = self._decode(
             sparse, dense, mask_input is not None, multimask_output, hq_token_only
         )

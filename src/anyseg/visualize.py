@@ -6,6 +6,7 @@ Pure functions on numpy arrays: (H, W, 3) uint8 RGB images, (N, H, W) bool masks
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -64,4 +65,30 @@ def draw_prompts(
             center = (round(float(x)), round(float(y)))
             cv2.circle(out, center, radius + 1, (255, 255, 255), -1)
             cv2.circle(out, center, radius, color, -1)
+    return out
+
+
+def draw_labels(
+    image: np.ndarray,
+    boxes_xywh: Sequence[Sequence[float]],
+    texts: Sequence[str],
+    colors: np.ndarray | None = None,
+) -> np.ndarray:
+    """Write each text at the top-left corner of its (x, y, w, h) box on a copy (white on a
+    dark band, the band edged in the mask's colour)."""
+    out = np.ascontiguousarray(image.copy())
+    colors = distinct_colors(len(texts)) if colors is None else np.asarray(colors, np.uint8)
+    scale = max(0.3, min(image.shape[:2]) / 700)
+    thick = max(1, round(scale * 1.5))
+    h, w = image.shape[:2]
+    for (x, y, _, _), text, color in zip(boxes_xywh, texts, colors, strict=True):
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        x0 = int(min(max(x, 0), max(w - tw - 2, 0)))
+        y0 = int(min(max(y, th + base + 2), h - 1))
+        cv2.rectangle(out, (x0, y0 - th - base - 2), (x0 + tw + 2, y0), (20, 20, 20), -1)
+        cv2.rectangle(
+            out, (x0, y0 - th - base - 2), (x0 + tw + 2, y0), tuple(int(c) for c in color), 1
+        )
+        cv2.putText(out, text, (x0 + 1, y0 - base - 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thick, cv2.LINE_AA)  # fmt: skip
     return out

@@ -23,9 +23,11 @@ def modes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     built: list[str] = []
     real = SamPredictor.__init__
 
-    def init(self: SamPredictor, model: Any, mode: Any = "exact", fast_path: Any = None) -> None:
+    def init(
+        self: SamPredictor, model: Any, mode: Any = "exact", fast_path: Any = None, **kw: Any
+    ) -> None:
         built.append(mode)
-        real(self, model, mode, fast_path)
+        real(self, model, mode, fast_path, **kw)
 
     monkeypatch.setattr(SamPredictor, "__init__", init)
     monkeypatch.setattr("anyseg.predictor.choose_fast_path", lambda device_type: SIMULATED)

@@ -10,6 +10,7 @@ Playwright never downloads a browser here: it drives ``/usr/bin/chromium``
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -82,8 +83,6 @@ def live_server(
 ) -> Iterator[str]:
     """The app on 127.0.0.1 with a free port, served by uvicorn in a thread, requiring its access
     token (as a server reachable from others does); yields the URL with the token."""
-    import uvicorn
-
     from anyseg.server import ServerConfig, create_app
     from anyseg.server.service import AnnotationService
 
@@ -93,6 +92,16 @@ def live_server(
     service = AnnotationService(config, model=test_model, mask_generator=fake_generator)
     app = create_app(service=service)
     token = app.state.access.token
+    with _serving(app, service) as url:
+        yield f"{url}?token={token}"
+
+
+@contextlib.contextmanager
+def _serving(app: Any, service: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free loopback port; yields its URL and
+    closes the service at the end."""
+    import uvicorn
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -104,7 +113,7 @@ def live_server(
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"
     try:
-        yield f"http://127.0.0.1:{port}/?token={token}"
+        yield f"http://127.0.0.1:{port}/"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -199,6 +208,7 @@ def test_annotate_in_browser(page: Any, live_server: str) -> None:
     # Opening the first image computes its embedding once, then the canvas is ready.
     page.wait_for_function("document.querySelector('#canvas').dataset.state === 'ready'")
     assert "Embedding ready (computed" in page.inner_text("#status")
+    assert page.locator("#text-tools").is_hidden()  # this model has no text path
 
     # One click: three candidates (ambiguous prompt) and the chosen mask is drawn.
     _click_image(page, 95, 120)
@@ -367,30 +377,14 @@ def bundled_server(tmp_path: Path) -> Iterator[str]:
     holding the bundled example scene (what a new user gets from `anyseg serve examples/`)."""
     import shutil
 
-    import uvicorn
-
     from anyseg.server import ServerConfig, create_app
 
     folder = tmp_path / "examples"
     folder.mkdir()
     shutil.copy(REPO / "examples" / "scene.png", folder / "scene.png")
     app = create_app(ServerConfig(image_dir=folder, project_dir=tmp_path / "proj", author="new"))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-        app.state.service.close()
+    with _serving(app, app.state.service) as url:
+        yield url
 
 
 @pytest.mark.slow
@@ -403,3 +397,62 @@ def test_prefill_proposes_masks_with_the_bundled_model(page: Any, bundled_server
     page.wait_for_selector("#proposal-list li", timeout=120_000)
     assert page.locator("#proposal-list li").count() >= 1
     assert not page.js_errors
+
+
+@pytest.fixture()
+def text_server(browser_images: Path, tmp_path: Path, fake_generator: Any) -> Iterator[str]:
+    """The app with a text-path model and a tiny CLIP (no token needed on loopback)."""
+    from anyseg.checkpoint import ModelOptions
+    from anyseg.clip import ClipOptions
+    from anyseg.server import ServerConfig, create_app
+    from anyseg.server.service import AnnotationService
+
+    from .._text import make_text_model, write_tiny_clip
+
+    clip = write_tiny_clip(tmp_path / "clip.safetensors")
+    config = ServerConfig(
+        image_dir=browser_images,
+        project_dir=tmp_path / "proj",
+        author="e2e",
+        model=ModelOptions(clip=ClipOptions(clip=clip)),
+    )
+    service = AnnotationService(config, model=make_text_model(), mask_generator=fake_generator)
+    with _serving(create_app(service=service), service) as url:
+        yield url
+
+
+def test_a_typed_phrase_proposes_a_mask_and_clicks_refine_it(page: Any, text_server: str) -> None:
+    page.goto(text_server)
+    page.wait_for_function("document.querySelector('#canvas').dataset.state === 'ready'")
+    assert page.locator("#text-tools").is_visible()
+    page.fill("#text-prompt", "the red rectangle")
+    with page.expect_request(lambda r: r.url.endswith("/predict")) as sent:
+        page.press("#text-prompt", "Enter")
+    assert sent.value.post_data_json["text"] == "the red rectangle"
+    assert sent.value.post_data_json["points"] == []
+    page.wait_for_function("window.anyseg.state.candidates.length === 3")  # text alone: 3
+    assert page.input_value("#label") == "the red rectangle"  # the phrase is the label
+    first_id = page.evaluate("window.anyseg.state.previousId")
+    # A click refines the proposal: the phrase stays, the proposal's logits are fed back.
+    with page.expect_request(lambda r: r.url.endswith("/predict")) as sent:
+        _click_image(page, 95, 120)
+    body = sent.value.post_data_json
+    assert body["text"] == "the red rectangle" and len(body["points"]) == 1
+    assert body["previous"]["prediction_id"] == first_id
+    page.wait_for_function("window.anyseg.state.candidates.length === 1")
+    with page.expect_request(lambda r: r.url.endswith("/masks") and r.method == "POST") as sent:
+        page.keyboard.press("Enter")
+    assert sent.value.post_data_json["prompts"]["text"] == "the red rectangle"
+    page.wait_for_selector("#accepted-list li")
+    assert "the red rectangle" in page.inner_text("#accepted-list li")
+    assert page.evaluate("window.anyseg.state.accepted[0].prompts.text") == "the red rectangle"
+    # A word the CLIP does not know: the server's message in the status line.
+    page.fill("#text-prompt", "the crimson rectangle")
+    page.press("#text-prompt", "Enter")
+    page.wait_for_function("document.querySelector('#status').classList.contains('error')")
+    assert "unknown word 'crimson'" in page.inner_text("#status")
+    page.keyboard.press("Escape")  # clears the prompts and the phrase
+    assert (
+        page.input_value("#text-prompt") == "" and page.evaluate("window.anyseg.state.text") is None
+    )
+    assert page.js_errors == []

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 import numpy as np
 
-from anyseg.config import Mode
+from anyseg.config import AmgThresholds, Mode
 from anyseg.errors import InvalidInputError
 from anyseg.settings import from_mapping, opt
 
@@ -34,11 +34,21 @@ class AmgConfig:
     points_per_batch: int = field(
         default=64, metadata=opt("prompts decoded together (memory vs. speed; results equal)")
     )
-    pred_iou_thresh: float = field(
-        default=0.88, metadata=opt("keep masks whose predicted IoU is > this (0 disables)")
+    # None: the threshold the model recommends in its checkpoint (Sam.amg_thresholds), else
+    # the paper's (PAPER_THRESHOLDS); SamAutomaticMaskGenerator resolves it (resolved_for).
+    pred_iou_thresh: float | None = field(
+        default=None,
+        metadata=opt(
+            "keep masks whose predicted IoU is > this (0 disables; default: the model's "
+            "recommendation, else the paper's 0.88)"
+        ),
     )
-    stability_score_thresh: float = field(
-        default=0.95, metadata=opt("keep masks whose stability score is >= this (0 disables)")
+    stability_score_thresh: float | None = field(
+        default=None,
+        metadata=opt(
+            "keep masks whose stability score is >= this (0 disables; default: the model's "
+            "recommendation, else the paper's 0.95)"
+        ),
     )
     stability_score_offset: float = field(
         default=1.0, metadata=opt("logit offset of the stability score's two thresholds")
@@ -82,8 +92,22 @@ class AmgConfig:
             "exact: the original's records; fast: bfloat16 and low-res pre-filters", cli=False
         ),
     )
+    label_vocab: tuple[str, ...] = field(
+        default=(),
+        metadata=opt(
+            "phrases to label masks with: each mask gets the best-matching one and its score "
+            "from CLIP on the mask's crop (e.g. star,ellipse,striped bar; --clip for the CLIP)",
+            metavar="PHRASE,PHRASE,...",
+        ),
+    )
 
     def __post_init__(self) -> None:
+        vocab = tuple(str(p).strip() for p in self.label_vocab)
+        object.__setattr__(self, "label_vocab", vocab)
+        if any(not p for p in vocab) or len(set(vocab)) != len(vocab):
+            raise InvalidInputError(
+                f"label_vocab must be distinct non-empty phrases, got {list(self.label_vocab)}"
+            )
         if (self.points_per_side is None) == (self.point_grids is None):
             raise InvalidInputError(
                 "give exactly one of points_per_side and point_grids, got "
@@ -104,6 +128,8 @@ class AmgConfig:
                 raise InvalidInputError(f"{name} must be in [0, 1], got {value}")
         for name in ("pred_iou_thresh", "stability_score_thresh"):
             value = getattr(self, name)
+            if value is None:
+                continue
             # NaN would silently disable the filter (every comparison with it is False).
             if not math.isfinite(value) or not 0.0 <= value <= 1.0:
                 raise InvalidInputError(f"{name} must be a number in [0, 1], got {value}")
@@ -136,3 +162,37 @@ class AmgConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> AmgConfig:
         """Build from a mapping (a config file); unknown keys are an error that names them."""
         return from_mapping(cls, data, source="AmgConfig")
+
+    def resolved_for(self, recommended: AmgThresholds | None) -> AmgConfig:
+        """This config with its unset thresholds filled in: from ``recommended`` (a model's
+        :attr:`~anyseg.modeling.Sam.amg_thresholds`) when given, else the paper's."""
+        source = recommended or PAPER_THRESHOLDS
+        return replace(
+            self,
+            pred_iou_thresh=(
+                source.pred_iou_thresh if self.pred_iou_thresh is None else self.pred_iou_thresh
+            ),
+            stability_score_thresh=(
+                source.stability_score_thresh
+                if self.stability_score_thresh is None
+                else self.stability_score_thresh
+            ),
+        )
+
+    @property
+    def iou_threshold(self) -> float:
+        """The predicted-IoU threshold of a resolved config (:meth:`resolved_for`)."""
+        if self.pred_iou_thresh is None:
+            raise ValueError("unresolved AmgConfig: call resolved_for(model.amg_thresholds)")
+        return self.pred_iou_thresh
+
+    @property
+    def stability_threshold(self) -> float:
+        """The stability threshold of a resolved config (:meth:`resolved_for`)."""
+        if self.stability_score_thresh is None:
+            raise ValueError("unresolved AmgConfig: call resolved_for(model.amg_thresholds)")
+        return self.stability_score_thresh
+
+
+#: The paper's filter thresholds (appendix B), for models that recommend none.
+PAPER_THRESHOLDS = AmgThresholds(0.88, 0.95, "the paper's (Kirillov et al. 2023, appendix B)")

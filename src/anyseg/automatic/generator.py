@@ -13,9 +13,10 @@ them well) and a low-resolution stability pre-filter.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +42,10 @@ from anyseg.ops.rle import masks_to_uncompressed_rle, uncompressed_rle_to_mask
 from anyseg.ops.transforms import apply_coords
 from anyseg.precision import FastPath
 from anyseg.predictor import SamPredictor
+
+if TYPE_CHECKING:
+    from anyseg.automatic.labels import MaskLabeller
+    from anyseg.clip import ClipOptions, LoadedClip
 
 # Fast mode keeps masks whose low-res stability is within this margin of the threshold; the
 # exact full-resolution score then decides.
@@ -74,13 +79,13 @@ class FilterStats:
         if self.after_pred_iou == 0:
             return (
                 f"no mask passed the predicted-IoU filter (highest predicted IoU "
-                f"{self.max_pred_iou:.2f}, threshold {config.pred_iou_thresh}): lower "
+                f"{self.max_pred_iou:.2f}, threshold {config.iou_threshold}): lower "
                 "--pred-iou-thresh"
             )
         if self.after_stability == 0:
             return (
                 f"{self.after_pred_iou} masks passed the predicted-IoU filter, none the stability "
-                f"filter (threshold {config.stability_score_thresh}): lower "
+                f"filter (threshold {config.stability_threshold}): lower "
                 "--stability-score-thresh"
             )
         return "every mask touched a crop edge or was removed as a duplicate"
@@ -100,13 +105,17 @@ class SamAutomaticMaskGenerator:
         config: AmgConfig | None = None,
         *,
         fast_path: FastPath | None = None,
+        clip: LoadedClip | ClipOptions | str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
+        """``clip``: the CLIP of ``label_vocab`` labels (default: the bundled one)."""
         if config is not None and kwargs:
             raise TypeError(
                 f"give either config or keyword options, not both (got {sorted(kwargs)})"
             )
-        self.config = config if config is not None else AmgConfig(**kwargs)
+        # Unset thresholds: the model's recommendation (its checkpoint metadata), else the paper's.
+        unresolved = config if config is not None else AmgConfig(**kwargs)
+        self.config = unresolved.resolved_for(getattr(model, "amg_thresholds", None))
         cfg = self.config
         if cfg.point_grids is not None:
             self.point_grids = list(cfg.point_grids)
@@ -118,6 +127,12 @@ class SamAutomaticMaskGenerator:
         # Fast mode encodes and decodes in the arithmetic the predictor picks for this machine.
         self.predictor = SamPredictor(model, mode=cfg.mode, fast_path=fast_path)
         self.model = model
+        self.labeller: MaskLabeller | None = None
+        if cfg.label_vocab:
+            from anyseg.automatic.labels import MaskLabeller
+            from anyseg.clip import as_loaded_clip
+
+            self.labeller = MaskLabeller(as_loaded_clip(clip, model.device), cfg.label_vocab)
         self.last_stats = FilterStats()
         self.decoder = self.predictor.decoder
 
@@ -181,7 +196,12 @@ class SamAutomaticMaskGenerator:
                 max(cfg.box_nms_thresh, cfg.crop_nms_thresh),
             )
         self.last_stats.kept = len(candidates)
-        return records_from_candidates(candidates)
+        records = records_from_candidates(candidates)
+
+        # Name each mask with the best-matching phrase of the label vocabulary (CLIP)
+        if self.labeller is not None:
+            records = self.labeller.label(rgb, records)
+        return records
 
     # --------------------------------------------------------------------------- per crop
     def _process_crop(self, image: np.ndarray, crop: CropBox, counter: _BatchCounter) -> Candidates:
@@ -247,8 +267,8 @@ class SamAutomaticMaskGenerator:
         per_prompt = tokens.iou_preds.shape[1]  # 3 candidates (SAM) or 1 (SAM-HQ)
         iou_preds = tokens.iou_preds.flatten()  # (B, K) -> (B*K,): prompt-major, as the original
         keep = torch.ones_like(iou_preds, dtype=torch.bool)
-        if cfg.pred_iou_thresh > 0.0:
-            keep = iou_preds > cfg.pred_iou_thresh
+        if cfg.iou_threshold > 0.0:
+            keep = iou_preds > cfg.iou_threshold
         kept = torch.nonzero(keep).flatten()
         stats = self.last_stats
         stats.proposed += iou_preds.numel()
@@ -272,13 +292,11 @@ class SamAutomaticMaskGenerator:
         iou_preds = iou_preds[kept]
 
         # Fast mode: drop masks that are clearly unstable at low resolution
-        if self.fast and cfg.stability_score_thresh > 0.0:
+        if self.fast and cfg.stability_threshold > 0.0:
             rough = low_res_stability(
                 low_res, input_hw, model.img_size, threshold, cfg.stability_score_offset
             )
-            ok = torch.nonzero(
-                rough >= cfg.stability_score_thresh - FAST_STABILITY_MARGIN
-            ).flatten()
+            ok = torch.nonzero(rough >= cfg.stability_threshold - FAST_STABILITY_MARGIN).flatten()
             low_res, points, iou_preds = low_res[ok], points[ok.cpu()], iou_preds[ok]
 
         # Upscale to the crop, then: stability score and filter, threshold, boxes, edge filter
@@ -305,8 +323,8 @@ class SamAutomaticMaskGenerator:
 
         # Stability score, and filter
         stability = stability_score(logits, threshold, cfg.stability_score_offset)
-        if cfg.stability_score_thresh > 0.0:
-            keep = stability >= cfg.stability_score_thresh
+        if cfg.stability_threshold > 0.0:
+            keep = stability >= cfg.stability_threshold
             logits, iou_preds, points_xy, stability = (
                 logits[keep],
                 iou_preds[keep],

@@ -172,8 +172,9 @@ def label_image(
 
 
 def write_overlay(path: Path, image: np.ndarray, records: Sequence[MaskRecord]) -> None:
-    """Tint every mask in a distinct colour and outline it (large masks first, small on top)."""
-    from anyseg.visualize import distinct_colors, overlay_masks
+    """Tint every mask in a distinct colour and outline it (large masks first, small on top);
+    masks with a label get it written at their box."""
+    from anyseg.visualize import distinct_colors, draw_labels, overlay_masks
 
     ordered = sorted(records, key=lambda r: r.area, reverse=True)
     colors = distinct_colors(len(ordered))
@@ -182,4 +183,12 @@ def write_overlay(path: Path, image: np.ndarray, records: Sequence[MaskRecord]) 
         chunk = ordered[start : start + OVERLAY_CHUNK]
         masks = np.stack([r.mask() for r in chunk])
         out = overlay_masks(out, masks, colors[start : start + len(chunk)], alpha=0.45)
+    labelled = [k for k, r in enumerate(ordered) if r.label is not None]
+    if labelled:
+        out = draw_labels(
+            out,
+            [ordered[k].bbox_xywh for k in labelled],
+            [f"{ordered[k].label} {ordered[k].label_score or 0:.2f}" for k in labelled],
+            colors[labelled],
+        )
     write_image(path, np.ascontiguousarray(out))

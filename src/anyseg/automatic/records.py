@@ -111,6 +111,8 @@ class MaskRecord:
         point_xy: the grid point that prompted it.
         stability_score: IoU of the masks at thresholds ±``stability_score_offset``.
         crop_box_xywh: the crop it was predicted in.
+        label: the best-matching phrase of a label vocabulary (``AmgConfig.label_vocab``),
+            else None; label_score: its probability among the vocabulary.
     """
 
     rle: UncompressedRle
@@ -120,6 +122,8 @@ class MaskRecord:
     point_xy: tuple[float, float]
     stability_score: float
     crop_box_xywh: tuple[int, int, int, int]
+    label: str | None = None
+    label_score: float | None = None
 
     @classmethod
     def from_mask(
@@ -172,7 +176,7 @@ class MaskRecord:
             "point_coords": [list(self.point_xy)],
             "stability_score": self.stability_score,
             "crop_box": list(self.crop_box_xywh),
-        }
+        } | ({} if self.label is None else {"label": self.label, "label_score": self.label_score})
 
     def to_annotation(self, ann_id: int) -> MaskAnnotation:
         """The SA-1B annotation of this mask (COCO RLE)."""
@@ -185,6 +189,8 @@ class MaskRecord:
             stability_score=self.stability_score,
             point_coords=(self.point_xy,),
             crop_box=_floats4(self.crop_box_xywh),
+            label=self.label,
+            label_score=self.label_score,
         )
 
 

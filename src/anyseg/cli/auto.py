@@ -37,12 +37,15 @@ def add_parser(subparsers: Any) -> None:
             "Segment everything: prompt the model with a grid of points, keep confident and "
             "stable masks, remove duplicates. Writes OUT_DIR/<stem>.json (SA-1B format, COCO "
             "RLE) and OUT_DIR/<stem>_overlay.png per image; images already done are skipped "
-            "unless --overwrite. Folders are searched (not recursively) for "
+            "unless --overwrite. With --label-vocab, each mask also gets the best-matching "
+            "phrase and its score from CLIP (in the JSON and the overlay). Folders are "
+            "searched (not recursively) for "
             + ", ".join(IMAGE_SUFFIXES)
             + " files; the overlays it writes are never inputs."
         ),
         epilog=(
             "examples: anyseg auto photos/ -o masks/ --points-per-side 16 --mode fast; "
+            'anyseg auto examples/scene.png -o out/ --label-vocab "star,ellipse,polygon,bar"; '
             "anyseg auto s3://bucket/images/ -o s3://bucket/masks/ --engine ray --address auto "
             "--gpus-per-worker 1 --shards 100"
         ),
@@ -77,13 +80,18 @@ def run(args: argparse.Namespace) -> int:
 
     from anyseg.automatic import SamAutomaticMaskGenerator
     from anyseg.automatic.job import find_images, label_image, pending
-    from anyseg.cli.common import load_model
+    from anyseg.cli.common import ClipOptions, load_model
 
     options = model_options(args)
     amg = replace(from_arguments(AmgConfig, args), mode=options.mode)
     job = from_arguments(LabelJobConfig, args)
     engine = from_arguments(EngineConfig, args)
     if args.engine == "ray":
+        if options.clip != ClipOptions():
+            raise InvalidInputError(
+                "--clip is not passed to Ray workers (they label with the bundled CLIP); run "
+                "without --engine ray to label with another CLIP"
+            )
         return run_on_ray(args, options.checkpoint, options.device, amg, job, engine)
     if engine != EngineConfig():
         raise InvalidInputError("the Ray engine options need --engine ray")
@@ -96,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"anyseg auto: all {len(images)} images already done in {out_dir}", file=sys.stderr)
         return 0
 
-    generator = SamAutomaticMaskGenerator(load_model(options), config=amg)
+    generator = SamAutomaticMaskGenerator(load_model(options), config=amg, clip=options.clip)
     report_mode(generator.predictor.describe_mode(), options.mode)
     show = sys.stderr.isatty()
     failed: list[str] = []

@@ -1,11 +1,11 @@
 """Options every model-running command shares, defined once: ``--checkpoint``, ``--device``,
-``--mode``, and the CLIP's ``--clip`` (with ``--clip-activation``, ``--clip-head-width``,
-``--clip-allow-torchscript`` for real CLIP files).
+``--mode``, and the CLIP of text prompts, ``--clip`` (with ``--clip-activation``,
+``--clip-head-width``, ``--clip-allow-torchscript`` for real CLIP files).
 
 Each command adds the ones it uses with :func:`add_model_arguments` and reads them back with
 :func:`model_options`; the flags, their help and their defaults come from :class:`ModelOptions`
-through the binder (:mod:`anyseg.settings`); the class itself lives in
-:mod:`anyseg.checkpoint`, beside the loader it feeds.
+(which composes :class:`ClipOptions`) through the binder (:mod:`anyseg.settings`); the class
+itself lives in :mod:`anyseg.checkpoint`, beside the loader it feeds.
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ from anyseg.settings import add_arguments, from_arguments
 
 if TYPE_CHECKING:
     from anyseg.modeling import Sam
+    from anyseg.predictor import SamPredictor
 
 
 def add_model_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, exclude: Collection[str] = ()
 ) -> None:
-    """Add ``--checkpoint``, ``--device`` and ``--mode`` (minus the names in ``exclude``)."""
-    add_arguments(parser, ModelOptions, exclude=exclude)
+    """Add ``--checkpoint``, ``--device``, ``--mode`` and the ``--clip`` flags (minus the
+    fields named in ``exclude``: ``"clip"`` leaves out all of the CLIP's)."""
+    add_arguments(parser, ModelOptions, nested=True, exclude=exclude)
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
@@ -48,8 +50,16 @@ def load_model(options: ModelOptions) -> Sam:
     return load(options.checkpoint, options.device)
 
 
+def make_predictor(options: ModelOptions) -> SamPredictor:
+    """A predictor of the model ``options`` name in its ``--mode``, with the ``--clip`` CLIP for
+    its text prompts (loaded at the first text prompt)."""
+    from anyseg.predictor import SamPredictor
+
+    return SamPredictor(load_model(options), mode=options.mode, clip=options.clip)
+
+
 def add_clip_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """Add ``--clip`` and the options of real CLIP files (from :class:`ClipOptions`)."""
+    """Add ``--clip`` and the options of real CLIP files alone (commands without a SAM)."""
     add_arguments(parser, ClipOptions, marked_only=True)
 
 
@@ -65,6 +75,7 @@ __all__ = [
     "add_model_arguments",
     "clip_options",
     "load_model",
+    "make_predictor",
     "model_options",
     "report_mode",
 ]

@@ -21,14 +21,15 @@ from anyseg.settings import add_arguments, from_arguments, read_file
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="evaluate a model: 1-point, box, interactive and automatic protocols (paper §7.1)",
+        help="evaluate a model: 1-point, box, interactive, automatic and text protocols",
         description=(
             "Evaluate a checkpoint on a SA-1B-format folder (DATA_DIR) or a COCO instances file "
             "(--coco FILE --images DIR) with the paper's protocols: one click at the centre of "
             "each mask (most confident of 3, best of 3, single output), its tight box, an "
             "interactive curve of 1..N clicks (each at the centre of the largest error), and "
-            "optionally the recall of automatic mask generation. Deterministic for a given "
-            "model, data and seed."
+            "optionally the recall of automatic mask generation and the text protocol (phrases "
+            "that name exactly one mask, for models with a text path; --clip for its CLIP). "
+            "Deterministic for a given model, data and seed."
         ),
     )
     parser.add_argument("data", nargs="?", metavar="DATA_DIR", help="SA-1B-format dataset folder")
@@ -66,7 +67,8 @@ def build_config(args: argparse.Namespace) -> EvalConfig:
 
 def run(args: argparse.Namespace) -> int:
 
-    from anyseg.checkpoint import DEFAULT_WEIGHTS, load_model, sha256_file
+    from anyseg.checkpoint import DEFAULT_WEIGHTS, sha256_file
+    from anyseg.cli.common import make_predictor
     from anyseg.evaluation import (
         CheckpointInfo,
         evaluate,
@@ -75,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
         open_sa1b,
         write_outputs,
     )
-    from anyseg.predictor import SamPredictor
 
     if (args.data is None) == (args.coco is None):
         raise InvalidInputError("give either DATA_DIR (SA-1B format) or --coco FILE --images DIR")
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = open_sa1b(args.data, config.max_images)
 
     options = model_options(args)
-    model = load_model(options.checkpoint, device=options.device)
+    predictor = make_predictor(options)
     weights = options.checkpoint if options.checkpoint is not None else DEFAULT_WEIGHTS
     checkpoint = CheckpointInfo(
         path=str(weights.resolve()),
@@ -104,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
             else f"default model ({weights.name})"
         ),
     )
-    predictor = SamPredictor(model, mode=options.mode)
     report_mode(predictor.describe_mode(), options.mode)
     result = evaluate(predictor, dataset, config, checkpoint=checkpoint, progress=not args.quiet)
     written = write_outputs(result, args.output)

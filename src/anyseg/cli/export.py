@@ -24,7 +24,7 @@ def add_parser(subparsers: Any) -> None:
         ),
         epilog="example: anyseg export --checkpoint sam_vit_b_01ec64.pth --encoder -o onnx/",
     )
-    add_model_arguments(p, exclude=("device", "mode"))  # export traces on the CPU, float32
+    add_model_arguments(p, exclude=("device", "mode", "clip"))  # export traces on the CPU, float32
     p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     add_arguments(p, ExportConfig, nested=True)
     p.add_argument(

@@ -1,10 +1,10 @@
-"""``anyseg segment``: masks for point and box prompts on one image."""
+"""``anyseg segment``: masks for point, box and text prompts on one image."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from anyseg.cli.common import add_model_arguments, model_options
 from anyseg.errors import InvalidInputError
@@ -14,13 +14,17 @@ from anyseg.io import atomic_write_json
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "segment",
-        help="segment an object from point and/or box prompts",
+        help="segment an object from point, box and/or text prompts",
         description=(
-            "Segment one image from point and box prompts. Writes the mask PNG(s), an overlay PNG "
-            "(mask tinted over the image, prompts drawn) and a JSON with scores and COCO RLE into "
-            "the output folder. Coordinates are pixels of the original image."
+            "Segment one image from point, box and text prompts. Writes the mask PNG(s), an "
+            "overlay PNG (mask tinted over the image, prompts drawn, the phrase written) and a "
+            "JSON with scores and COCO RLE into the output folder. Coordinates are pixels of "
+            "the original image."
         ),
-        epilog="example: anyseg segment examples/scene.png --point 300,200 --multimask -o out/",
+        epilog=(
+            "examples: anyseg segment examples/scene.png --point 300,200 --multimask -o out/ ; "
+            'anyseg segment examples/scene.png --text "the yellow star" -o out/'
+        ),
     )
     p.add_argument("image", help="image file (PNG, JPEG, ...)")
     p.add_argument(
@@ -31,6 +35,12 @@ def add_parser(subparsers: Any) -> None:
         help="a point prompt; LABEL 1 = foreground (default), 0 = background; repeatable",
     )
     p.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box prompt (XYXY pixels)")
+    p.add_argument(
+        "--text",
+        metavar="PHRASE",
+        help='a text prompt, e.g. "the yellow star" (models with a text path; alone or with '
+        "points and a box; --clip for another CLIP)",
+    )
     p.add_argument(
         "--multimask",
         action="store_true",
@@ -69,26 +79,30 @@ def parse_box(text: str) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from anyseg.cli.common import load_model, report_mode
+    from anyseg.cli.common import make_predictor, report_mode
     from anyseg.io import read_image
     from anyseg.ops.rle import encode_mask
-    from anyseg.predictor import SamPredictor
-    from anyseg.visualize import distinct_colors, draw_prompts, overlay_masks
+    from anyseg.visualize import distinct_colors, draw_labels, draw_prompts, overlay_masks
 
     points = [parse_point(t) for t in args.point]
     box = parse_box(args.box) if args.box else None
-    if not points and box is None:
-        raise InvalidInputError("give at least one --point X,Y or a --box X0,Y0,X1,Y1")
+    if not points and box is None and args.text is None:
+        raise InvalidInputError(
+            'give at least one --point X,Y, a --box X0,Y0,X1,Y1 or a --text "PHRASE"'
+        )
     image = read_image(args.image)
     options = model_options(args)
-    model = load_model(options)
-    predictor = SamPredictor(model, mode=options.mode)
+    predictor = make_predictor(options)
     report_mode(predictor.describe_mode(), options.mode)
+    if args.text is not None:
+        predictor.clip  # noqa: B018 - a model without a text path fails before encoding the image
     predictor.set_image(image)
     coords = np.array([[x, y] for x, y, _ in points]) if points else None
     labels = np.array([lab for _, _, lab in points]) if points else None
     box_arr = np.array(box) if box is not None else None
-    masks, scores, _ = predictor.predict(coords, labels, box_arr, multimask_output=args.multimask)
+    masks, scores, _ = predictor.predict(
+        coords, labels, box_arr, multimask_output=args.multimask, text=args.text
+    )
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
     best = masks[order[0]]
     overlay = overlay_masks(image, best[None], colors[:1])
     overlay = draw_prompts(overlay, coords, labels, box_arr)
+    if args.text is not None:
+        best_box = cast(list[float], records[0]["bbox"])  # rank 0: the best mask
+        overlay = draw_labels(overlay, [best_box], [args.text], colors[:1])
     overlay_name = f"{stem}_overlay.png"
     _save_png(out / overlay_name, overlay)
     if len(masks) > 1:  # the candidates side by side, best first
@@ -141,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             "points": [[x, y] for x, y, _ in points],
             "labels": [lab for _, _, lab in points],
             "box": box,
+            "text": args.text,
         },
         "multimask_output": bool(args.multimask),
         "mode": predictor.describe_mode(),

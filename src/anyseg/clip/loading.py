@@ -162,6 +162,20 @@ def load_clip_options(options: ClipOptions, device: str | torch.device = "cpu") 
     )
 
 
+def as_loaded_clip(
+    source: LoadedClip | ClipOptions | str | os.PathLike[str] | None,
+    device: str | torch.device = "cpu",
+) -> LoadedClip:
+    """The CLIP ``source`` names, on ``device``: a loaded one as it is, ``--clip`` options, a
+    file, or None for the bundled one."""
+    if isinstance(source, LoadedClip):
+        source.model.to(device)
+        return source
+    if isinstance(source, ClipOptions):
+        return load_clip_options(source, device)
+    return load_clip(source, device=device)
+
+
 def load_clip(
     path: str | os.PathLike[str] | None = None,
     *,

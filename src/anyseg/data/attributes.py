@@ -19,7 +19,7 @@ margin and a fraction threshold.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,3 +202,18 @@ class MaskAttributes:
             colour_margin=number("colour_margin"),
             visible_fraction=1.0 if visible is None else visible,
         )
+
+
+def record_attributes(
+    annotations: Sequence[Any], source: str = "record"
+) -> tuple[list[MaskAttributes | None], list[int]]:
+    """Per annotation of an image record (:class:`anyseg.data.sa1b.Annotation`): its parsed
+    attributes (None where it has none) and the index of its parent annotation (-1: none, or a
+    parent not in the list)."""
+    index = {a.id: i for i, a in enumerate(annotations)}
+    attrs = [
+        None if a.attributes is None else MaskAttributes.from_dict(a.attributes, f"{source} {a.id}")
+        for a in annotations
+    ]
+    parents = [-1 if a.parent_id is None else index.get(a.parent_id, -1) for a in annotations]
+    return attrs, parents

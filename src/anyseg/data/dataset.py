@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 import torch
 
+from anyseg.data.attributes import record_attributes
+from anyseg.data.captions import CaptionConfig, random_caption
 from anyseg.data.sa1b import (
     DataFile,
     ImageRecord,
@@ -75,6 +77,8 @@ class Sample(NamedTuple):
         image_id: the record's image id.
         annotation_ids: ids of the M masks, in order.
         flipped: whether the image and masks were flipped horizontally.
+        captions: a random true caption of each of the M masks ("" where the mask has no
+            attributes or nothing nameable), when the dataset draws captions; else empty.
     """
 
     image: torch.Tensor
@@ -85,6 +89,7 @@ class Sample(NamedTuple):
     image_id: int
     annotation_ids: tuple[int, ...]
     flipped: bool
+    captions: tuple[str, ...] = ()
 
 
 class Batch(NamedTuple):
@@ -97,6 +102,7 @@ class Batch(NamedTuple):
         input_hw: (B, 2) long, (h, w) of each resized image inside the square.
         prompt_seeds: (B,) long.
         image_ids: (B,) long.
+        captions: (M,) a caption per mask ("" for none) when the dataset draws them, else ().
     """
 
     images: torch.Tensor
@@ -105,12 +111,19 @@ class Batch(NamedTuple):
     input_hw: torch.Tensor
     prompt_seeds: torch.Tensor
     image_ids: torch.Tensor
+    captions: tuple[str, ...] = ()
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(t.to(device, non_blocking=True) for t in self))
+        return self._replace(
+            **{f: getattr(self, f).to(device, non_blocking=True) for f in _BATCH_TENSORS}
+        )
 
     def pin_memory(self) -> Batch:
-        return Batch(*(t.pin_memory() for t in self))
+        return self._replace(**{f: getattr(self, f).pin_memory() for f in _BATCH_TENSORS})
+
+
+#: The tensor fields of :class:`Batch` (the captions are strings).
+_BATCH_TENSORS = Batch._fields[:-1]
 
 
 def collate(samples: Sequence[Sample]) -> Batch:
@@ -127,6 +140,7 @@ def collate(samples: Sequence[Sample]) -> Batch:
         input_hw=torch.tensor([s.input_hw for s in samples], dtype=torch.long),
         prompt_seeds=torch.tensor([s.prompt_seed for s in samples], dtype=torch.long),
         image_ids=torch.tensor([s.image_id for s in samples], dtype=torch.long),
+        captions=tuple(c for s in samples for c in s.captions),
     )
 
 
@@ -189,6 +203,9 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
         coco_images: folder of a COCO file's images (default: the JSON's folder, or its
             ``images/`` subfolder when the file is not found there).
         max_images: keep only the first N images (0 = all).
+        captions: draw a random true caption of every sampled mask from its ``attributes``
+            (:func:`anyseg.data.captions.random_caption`; from a generator of its own, so the
+            rest of the sample is what it is without captions); None: no captions.
     """
 
     def __init__(
@@ -202,6 +219,7 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
         data_format: str = "auto",
         coco_images: str | Path | None = None,
         max_images: int = 0,
+        captions: CaptionConfig | None = None,
     ) -> None:
         if img_size <= 0:
             raise InvalidInputError(f"img_size must be positive, got {img_size}")
@@ -210,6 +228,7 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
         self.std = np.asarray(pixel_std, dtype=np.float32)
         self.sampling = sampling
         self.seed = seed
+        self.captions = captions
         self.skipped: list[SkippedItem] = []
         source = Path(source)
         if data_format == "auto":
@@ -419,6 +438,12 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
             masks[:, :h, :w] = masks[:, :h, :w][:, :, ::-1].copy()
         padded = np.zeros((s, s, 3), dtype=np.float32)
         padded[:h, :w] = (resized.astype(np.float32) - self.mean) / self.std
+        captions: tuple[str, ...] = ()
+        if self.captions is not None:
+            # A generator of its own: the draws above stay those of a run without captions.
+            captions = self._captions(
+                record, ids, np.random.default_rng([self.seed, draw_key, index, 1])
+            )
         return Sample(
             image=torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1))),
             masks=torch.from_numpy(np.ascontiguousarray(masks)),
@@ -428,7 +453,29 @@ class SegmentationDataset(torch.utils.data.Dataset[Sample]):
             image_id=record.image_id,
             annotation_ids=ids,
             flipped=flip,
+            captions=captions,
         )
+
+    def _captions(
+        self, record: ImageRecord, ids: tuple[int, ...], rng: np.random.Generator
+    ) -> tuple[str, ...]:
+        """A random true caption of each mask of ``ids`` ("" where there is none)."""
+        try:
+            attrs, parents = record_attributes(record.annotations, f"image {record.image_id} mask")
+        except InvalidInputError as exc:
+            log.warning("no captions for image %s: %s", record.image_id, exc)
+            return ("",) * len(ids)
+        where = {a.id: i for i, a in enumerate(record.annotations)}
+        out = []
+        for ann_id in ids:
+            i = where[ann_id]
+            own, up = attrs[i], parents[i]
+            caption = None
+            if own is not None:
+                parent = attrs[up] if up >= 0 else None
+                caption = random_caption(own, parent, rng, self.captions)
+            out.append("" if caption is None else caption.text)
+        return tuple(out)
 
     def _empty_sample(self, record: ImageRecord | None, entry: _Entry) -> Sample:
         s = self.img_size

@@ -60,7 +60,10 @@ class MaskAnnotation:
         stability_score: stability score (automatic generation), else None.
         point_coords: the prompt point(s) ((x, y), ...) in image pixels, else None.
         crop_box: the crop (x, y, w, h) the mask was generated in, else None.
-        label: category name (COCO), else None.
+        label: category name (COCO; automatic generation with a label vocabulary: the
+            best-matching phrase), else None.
+        label_score: how well ``label`` matches (CLIP's probability of it among the
+            vocabulary), else None.
         level: ``"whole"``, ``"part"`` or ``"subpart"`` when the hierarchy is known, else None.
         parent_id: ``id`` of the annotation this mask is a part of, else None.
         attributes: what the mask shows (a JSON object; for synthetic data the fields of
@@ -79,6 +82,7 @@ class MaskAnnotation:
     level: str | None = None
     parent_id: int | None = None
     attributes: Mapping[str, Any] | None = None
+    label_score: float | None = None
 
     def decode(self) -> np.ndarray:
         """The mask as bool (H, W)."""
@@ -101,7 +105,7 @@ class MaskAnnotation:
             ),
             "crop_box": None if self.crop_box is None else list(self.crop_box),
         }
-        for key in ("label", "level", "parent_id"):
+        for key in ("label", "label_score", "level", "parent_id"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -446,6 +450,7 @@ def _parse_annotation(
             level=_level(ann.get("level"), where),
             parent_id=None if ann.get("parent_id") is None else int(ann["parent_id"]),
             attributes=_attributes(ann.get("attributes"), where),
+            label_score=_opt_float(ann.get("label_score"), "label_score", where),
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, InvalidInputError):

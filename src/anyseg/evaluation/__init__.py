@@ -48,11 +48,13 @@ from anyseg.evaluation.report import (
 )
 from anyseg.evaluation.runner import EvalResult, SampleView, evaluate, select_masks
 from anyseg.evaluation.summary import SIZE_BUCKETS, breakdown, interactive_curve, summarize_scores
+from anyseg.evaluation.text import TEXT_SCORES, TextQueryResult, summarize_text
 
 __all__ = [
     "DEFAULT_PROTOCOLS",
     "PROTOCOLS",
     "SIZE_BUCKETS",
+    "TEXT_SCORES",
     "AmgSummary",
     "CheckpointInfo",
     "ClickPoint",
@@ -68,6 +70,7 @@ __all__ = [
     "ModelInfo",
     "SampleView",
     "ScoreSummary",
+    "TextQueryResult",
     "Timing",
     "best_match_iou",
     "boundary_distance",
@@ -89,6 +92,7 @@ __all__ = [
     "rle_iou_matrix",
     "select_masks",
     "summarize_scores",
+    "summarize_text",
     "tight_box",
     "write_outputs",
     "write_report",

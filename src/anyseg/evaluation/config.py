@@ -16,7 +16,9 @@ from anyseg.errors import InvalidInputError
 from anyseg.settings import from_mapping, opt, to_mapping
 
 #: Protocols ``evaluate`` knows, in report order.
-PROTOCOLS: tuple[str, ...] = ("point", "box", "interactive", "amg")
+PROTOCOLS: tuple[str, ...] = ("point", "box", "interactive", "amg", "text")
+#: Caption forms of the text protocol's queries (anyseg.data.captions.referring_queries).
+TEXT_FORMS: tuple[str, ...] = ("full", "short", "relational")
 DEFAULT_PROTOCOLS: tuple[str, ...] = ("point", "box", "interactive")
 
 FirstPoint = Literal["center", "random"]
@@ -41,7 +43,9 @@ class EvalConfig:
         protocols: subset of :data:`PROTOCOLS`. ``point``: one click at the mask centre, scored for
             the most confident of 3 masks, the best of 3 (oracle) and the single-mask output.
             ``box``: the tight box, single-mask output. ``interactive``: 1..``num_points`` clicks.
-            ``amg``: recall of the ground-truth masks by automatic mask generation.
+            ``amg``: recall of the ground-truth masks by automatic mask generation. ``text``:
+            phrases that name exactly one mask (data with attributes; models with a text path;
+            see :mod:`anyseg.evaluation.text`).
         max_images: evaluate the first N images of the sorted dataset; None for all.
         max_masks_per_image: at most N masks per image, a seeded random subset (kept in file
             order); None for all.
@@ -59,12 +63,14 @@ class EvalConfig:
         recall_thresholds: IoU thresholds of the ``amg`` recall.
         amg: the automatic generator's settings for the ``amg`` protocol (the paper's: a
             32x32 grid, predicted IoU > 0.88, stability >= 0.95, NMS at 0.7).
-        num_samples: masks drawn in ``samples.png`` (the first ones evaluated).
+        num_samples: masks drawn in ``samples.png`` (the first ones evaluated), and phrases in
+            ``text_samples.png``.
+        text_forms: caption forms of the text queries (of :data:`TEXT_FORMS`).
     """
 
     protocols: tuple[str, ...] = field(
         default=DEFAULT_PROTOCOLS,
-        metadata=opt("comma-separated subset of point,box,interactive,amg", metavar="LIST"),
+        metadata=opt("comma-separated subset of point,box,interactive,amg,text", metavar="LIST"),
     )
     max_images: int | None = field(default=None, metadata=opt("first N images only"))
     max_masks_per_image: int | None = field(
@@ -104,6 +110,10 @@ class EvalConfig:
     num_samples: int = field(
         default=6, metadata=opt("masks drawn in samples.png", flag="--samples")
     )
+    text_forms: tuple[str, ...] = field(
+        default=("full", "short"),
+        metadata=opt("caption forms of the text queries: full,short,relational", metavar="LIST"),
+    )
 
     def __post_init__(self) -> None:
         protocols = tuple(self.protocols)
@@ -115,6 +125,13 @@ class EvalConfig:
         if unknown or not protocols:
             raise InvalidInputError(
                 f"protocols must be a non-empty subset of {list(PROTOCOLS)}, got {list(protocols)}"
+            )
+        object.__setattr__(self, "text_forms", tuple(self.text_forms))
+        bad_forms = [f for f in self.text_forms if f not in TEXT_FORMS]
+        if bad_forms or not self.text_forms:
+            raise InvalidInputError(
+                f"text_forms must be a non-empty subset of {list(TEXT_FORMS)}, got "
+                f"{list(self.text_forms)}"
             )
         if len(set(protocols)) != len(protocols):
             raise InvalidInputError(f"protocols are listed twice: {list(protocols)}")

@@ -12,6 +12,8 @@ from anyseg.evaluation.plots import (
     plot_interactive_curve,
     plot_iou_histograms,
     plot_samples,
+    plot_text_histograms,
+    plot_text_samples,
 )
 from anyseg.evaluation.report import write_report
 from anyseg.evaluation.runner import EvalResult
@@ -22,13 +24,17 @@ CURVE_NAME = "interactive_curve.png"
 HIST_NAME = "iou_hist.png"
 SAMPLES_NAME = "samples.png"
 CALIBRATION_NAME = "calibration.png"
+PER_TEXT_NAME = "per_text.jsonl"
+TEXT_HIST_NAME = "text_iou_hist.png"
+TEXT_SAMPLES_NAME = "text_samples.png"
 
 
 def write_outputs(result: EvalResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write ``report.json``, ``per_mask.jsonl`` (one JSON object per evaluated mask) and the PNGs
     (``interactive_curve.png`` when the interactive protocol ran, ``iou_hist.png``,
     ``calibration.png`` when the model predicted IoUs, and ``samples.png`` when samples were
-    kept) into ``out_dir`` (created if needed).
+    kept; for the text protocol ``per_text.jsonl``, ``text_iou_hist.png`` and
+    ``text_samples.png``) into ``out_dir`` (created if needed).
 
     Returns:
         {file name: path written}.
@@ -50,8 +56,20 @@ def write_outputs(result: EvalResult, out_dir: str | os.PathLike[str]) -> dict[s
     ):
         plot_iou_histograms(result.masks, out / HIST_NAME)
         written[HIST_NAME] = out / HIST_NAME
+    if result.text_queries:
+        from anyseg.evaluation.text import text_iou_predictions
+
+        rows = [json.dumps(asdict(q), separators=(",", ":")) for q in result.text_queries]
+        atomic_write_bytes(out / PER_TEXT_NAME, ("\n".join(rows) + "\n").encode("utf-8"))
+        written[PER_TEXT_NAME] = out / PER_TEXT_NAME
+        plot_text_histograms(result.text_queries, out / TEXT_HIST_NAME)
+        written[TEXT_HIST_NAME] = out / TEXT_HIST_NAME
+    if result.text_samples:
+        plot_text_samples(result.text_samples, out / TEXT_SAMPLES_NAME)
+        written[TEXT_SAMPLES_NAME] = out / TEXT_SAMPLES_NAME
     if result.report.calibration is not None:
-        plot_calibration(result.masks, result.report, out / CALIBRATION_NAME)
+        text_pred = text_iou_predictions(result.text_queries) if result.text_queries else []
+        plot_calibration(result.masks, result.report, out / CALIBRATION_NAME, text_pred)
         written[CALIBRATION_NAME] = out / CALIBRATION_NAME
     if result.samples and any(
         s.point_mask is not None or s.box_mask is not None or s.interactive_mask is not None

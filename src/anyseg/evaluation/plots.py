@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from anyseg.evaluation.runner import SampleView
+    from anyseg.evaluation.text import TextQueryResult, TextSample
 
 _SCORE_TITLES = {
     "point": "1 point, most confident",
@@ -64,7 +65,10 @@ def plot_interactive_curve(report: EvalReport, path: str | os.PathLike[str]) -> 
 
 
 def plot_calibration(
-    results: Sequence[MaskResult], report: EvalReport, path: str | os.PathLike[str]
+    results: Sequence[MaskResult],
+    report: EvalReport,
+    path: str | os.PathLike[str],
+    text_predictions: Sequence[tuple[str, float, float]] = (),
 ) -> None:
     """Reliability diagram of the IoU head: predicted against actual IoU of every prediction
     (points, per protocol), the per-bin means, and the diagonal of perfect calibration.
@@ -76,9 +80,12 @@ def plot_calibration(
         raise ValueError("no IoU predictions to plot (no prompt protocol was run)")
     fig = _figure((5.2, 4.6))
     ax = fig.add_subplot(1, 1, 1)
-    colors = {"point": "tab:blue", "point_single": "tab:purple", "box": "tab:green"}
+    colors = {"point": "tab:blue", "point_single": "tab:purple", "box": "tab:green",
+              "text": "tab:red"}  # fmt: skip
+    extra = list(text_predictions)
     for name in report.calibration.by_protocol:
         pairs = [(p, a) for r in results for n, p, a in r.iou_predictions if n == name]
+        pairs += [(p, a) for n, p, a in extra if n == name]
         if pairs:
             pred, actual = np.asarray(pairs, dtype=np.float64).T
             ax.scatter(pred, actual, s=4, alpha=0.25, color=colors.get(name, "tab:orange"),
@@ -118,15 +125,22 @@ def plot_iou_histograms(results: Sequence[MaskResult], path: str | os.PathLike[s
             columns[name] = values
     if not columns:
         raise ValueError("no per-mask IoU to plot")
-    fig = _figure((3.2 * len(columns), 2.8))
-    for k, (name, values) in enumerate(columns.items()):
+    _histogram_row({_SCORE_TITLES[n]: v for n, v in columns.items()}, "masks", "tab:blue", path)
+
+
+def _histogram_row(
+    columns: dict[str, list[float]], unit: str, color: str, path: str | os.PathLike[str]
+) -> None:
+    """One 20-bin IoU histogram per {title: values}, side by side."""
+    fig = _figure((3.1 * len(columns), 2.8))
+    for k, (title, values) in enumerate(columns.items()):
         ax = fig.add_subplot(1, len(columns), k + 1)
-        ax.hist(values, bins=20, range=(0.0, 1.0), color="tab:blue", edgecolor="white")
-        ax.set_title(f"{_SCORE_TITLES[name]}\nmIoU {np.mean(values):.3f}", fontsize=9)
+        ax.hist(values, bins=20, range=(0.0, 1.0), color=color, edgecolor="white")
+        ax.set_title(f"{title}\nmIoU {np.mean(values):.3f}", fontsize=9)
         ax.set_xlabel("IoU")
         ax.set_xlim(0.0, 1.0)
         if k == 0:
-            ax.set_ylabel("masks")
+            ax.set_ylabel(unit)
     _save(fig, path)
 
 
@@ -158,6 +172,52 @@ def plot_samples(samples: Sequence[SampleView], path: str | os.PathLike[str]) ->
         "green star / red cross: positive / negative click, yellow: box",
         fontsize=8,
     )
+    _save(fig, path)
+
+
+_TEXT_TITLES = {
+    "text": "text, most confident",
+    "text_oracle": "text, best of 3",
+    "text_click": "text + 1 click",
+    "text_image_oracle": "referent's crop (upper bound)",
+    "text_random_baseline": "random mask (baseline)",
+}
+
+
+def plot_text_histograms(results: Sequence[TextQueryResult], path: str | os.PathLike[str]) -> None:
+    """One histogram of per-phrase IoU per text score (the text protocol's ``iou_hist.png``).
+
+    Raises:
+        ValueError: no phrase was scored.
+    """
+    if not results:
+        raise ValueError("no text queries to plot")
+    columns = {t: [r.scores()[n] for r in results] for n, t in _TEXT_TITLES.items()}
+    _histogram_row(columns, "phrases", "tab:purple", path)
+
+
+def plot_text_samples(samples: Sequence[TextSample], path: str | os.PathLike[str]) -> None:
+    """A grid of phrases: each panel the image, the referent's outline (green) and the most
+    confident answer (magenta), titled with the phrase and the IoU.
+
+    Raises:
+        ValueError: no samples.
+    """
+    if not samples:
+        raise ValueError("no text samples to plot")
+    cols = min(3, len(samples))
+    rows = -(-len(samples) // cols)
+    fig = _figure((3.0 * cols, 3.1 * rows))
+    for k, s in enumerate(samples):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.set_axis_off()
+        ax.imshow(s.image)
+        overlay = np.zeros((*s.mask.shape, 4), dtype=np.float32)
+        overlay[s.mask] = (1.0, 0.1, 0.6, 0.45)
+        ax.imshow(overlay)
+        ax.contour(s.gt.astype(np.float32), levels=[0.5], colors=["lime"], linewidths=1.0)
+        ax.set_title(f'"{s.query}"\nIoU {s.iou:.3f}', fontsize=8)
+    fig.suptitle("green outline: the phrase's referent, magenta: the answer", fontsize=8)
     _save(fig, path)
 
 

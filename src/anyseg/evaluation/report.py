@@ -22,6 +22,15 @@ REPORT_FORMAT = 1
 #: ``point``: most confident of the 3 masks; ``point_oracle``: best of the 3;
 #: ``point_single``: single-mask output; ``box``: tight box, single-mask output.
 SCORE_NAMES: tuple[str, ...] = ("point", "point_oracle", "point_single", "box")
+#: Scores of the text protocol (per phrase; see anyseg.evaluation.text).
+TEXT_SCORE_NAMES: tuple[str, ...] = (
+    "text",
+    "text_oracle",
+    "text_hit",
+    "text_click",
+    "text_image_oracle",
+    "text_random_baseline",
+)
 
 
 @dataclass(frozen=True)
@@ -271,10 +280,19 @@ def format_table(report: EvalReport) -> str:
         "point_single": "1 point, single-mask output",
         "box": "box (tight), single-mask output",
     }
-    for name in SCORE_NAMES:
+    labels.update(
+        text="text, most confident of 3",
+        text_oracle="text, best of 3 (oracle)",
+        text_hit="text, hit rate (IoU >= 0.5)",
+        text_click="text + 1 corrective click",
+        text_image_oracle="referent's own crop (upper bound)",
+        text_random_baseline="random mask of the image",
+    )
+    for name in (*SCORE_NAMES, *TEXT_SCORE_NAMES):
         if name in report.scores:
             s = report.scores[name]
-            lines.append(f"{labels[name]:<34}{_fmt(s.miou):>8}{s.count:>8}")
+            count_label = "phrases" if name in TEXT_SCORE_NAMES else ""
+            lines.append(f"{labels[name]:<34}{_fmt(s.miou):>8}{s.count:>8} {count_label}".rstrip())
     for kind, groups in report.breakdown.items():
         names = [n for n in ("point", "point_oracle", "box", "interactive") if n in report.scores]
         if not names or not groups:

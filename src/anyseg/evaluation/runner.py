@@ -12,6 +12,7 @@ One ``set_image`` per image; then, for each selected ground-truth mask of that i
   low-resolution logits as ``mask_input`` and ``multimask_output=False``. A prediction that equals
   the ground truth ends the clicking; its IoU (1.0) stands for the remaining clicks.
 - ``amg``: once per image, the automatic generator's masks against the selected ground truth.
+- ``text``: phrases that name exactly one mask of the image (:mod:`anyseg.evaluation.text`).
 """
 
 from __future__ import annotations
@@ -51,11 +52,20 @@ from anyseg.evaluation.summary import (
     summarize_calibration,
     summarize_scores,
 )
+from anyseg.evaluation.text import (
+    TextQueryResult,
+    TextSample,
+    check_text_predictor,
+    evaluate_text_queries,
+    select_queries,
+    summarize_text,
+    text_iou_predictions,
+)
 from anyseg.ops.rle import encode_mask, rle_area
 from anyseg.predictor import PromptablePredictor
 
 #: The protocols that prompt the predictor (they need its ``set_image``).
-PROMPT_PROTOCOLS: frozenset[str] = frozenset({"point", "box", "interactive"})
+PROMPT_PROTOCOLS: frozenset[str] = frozenset({"point", "box", "interactive", "text"})
 
 
 # What the runner needs of a predictor: SamPredictor and OnnxPredictor both qualify.
@@ -86,11 +96,13 @@ class SampleView:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """The report, the per-mask scores behind it, and the samples to draw."""
+    """The report, the per-mask (and per-phrase) scores behind it, and the samples to draw."""
 
     report: EvalReport
     masks: tuple[MaskResult, ...]
     samples: tuple[SampleView, ...]
+    text_queries: tuple[TextQueryResult, ...] = ()
+    text_samples: tuple[TextSample, ...] = ()
 
 
 def evaluate(
@@ -123,6 +135,10 @@ def evaluate(
     t_start = time.perf_counter()
     notes: list[str] = list(dataset.skipped)
     protocols = set(config.protocols)
+    if "text" in protocols:
+        check_text_predictor(predictor)
+        clip = predictor.clip  # type: ignore[attr-defined]  # checked just above
+        notes.append(f"text prompts embedded by the CLIP {clip.source} (SHA-256 {clip.sha256})")
     if "amg" in protocols and mask_generator is None:
         mask_generator, note = default_mask_generator(predictor, config)
         if note:
@@ -131,6 +147,8 @@ def evaluate(
     images = dataset.images[: config.max_images] if config.max_images else dataset.images
     results: list[MaskResult] = []
     samples: list[SampleView] = []
+    text_results: list[TextQueryResult] = []
+    text_samples: list[TextSample] = []
     # Spread the drawn samples over the images: at most this many from one image.
     samples_per_image = -(-config.num_samples // max(len(images), 1))
     num_masks_total = 0
@@ -141,8 +159,9 @@ def evaluate(
         ):
             record = item.record
             num_masks_total += len(record.annotations)
-            chosen = select_masks(record, config, image_index)
-            if not chosen:
+            chosen = select_masks(record, config, image_index) if protocols - {"text"} else []
+            queries = select_queries(record, config, image_index) if "text" in protocols else []
+            if not chosen and not queries:
                 continue
             image = item.load_image()
             if protocols & PROMPT_PROTOCOLS:  # "amg" alone encodes inside its generator
@@ -179,10 +198,22 @@ def evaluate(
                             sample, image=image, image_id=record.image_id, annotation_id=ann.id
                         )
                     )
-    if not results:
+            if queries:
+                t0 = time.perf_counter()
+                want = min(samples_per_image, config.num_samples - len(text_samples))
+                rows, views = evaluate_text_queries(predictor, image, record, queries, want)
+                timer.predict_s += time.perf_counter() - t0
+                text_results += rows
+                text_samples += views
+    if not results and not text_results:
+        what = (
+            "no referring phrase names exactly one mask (the text protocol needs masks with "
+            "attributes, as `anyseg synth` writes)"
+            if protocols == {"text"}
+            else f"no mask has area >= min_mask_area ({config.min_mask_area})"
+        )
         raise InvalidInputError(
-            f"nothing to evaluate: no mask of the {len(images)} image(s) of {dataset.path} has "
-            f"area >= min_mask_area ({config.min_mask_area})"
+            f"nothing to evaluate in the {len(images)} image(s) of {dataset.path}: {what}"
         )
     report = EvalReport(
         checkpoint=checkpoint or CheckpointInfo(None, None, "in-memory model"),
@@ -198,11 +229,11 @@ def evaluate(
             num_crowd_skipped=dataset.num_crowd_skipped,
         ),
         config=config,
-        scores=summarize_scores(results),
+        scores={**summarize_scores(results), **summarize_text(text_results)},
         interactive_curve=interactive_curve(results),
         breakdown=breakdown(results),
         amg=summarize_amg(results, config, amg_generated),
-        calibration=summarize_calibration(results),
+        calibration=summarize_calibration(results, text_iou_predictions(text_results)),
         timing=Timing(
             total_s=time.perf_counter() - t_start,
             set_image_s=timer.set_image_s,
@@ -213,7 +244,9 @@ def evaluate(
         environment=_environment(predictor),
         notes=tuple(notes),
     )
-    return EvalResult(report, tuple(results), tuple(samples))
+    return EvalResult(
+        report, tuple(results), tuple(samples), tuple(text_results), tuple(text_samples)
+    )
 
 
 def select_masks(record: ImageRecord, config: EvalConfig, image_index: int) -> list[int]:

@@ -88,10 +88,13 @@ def _grouped(
     }
 
 
-def summarize_calibration(results: Sequence[MaskResult]) -> Calibration | None:
-    """Calibration of the IoU head over every scored prediction, and per protocol; None when
-    no protocol predicted an IoU."""
-    pairs = [p for r in results for p in r.iou_predictions]
+def summarize_calibration(
+    results: Sequence[MaskResult], extra: Sequence[tuple[str, float, float]] = ()
+) -> Calibration | None:
+    """Calibration of the IoU head over every scored prediction (those of ``results`` and the
+    ``extra`` (protocol, predicted, actual) triples, e.g. the text protocol's), and per
+    protocol; None when no protocol predicted an IoU."""
+    pairs = [p for r in results for p in r.iou_predictions] + list(extra)
     if not pairs:
         return None
 

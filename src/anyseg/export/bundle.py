@@ -135,7 +135,7 @@ def export_model(
     features = reference.features.detach().float().cpu().numpy()
     hq = reference.hq_features
     hq_features = None if hq is None else hq.detach().float().cpu().numpy()
-    cases = default_cases(check_image_size)
+    cases = default_cases(check_image_size, model.config.prompt_encoder.text_embed_dim)
     opts = {
         "single_mask": options.return_single_mask,
         "use_stability_score": options.use_stability_score,

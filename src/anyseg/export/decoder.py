@@ -27,6 +27,11 @@ last; and give M = 2 outputs: SAM-HQ's mask for a single-mask request (SAM's tok
 mask) and for a multimask one (SAM's most confident ambiguity mask plus the HQ mask), or the HQ
 mask alone in both when the model's ``hq_token_only`` is set. ``return_single_mask`` picks between
 the two by the same rule as for SAM.
+
+Models with a text path add one input, ``text_embeddings`` (1, T, E) float32, last: T = 1 for a
+text prompt (an L2-normalised CLIP embedding, :mod:`anyseg.clip`), T = 0 (an empty tensor) for
+none, so a graph without text gives exactly the PyTorch model's answer to the other prompts. The
+text token counts as a prompt point in ``return_single_mask``'s rule.
 """
 
 from __future__ import annotations
@@ -86,6 +91,7 @@ class SamOnnxDecoder(nn.Module):
         self.embed_dim = prompt_encoder.embed_dim
         self.embedding_hw = prompt_encoder.image_embedding_size
         self.hq = isinstance(mask_decoder, MaskDecoderHQ)
+        self.text_width = prompt_encoder.text_embed_dim  # 0: no text path
 
     # ------------------------------------------------------------------ prompts
     def embed_points(self, point_coords: Tensor, point_labels: Tensor) -> Tensor:
@@ -99,6 +105,11 @@ class SamOnnxDecoder(nn.Module):
         for i, type_embedding in enumerate(pe.point_embeddings):
             emb = emb + (labels == i) * cast(nn.Embedding, type_embedding).weight
         return emb
+
+    def embed_text(self, text_embeddings: Tensor) -> Tensor:
+        """(1, T, E) CLIP embeddings (T = 0 or 1) -> (1, T, C) text tokens."""
+        pe = self.prompt_encoder
+        return pe.text_mlp(text_embeddings) + pe.text_embed.weight
 
     def embed_mask(self, mask_input: Tensor, has_mask_input: Tensor) -> Tensor:
         """(1, 1, 4h, 4w) logits and the (1,) switch -> dense embedding (1, C, h, w)."""
@@ -153,11 +164,17 @@ class SamOnnxDecoder(nn.Module):
         mask_input: Tensor,
         has_mask_input: Tensor,
         orig_im_size: Tensor,
-        hq_features: Tensor | None = None,
+        *optional: Tensor,
     ) -> tuple[Tensor, ...]:
-        """See the module docstring for the shapes; returns (masks, iou_predictions,
-        low_res_masks), or five outputs with ``return_extra_metrics``."""
+        """See the module docstring for the shapes; ``optional`` holds ``hq_features`` (SAM-HQ)
+        and then ``text_embeddings`` (text path), in that order. Returns (masks,
+        iou_predictions, low_res_masks), or five outputs with ``return_extra_metrics``."""
+        rest = list(optional)
+        hq_features = rest.pop(0) if self.hq else None
+        text_embeddings = rest.pop(0) if self.text_width else None
         sparse = self.embed_points(point_coords, point_labels)
+        if text_embeddings is not None:
+            sparse = torch.cat([sparse, self.embed_text(text_embeddings)], dim=1)
         dense = self.embed_mask(mask_input, has_mask_input)
         image_pe = self.prompt_encoder.get_dense_pe()
         if isinstance(self.mask_decoder, MaskDecoderHQ):
@@ -179,6 +196,8 @@ class SamOnnxDecoder(nn.Module):
             scores = self.stability(low_res)
         if self.options.return_single_mask:
             num_points = torch.ones_like(point_labels).sum(dim=1, keepdim=True)  # (1, 1)
+            if text_embeddings is not None:  # the text token counts as a prompt
+                num_points = num_points + text_embeddings.shape[1]
             low_res, scores = self.select_mask(low_res, scores, num_points)
         masks = self.upscale(low_res, orig_im_size)
         if self.options.return_extra_metrics:
@@ -203,37 +222,56 @@ class SamOnnxDecoder(nn.Module):
         )
         if self.hq:
             inputs += (torch.randn(1, self.embed_dim // 8, 4 * h, 4 * w, generator=gen),)
+        if self.text_width:
+            text = torch.randn(1, 1, self.text_width, generator=gen)
+            inputs += (text / text.norm(dim=-1, keepdim=True),)
         device = self.prompt_encoder.no_mask_embed.weight.device
         return tuple(t.to(device) for t in inputs)
 
     def input_specs(self) -> list[TensorSpec]:
         h, w = self.embedding_hw
         n: int | str = "num_points" if self.options.dynamic_points else self.options.num_points
-        return [
-            TensorSpec(
-                "image_embeddings", (1, self.embed_dim, h, w), "float32", "image encoder output"
-            ),
-            TensorSpec("point_coords", (1, n, 2), "float32", "xy in the model frame"),
-            TensorSpec(
-                "point_labels",
-                (1, n),
-                "float32",
-                "1 fg, 0 bg, -1 padding, 2/3 box corners; append (0,0)/-1 when there is no box",
-            ),
-            TensorSpec("mask_input", (1, 1, 4 * h, 4 * w), "float32", "low-res mask logits"),
-            TensorSpec("has_mask_input", (1,), "float32", "1 uses mask_input, 0 ignores it"),
-            TensorSpec("orig_im_size", (2,), "float32", "(H, W) of the original image"),
-        ] + (
+        return (
             [
                 TensorSpec(
-                    "hq_features",
-                    (1, self.embed_dim // 8, 4 * h, 4 * w),
+                    "image_embeddings", (1, self.embed_dim, h, w), "float32", "image encoder output"
+                ),
+                TensorSpec("point_coords", (1, n, 2), "float32", "xy in the model frame"),
+                TensorSpec(
+                    "point_labels",
+                    (1, n),
                     "float32",
-                    "SAM-HQ's per-image fusion of early and final encoder features",
-                )
+                    "1 fg, 0 bg, -1 padding, 2/3 box corners; append (0,0)/-1 when there is no box",
+                ),
+                TensorSpec("mask_input", (1, 1, 4 * h, 4 * w), "float32", "low-res mask logits"),
+                TensorSpec("has_mask_input", (1,), "float32", "1 uses mask_input, 0 ignores it"),
+                TensorSpec("orig_im_size", (2,), "float32", "(H, W) of the original image"),
             ]
-            if self.hq
-            else []
+            + (
+                [
+                    TensorSpec(
+                        "hq_features",
+                        (1, self.embed_dim // 8, 4 * h, 4 * w),
+                        "float32",
+                        "SAM-HQ's per-image fusion of early and final encoder features",
+                    )
+                ]
+                if self.hq
+                else []
+            )
+            + (
+                [
+                    TensorSpec(
+                        "text_embeddings",
+                        (1, "num_text", self.text_width),
+                        "float32",
+                        "L2-normalised CLIP embedding of a text prompt (1, 1, E), or (1, 0, E) for "
+                        "none",
+                    )
+                ]
+                if self.text_width
+                else []
+            )
         )
 
     def output_specs(self) -> list[TensorSpec]:
@@ -327,6 +365,8 @@ def export_decoder(
     dynamic_axes: dict[str, dict[int, str]] = {}
     if options.dynamic_points:
         dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
+    if wrapper.text_width:
+        dynamic_axes["text_embeddings"] = {1: "num_text"}
     # The output image size follows orig_im_size (a value, not a shape): name those axes.
     for spec in wrapper.output_specs():
         named = {i: str(d) for i, d in enumerate(spec.shape) if isinstance(d, str)}
@@ -340,6 +380,8 @@ def export_decoder(
         "anyseg.img_size": model.img_size,
         "anyseg.mask_threshold": float(model.mask_threshold),
     }
+    if model.text_clip is not None:
+        metadata["anyseg.text_clip"] = model.text_clip.to_dict()
     write_onnx_atomically(
         Path(path),
         lambda tmp: trace_to_onnx(

@@ -34,14 +34,28 @@ class PromptCase:
     box: np.ndarray | None = None
     multimask_output: bool = False
     mask_from: str | None = None
+    text_embedding: np.ndarray | None = None  # (E,) CLIP embedding (models with a text path)
 
     @property
     def num_tokens(self) -> int:
-        """Points the decoder graph sees: the points plus two box corners or one padding."""
+        """Prompts the decoder graph sees: the points plus two box corners or one padding,
+        plus the text token."""
         n = 0 if self.point_coords is None else len(self.point_coords)
+        text = 0 if self.text_embedding is None else 1
         if self.box is not None:
-            return n + 2
-        return n + 1 if n else 0
+            return n + 2 + text
+        return (n + 1 if n else 0) + text
+
+    def prompts(self) -> dict[str, Any]:
+        """The case's prompts as ``predict`` keywords (the text one only when set)."""
+        out: dict[str, Any] = {
+            "point_coords": self.point_coords,
+            "point_labels": self.point_labels,
+            "box": self.box,
+        }
+        if self.text_embedding is not None:
+            out["text_embedding"] = self.text_embedding
+        return out
 
 
 @dataclass(frozen=True)
@@ -116,8 +130,9 @@ class ParityReport:
         }
 
 
-def default_cases(original_size: tuple[int, int]) -> list[PromptCase]:
-    """The standard prompt cases for an image of (H, W) pixels."""
+def default_cases(original_size: tuple[int, int], text_width: int = 0) -> list[PromptCase]:
+    """The standard prompt cases for an image of (H, W) pixels; with ``text_width`` > 0 also
+    text prompts (a fixed unit vector of that width) alone and with a point."""
     h, w = original_size
 
     def pts(*xy: tuple[float, float]) -> np.ndarray:
@@ -137,6 +152,15 @@ def default_cases(original_size: tuple[int, int]) -> list[PromptCase]:
             mask_from="point_multimask",
         ),
         PromptCase("mask_only", mask_from="point_multimask"),
+    ] + (_text_cases(pts, text_width) if text_width else [])
+
+
+def _text_cases(pts: Any, width: int) -> list[PromptCase]:
+    text = np.random.default_rng(0).normal(size=width)
+    text /= np.linalg.norm(text)
+    return [
+        PromptCase("text_multimask", multimask_output=True, text_embedding=text),
+        PromptCase("text_point", pts((0.45, 0.4)), np.array([1]), text_embedding=text),
     ]
 
 
@@ -154,13 +178,7 @@ def reference_predict(
     ``single_mask`` picks token 0 when the graph sees more than two points, else the best of
     the three ambiguity masks (the original export's rule).
     """
-    kwargs: dict[str, Any] = {
-        "point_coords": case.point_coords,
-        "point_labels": case.point_labels,
-        "box": case.box,
-        "mask_input": mask_input,
-        "return_logits": True,
-    }
+    kwargs: dict[str, Any] = {**case.prompts(), "mask_input": mask_input, "return_logits": True}
     if not single_mask:
         masks, scores, low = reference.predict(multimask_output=case.multimask_output, **kwargs)
         if use_stability_score:
@@ -200,9 +218,7 @@ def compare_predictors(
         mask_input = None if case.mask_from is None else best_low_res[case.mask_from]
         ref = reference_predict(reference, case, mask_input, single_mask, use_stability_score)
         got = candidate.predict(
-            point_coords=case.point_coords,
-            point_labels=case.point_labels,
-            box=case.box,
+            **case.prompts(),
             mask_input=mask_input,
             multimask_output=case.multimask_output,
             return_logits=True,

@@ -64,6 +64,8 @@ def decoder_feed(
     box: np.ndarray | None = None,
     mask_input: np.ndarray | None = None,
     hq_features: np.ndarray | None = None,
+    text_embedding: np.ndarray | None = None,
+    text_width: int = 0,
 ) -> dict[str, np.ndarray]:
     """The decoder graph's inputs for one prompt set, as an application of the ONNX contract
     builds them: points then box corners (labels 2, 3), or the points plus one padding point
@@ -77,7 +79,14 @@ def decoder_feed(
         box: (4,) or (1, 4) XYXY pixels of the original image.
         mask_input: (1, 4h, 4w) low-res logits of an earlier prediction.
         hq_features: (1, C/8, 4h, 4w) SAM-HQ's per-image features (SAM-HQ graphs only).
+        text_embedding: (E,) L2-normalised CLIP embedding of a text prompt, for graphs with a
+            text path (``text_width`` E > 0: they always get ``text_embeddings``, (1, 0, E)
+            without a text prompt).
     """
+    if text_embedding is not None and not text_width:
+        raise InvalidInputError(
+            "this decoder graph has no text path (export a model trained with text prompts)"
+        )
     coords_list: list[np.ndarray] = []
     labels_list: list[np.ndarray] = []
     if point_coords is not None or point_labels is not None:
@@ -111,6 +120,16 @@ def decoder_feed(
     }
     if hq_features is not None:
         feed["hq_features"] = np.asarray(hq_features, dtype=np.float32)
+    if text_width:
+        text = np.zeros((1, 0, text_width), dtype=np.float32)
+        if text_embedding is not None:
+            text = np.asarray(text_embedding, dtype=np.float32).reshape(1, 1, -1)
+            if text.shape[2] != text_width or not np.isfinite(text).all():
+                raise InvalidInputError(
+                    f"text_embedding must be {text_width} finite numbers, got shape "
+                    f"{np.shape(text_embedding)}"
+                )
+        feed["text_embeddings"] = text
     return feed
 
 
@@ -218,6 +237,8 @@ class OnnxPredictor(ImageFrame):
         hq = inputs.get("hq_features")
         # SAM-HQ graphs: the image's HQ features are a second per-image input.
         self.hq_shape: tuple[int, ...] | None = None if hq is None else tuple(hq.shape)
+        text = inputs.get("text_embeddings")  # graphs of models with a text path
+        self.text_width = 0 if text is None else int(text.shape[2])
         self._mask_input_size: tuple[int, int] = (int(mask_shape[2]), int(mask_shape[3]))
         # The encoder input is 16x the embedding grid (= 4x the low-res mask side) in SAM.
         self.img_size = int(meta.get("img_size", 4 * self._mask_input_size[0]))
@@ -304,6 +325,7 @@ class OnnxPredictor(ImageFrame):
         point_labels: np.ndarray | None = None,
         box: np.ndarray | None = None,
         mask_input: np.ndarray | None = None,
+        text_embedding: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """The decoder graph's input feed for one prompt set on the current image (see
         :func:`decoder_feed`)."""
@@ -319,6 +341,8 @@ class OnnxPredictor(ImageFrame):
             box,
             mask_input,
             self.hq_features,
+            text_embedding,
+            self.text_width,
         )
         n = feed["point_coords"].shape[1]
         if self.fixed_num_points is not None and n != self.fixed_num_points:
@@ -336,8 +360,10 @@ class OnnxPredictor(ImageFrame):
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        text_embedding: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Predict masks for one prompt set, as ``SamPredictor.predict``.
+        """Predict masks for one prompt set, as ``SamPredictor.predict`` (a text prompt as its
+        CLIP embedding: ``SamPredictor.encode_text`` or :mod:`anyseg.clip` computes it).
 
         Args:
             point_coords: (N, 2) xy pixels of the original image.
@@ -353,7 +379,7 @@ class OnnxPredictor(ImageFrame):
             masks (C, H, W) bool (float32 logits with ``return_logits``), iou_predictions (C,),
             low_res_logits (C, 4h, 4w); C is 3 or 1.
         """
-        feed = self.decoder_inputs(point_coords, point_labels, box, mask_input)
+        feed = self.decoder_inputs(point_coords, point_labels, box, mask_input, text_embedding)
         masks, iou, low_res = self.decoder_session.run(list(DECODER_OUTPUTS), feed)
         if not self.single_mask:
             sl = slice(1, None) if multimask_output else slice(0, 1)

@@ -1,5 +1,12 @@
 """The light prompt encoder: points and boxes as random-Fourier positional encodings plus learned
-type embeddings (sparse), and a mask prompt through strided convolutions (dense). Paper §3."""
+type embeddings (sparse), and a mask prompt through strided convolutions (dense). Paper §3.
+
+The optional text path (paper §7.5, appendix D.5) takes an embedding, never a string: a CLIP
+embedding (L2-normalised; the image embedding of a mask crop in training, the text embedding at
+inference) goes through a small MLP to the prompt width, plus a learned "text" type embedding,
+and becomes one more sparse token, after the point and box tokens. The CLIP itself lives outside
+the model (:mod:`anyseg.clip`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,8 @@ import torch
 from torch import nn
 
 from anyseg.config import PromptEncoderConfig
-from anyseg.modeling.common import LayerNorm2d
+from anyseg.errors import InvalidInputError
+from anyseg.modeling.common import MLP, LayerNorm2d
 
 
 class PositionEmbeddingRandom(nn.Module):
@@ -88,6 +96,28 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(c, dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, dim)
+        self.text_embed_dim = config.text_embed_dim
+        if config.has_text:
+            self.text_mlp = MLP(config.text_embed_dim, dim, dim, 2)
+            self.text_embed = nn.Embedding(1, dim)
+
+    @property
+    def has_text(self) -> bool:
+        """Whether this encoder has the text path (see the module docstring)."""
+        return self.text_embed_dim > 0
+
+    def embed_text(self, text_embeddings: torch.Tensor) -> torch.Tensor:
+        """(B, E) CLIP embeddings -> (B, 1, C) text tokens (MLP plus the "text" type
+        embedding)."""
+        if not self.has_text:
+            raise InvalidInputError("this prompt encoder has no text path (text_embed_dim is 0)")
+        if text_embeddings.ndim != 2 or text_embeddings.shape[1] != self.text_embed_dim:
+            raise InvalidInputError(
+                f"text embeddings must be (B, {self.text_embed_dim}), got "
+                f"{tuple(text_embeddings.shape)}"
+            )
+        emb = self.text_mlp(text_embeddings.to(self.text_embed.weight.dtype))  # (B, C)
+        return (emb + self.text_embed.weight)[:, None]  # (B, C) -> (B, 1, C)
 
     def _type_embedding(self, index: int) -> torch.Tensor:
         """(1, C) learned embedding of prompt type ``index`` (see ``point_embeddings``)."""
@@ -125,6 +155,7 @@ class PromptEncoder(nn.Module):
         points: tuple[torch.Tensor, torch.Tensor] | None,
         boxes: torch.Tensor | None,
         masks: torch.Tensor | None,
+        text: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed the prompts of B queries.
 
@@ -133,9 +164,10 @@ class PromptEncoder(nn.Module):
                 0 background, -1 padding), or None.
             boxes: (B, 4) XYXY in the model frame, or None.
             masks: (B, 1, 4h, 4w) low-resolution mask logits, or None.
+            text: (B, E) CLIP embeddings (models with the text path only), or None.
 
         Returns:
-            sparse (B, K, C) point/box tokens and dense (B, C, h, w) mask embedding.
+            sparse (B, K, C) point/box/text tokens and dense (B, C, h, w) mask embedding.
         """
         if points is not None:
             b = points[0].shape[0]
@@ -143,6 +175,8 @@ class PromptEncoder(nn.Module):
             b = boxes.shape[0]
         elif masks is not None:
             b = masks.shape[0]
+        elif text is not None:
+            b = text.shape[0]
         else:
             b = 1
         weight = self.no_mask_embed.weight
@@ -151,6 +185,8 @@ class PromptEncoder(nn.Module):
             tokens.append(self._embed_points(points[0], points[1], pad=boxes is None))
         if boxes is not None:
             tokens.append(self._embed_boxes(boxes))
+        if text is not None:
+            tokens.append(self.embed_text(text))
         sparse = torch.cat(tokens, dim=1)
         if masks is not None:
             dense = self.mask_downscaling(masks)

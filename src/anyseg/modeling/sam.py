@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from anyseg.config import ImageEncoderConfig, SamConfig
+from anyseg.config import AmgThresholds, ImageEncoderConfig, SamConfig, TextClipRecord
 from anyseg.errors import InvalidInputError
 from anyseg.modeling.hq_decoder import MaskDecoderHQ
 from anyseg.modeling.image_encoder import ImageEncoderViT
@@ -71,6 +71,10 @@ class Sam(nn.Module):
             else MaskDecoderHQ(config.mask_decoder, enc.early_dim, config.hq)
         )
         self.mask_threshold = config.mask_threshold
+        # Which CLIP the text path was trained with (set by training and by the loader).
+        self.text_clip: TextClipRecord | None = None
+        #: The automatic generator's thresholds this model recommends (checkpoint metadata).
+        self.amg_thresholds: AmgThresholds | None = None
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(-1, 1, 1), False)
 
@@ -82,6 +86,11 @@ class Sam(nn.Module):
     def img_size(self) -> int:
         """Side of the square encoder input (1024 for the official models)."""
         return self.image_encoder.img_size
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the prompt encoder takes text (CLIP) embeddings."""
+        return self.prompt_encoder.has_text
 
     @property
     def is_hq(self) -> bool:
@@ -179,8 +188,9 @@ class Sam(nn.Module):
         """End-to-end prediction for a list of images, each with its own prompts.
 
         Each input dict has ``image`` (3, h, w) resized pixels, ``original_size`` (H, W) and
-        optionally ``point_coords`` (B, N, 2), ``point_labels`` (B, N), ``boxes`` (B, 4) and
-        ``mask_inputs`` (B, 1, 4h', 4w'), all in the model frame. Each output dict has ``masks``
+        optionally ``point_coords`` (B, N, 2), ``point_labels`` (B, N), ``boxes`` (B, 4),
+        ``mask_inputs`` (B, 1, 4h', 4w'), all in the model frame, and ``text_embeddings`` (B, E)
+        (CLIP embeddings, models with the text path). Each output dict has ``masks``
         (B, C, H, W) bool, ``iou_predictions`` (B, C) and ``low_res_logits`` (B, C, 4h', 4w').
         """
         images = torch.stack([self.preprocess(rec["image"]) for rec in batched_input], dim=0)
@@ -192,7 +202,10 @@ class Sam(nn.Module):
             if "point_coords" in rec:
                 points = (rec["point_coords"], rec["point_labels"])
             sparse, dense = self.prompt_encoder(
-                points=points, boxes=rec.get("boxes"), masks=rec.get("mask_inputs")
+                points=points,
+                boxes=rec.get("boxes"),
+                masks=rec.get("mask_inputs"),
+                text=rec.get("text_embeddings"),
             )
             low_res, iou = self.decode(
                 embedding.unsqueeze(0), sparse, dense, multimask_output, hq, hq_token_only

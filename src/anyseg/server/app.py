@@ -13,7 +13,7 @@ set, see :mod:`anyseg.server.security`)::
     GET    /api/images/{id}/file               the image bytes (upright, as the model sees it)
     GET    /api/images/{id}/embedding          {"state": memory|disk|computing|missing}
     POST   /api/images/{id}/embedding          compute or load it: {"source", "seconds"}
-    POST   /api/images/{id}/predict            {points, labels, box, multimask, previous}
+    POST   /api/images/{id}/predict            {points, labels, box, text, multimask, previous}
     GET    /api/images/{id}/masks              {"accepted", "proposals", "stale"}
     POST   /api/images/{id}/masks              accept a mask (header Idempotency-Key: retries)
     GET    /api/masks/{mask_id}                one mask

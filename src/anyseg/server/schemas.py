@@ -26,11 +26,13 @@ class Body(BaseModel):
 
 class PromptFields(Body):
     """Point and box prompts in original-image pixels (checked by :mod:`anyseg.ops.prompts`):
-    ``points`` [[x, y], ...], ``labels`` [1 | 0, ...] one per point, ``box`` [x0, y0, x1, y1]."""
+    ``points`` [[x, y], ...], ``labels`` [1 | 0, ...] one per point, ``box`` [x0, y0, x1, y1];
+    ``text`` a phrase (models with a text path)."""
 
     points: Any = None
     labels: Any = None
     box: Any = None
+    text: Any = None
 
 
 class PreviousPrediction(Body):

@@ -53,6 +53,7 @@ from anyseg.server.validation import (
     Prompt,
     validate_author,
     validate_label,
+    validate_points,
     validate_prompt,
     validate_score,
     validate_segmentation,
@@ -61,6 +62,8 @@ from anyseg.server.validation import (
 if TYPE_CHECKING:
     from anyseg.modeling import Sam
 
+#: Longest phrase of a text prompt.
+MAX_TEXT_CHARS = 200
 _MASK_FIELDS = {"segmentation", "prompts", "label", "predicted_iou", "author", "image_sha256"}
 
 
@@ -108,7 +111,7 @@ class AnnotationService:
             fingerprint = state_dict_fingerprint(model)
         self.model = model
         self._mask_generator = mask_generator or default_mask_generator
-        self.predictor = SamPredictor(model, mode=config.model.mode)
+        self.predictor = SamPredictor(model, mode=config.model.mode, clip=config.model.clip)
         fast = self.predictor.fast_path
         if fast is not None and fast.kind != "float32":  # its embeddings are not exact ones
             fingerprint = f"{fingerprint}-{fast.kind}"
@@ -229,24 +232,26 @@ class AnnotationService:
         box: Any = None,
         multimask: bool | None = None,
         previous: Any = None,
+        text: Any = None,
     ) -> Prediction:
-        """Masks for one prompt (points xy + labels, box XYXY, in original-image pixels).
+        """Masks for one prompt (points xy + labels, box XYXY, in original-image pixels, and a
+        phrase for models with a text path).
 
-        ``multimask=None`` asks for three candidates when the prompt is one point (the
-        ambiguous case, paper §3) and one mask otherwise. ``previous`` =
+        ``multimask=None`` asks for three candidates when the prompt is one point or a phrase
+        alone (the ambiguous cases, paper §3) and one mask otherwise. ``previous`` =
         ``{"prediction_id": ..., "candidate": k}`` feeds candidate k's low-res logits of an
         earlier prediction on the same image back as the mask prompt, as SAM does when a click
         is added (paper §3, appendix A); see :class:`RecentPredictions`.
         """
         image = self.get_image(image_id)
-        prompt = validate_prompt(
-            points, labels, box, (image.height, image.width), max_points=self.config.max_points
-        )
+        phrase = self._checked_text(text)
+        prompt = self._checked_points_and_box(image, points, labels, box, phrase)
         if multimask is not None and not isinstance(multimask, bool):
             raise InvalidInputError("multimask must be true, false or null")
         mask_input = None if previous is None else self._recent.logits(image_id, previous)
         if multimask is None:
-            multimask = len(prompt.points_xy) == 1 and prompt.box_xyxy is None
+            n = len(prompt.points_xy) + (phrase is not None)
+            multimask = n == 1 and prompt.box_xyxy is None
         emb, _ = self._embedding(image)
         coords, labs, box_arr = prompt.arrays()
         with self.model_lock, _torch_threads(self.config.decode_threads):
@@ -262,6 +267,7 @@ class AnnotationService:
                 box=box_arr,
                 mask_input=mask_input,
                 multimask_output=multimask,
+                text=phrase,
             )
             decode_ms = 1000.0 * (time.perf_counter() - t0)
         prediction_id = self._recent.add(image_id, low_res)
@@ -301,23 +307,48 @@ class AnnotationService:
             raise InvalidInputError("the mask is empty: there is nothing to accept")
         return seg, area, [float(v) for v in rle_to_bbox_xywh(seg)]
 
-    def _checked_prompt(self, image: ImageRow, prompts: Any) -> Prompt | None:
+    def _checked_text(self, text: Any) -> str | None:
+        """A phrase of a text prompt: a non-empty string, for a model with a text path."""
+        if text is None:
+            return None
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT_CHARS:
+            raise InvalidInputError(
+                f"text must be a non-empty phrase of at most {MAX_TEXT_CHARS} characters"
+            )
+        if not self.model.has_text:
+            from anyseg.clip.prompting import NO_TEXT_PATH
+
+            raise InvalidInputError(NO_TEXT_PATH)
+        return text.strip()
+
+    def _checked_points_and_box(
+        self, image: ImageRow, points: Any, labels: Any, box: Any, text: str | None
+    ) -> Prompt:
+        """The points and box of a prompt; with a phrase they may both be absent."""
+        size_hw = (image.height, image.width)
+        if text is not None and not points and box is None:
+            validate_points(points, labels, size_hw)  # e.g. labels without points
+            return Prompt((), (), None)
+        return validate_prompt(points, labels, box, size_hw, max_points=self.config.max_points)
+
+    def _checked_prompt(self, image: ImageRow, prompts: Any) -> dict[str, Any] | None:
+        """The stored form of an accepted mask's prompts (points, labels, box, text)."""
         if prompts is None:
             return None
         if not isinstance(prompts, dict):
             raise InvalidInputError(
-                'prompts must be {"points": [...], "labels": [...], "box": ...}'
+                'prompts must be {"points": [...], "labels": [...], "box": ..., "text": ...}'
             )
-        unknown = set(prompts) - {"points", "labels", "box"}
+        unknown = set(prompts) - {"points", "labels", "box", "text"}
         if unknown:
             raise InvalidInputError(f"unknown prompt fields {sorted(unknown)}")
-        return validate_prompt(
-            prompts.get("points"),
-            prompts.get("labels"),
-            prompts.get("box"),
-            (image.height, image.width),
-            max_points=self.config.max_points,
+        text = prompts.get("text")
+        if text is not None and (not isinstance(text, str) or len(text) > MAX_TEXT_CHARS):
+            raise InvalidInputError(f"prompts.text must be a phrase of <= {MAX_TEXT_CHARS} chars")
+        prompt = self._checked_points_and_box(
+            image, prompts.get("points"), prompts.get("labels"), prompts.get("box"), text or None
         )
+        return prompt.to_json() | ({"text": text} if text else {})
 
     def accept_mask(
         self,
@@ -344,7 +375,8 @@ class AnnotationService:
         """
         image = self.get_image(image_id)
         seg, area, bbox = self._checked_mask(image, segmentation)
-        prompt = self._checked_prompt(image, prompts)
+        stored = self._checked_prompt(image, prompts)
+        positive = [list(p) for p, lab in zip(*_points_of(stored), strict=True) if lab == 1]
         new = NewMask(
             segmentation=seg,
             bbox=bbox,
@@ -352,9 +384,9 @@ class AnnotationService:
             status="accepted",
             source="manual",
             predicted_iou=validate_score(predicted_iou),
-            point_coords=(prompt.positive_points() or None) if prompt else None,
+            point_coords=positive or None,
             crop_box=[0.0, 0.0, float(image.width), float(image.height)],
-            prompts=prompt.to_json() if prompt else None,
+            prompts=stored,
             label=validate_label(label),
             author=validate_author(author) or self.config.author,
         )
@@ -399,8 +431,7 @@ class AnnotationService:
             seg, area, bbox = self._checked_mask(image, fields["segmentation"])
             changes.update(segmentation=seg, area=area, bbox=bbox)
         if "prompts" in fields:
-            prompt = self._checked_prompt(image, fields["prompts"])
-            changes["prompts"] = prompt.to_json() if prompt else None
+            changes["prompts"] = self._checked_prompt(image, fields["prompts"])
         if "label" in fields:
             changes["label"] = validate_label(fields["label"])
         if "predicted_iou" in fields:
@@ -481,6 +512,13 @@ class AnnotationService:
             fmt,  # type: ignore[arg-type]
             follow_symlinks=self.config.follow_symlinks,
         )
+
+
+def _points_of(stored: dict[str, Any] | None) -> tuple[list[Any], list[int]]:
+    """(points, labels) of stored prompts (empty without prompts)."""
+    if stored is None:
+        return [], []
+    return list(stored["points"]), list(stored["labels"])
 
 
 @contextmanager

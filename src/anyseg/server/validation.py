@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from anyseg.errors import InvalidInputError
-from anyseg.ops.prompts import Prompt, finite_number, validate_prompt
+from anyseg.ops.prompts import Prompt, finite_number, validate_points, validate_prompt
 from anyseg.ops.rle import rle_counts_total
 
 __all__ = ["Prompt", "validate_author", "validate_label", "validate_prompt", "validate_score"]
+__all__ += ["validate_points"]
 __all__ += ["MAX_AUTHOR_CHARS", "MAX_LABEL_CHARS", "rle_counts_total", "validate_segmentation"]
 
 MAX_LABEL_CHARS = 200

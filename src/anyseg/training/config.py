@@ -108,6 +108,32 @@ class PromptConfig:
     # Passes with no new point, the previous logits only (paper: 2 — one at a random place
     # among the sampled points, one at the end). 1 puts it at the end; 0 disables them.
     mask_only_iterations: int = 2
+    # Text-first masks (paper §7.5, appendix D.5): the first prompt is the L2-normalised CLIP
+    # *image* embedding of a crop around the mask (box enlarged by a random factor in
+    # text_crop_scale, squared, background zeroed with text_zero_background_prob), 3 masks and
+    # the min-over-3 loss; later passes add error-region points and keep the text token. A
+    # model without a text path gets one (of the CLIP's width). 0 trains no text path and
+    # reproduces runs without it bit for bit.
+    text_prob: float = field(
+        default=0.0, metadata=opt("share of masks whose first prompt is text", flag="--text-prob")
+    )
+    # Only masks covering at least this fraction of the model's (square) input are text-first
+    # (paper: area > 100^2 px at 1024 px, i.e. about 0.0095).
+    text_min_area_fraction: float = 100.0**2 / 1024.0**2
+    # Of the text-first masks with a caption (data with attributes, e.g. `anyseg synth`), this
+    # share is prompted with the caption's CLIP *text* embedding instead of the crop's.
+    text_caption_prob: float = 0.0
+    text_crop_scale: tuple[float, float] = (1.0, 2.0)
+    text_zero_background_prob: float = 0.5
+    # The CLIP of the text prompts ("": the bundled clip_synth.safetensors).
+    clip: str = field(
+        default="",
+        metadata=opt(
+            "CLIP weights whose embeddings the text prompts are (default: the bundled one)",
+            flag="--clip",
+            metavar="PATH",
+        ),
+    )
 
     @property
     def num_passes(self) -> int:
@@ -159,6 +185,9 @@ class OptimConfig:
     decay_factor: float = 0.1
     # Gradient-norm clipping (None = off; the paper does not mention it).
     grad_clip: float | None = None
+    # lr multiplier of the prompt encoder's text path (a new path learning from scratch in a
+    # fine-tune of the rest).
+    text_lr_scale: float = 1.0
     # Train the prompt encoder and mask decoder only (the common fine-tuning case). The frozen
     # encoder's embeddings are then computed once per image and kept on disk (run.embedding_cache).
     freeze_image_encoder: bool = field(
@@ -291,6 +320,18 @@ def _validate(cfg: TrainConfig) -> None:
         "prompts.mask_only_iterations in 0, 1, 2",
         p.mask_only_iterations,
     )
+    for name in ("text_prob", "text_min_area_fraction", "text_caption_prob"):
+        need(0 <= getattr(p, name) <= 1, f"0 <= prompts.{name} <= 1", getattr(p, name))
+    need(
+        0 < p.text_crop_scale[0] <= p.text_crop_scale[1],
+        "0 < prompts.text_crop_scale[0] <= text_crop_scale[1]",
+        p.text_crop_scale,
+    )
+    need(
+        0 <= p.text_zero_background_prob <= 1,
+        "0 <= prompts.text_zero_background_prob <= 1",
+        p.text_zero_background_prob,
+    )
     need(
         lo.resolution in get_args(LossResolution),
         "loss.resolution 'input' or 'low_res'",
@@ -317,6 +358,7 @@ def _validate(cfg: TrainConfig) -> None:
         o.decay_fractions,
     )
     need(o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip > 0 or unset", o.grad_clip)
+    need(o.text_lr_scale > 0, "optim.text_lr_scale > 0", o.text_lr_scale)
     need(r.steps >= 1, "run.steps >= 1", r.steps)
     need(r.device in ("auto", "cpu", "cuda"), "run.device 'auto', 'cpu' or 'cuda'", r.device)
     need(r.grad_accum_steps >= 1, "run.grad_accum_steps >= 1", r.grad_accum_steps)

@@ -29,6 +29,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from anyseg import checkpoint
+from anyseg.data.captions import CaptionConfig
 from anyseg.data.dataset import Batch, SegmentationDataset, collate
 from anyseg.io import atomic_write_text
 from anyseg.modeling import Sam
@@ -45,6 +46,7 @@ from anyseg.training.metrics import MetricsLogger, plot_training
 from anyseg.training.optim import build_optimizer, restrict_trainable
 from anyseg.training.prompts import pass_schedule
 from anyseg.training.step import InteractiveSam, schedule_generator
+from anyseg.training.text_prompts import CropTextSource
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,9 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
 
 
 def make_dataset(cfg: TrainConfig, source: str, sam: Sam, train: bool) -> SegmentationDataset:
-    d = cfg.data
+    d, p = cfg.data, cfg.prompts
+    # Captions are only drawn when text-first masks may use them.
+    wants_captions = train and p.text_prob > 0 and p.text_caption_prob > 0
     return SegmentationDataset(
         source,
         img_size=sam.img_size,
@@ -92,6 +96,7 @@ def make_dataset(cfg: TrainConfig, source: str, sam: Sam, train: bool) -> Segmen
         data_format=d.format,
         coco_images=d.coco_images,
         max_images=0 if train else d.val_max_images,
+        captions=CaptionConfig() if wants_captions else None,
     )
 
 
@@ -225,6 +230,7 @@ class _Run:
     val_set: SegmentationDataset | None
     logger: MetricsLogger | None
     embeddings: EmbeddingCache | None = None  # a frozen encoder's embeddings, on disk
+    text_source: CropTextSource | None = None  # text-first prompts (prompts.text_prob > 0)
     empty_steps: int = 0  # steps in a row whose batches held no usable mask
     masks_seen: int = 0
 
@@ -278,6 +284,9 @@ def _setup(
         if ckpt is not None
         else st.build_training_model(cfg)
     )
+    text_source = None
+    if cfg.prompts.text_prob > 0:
+        model, text_source = st.with_text_prompts(model, cfg.prompts, device)
     if cfg.optim.freeze_image_encoder:
         model.image_encoder.requires_grad_(False)
     if cfg.optim.train_only:
@@ -369,6 +378,7 @@ def _setup(
         val_set=val_set,
         logger=logger,
         embeddings=embeddings,
+        text_source=text_source,
     )
 
 
@@ -379,7 +389,7 @@ def _step(run: _Run, step: int) -> tuple[list[float], float]:
     # Drop path uses the global generator: key it by (seed, step, rank) so a resumed run
     # draws what the uninterrupted run would have.
     torch.manual_seed((cfg.run.seed * 1_000_003 + step) * 257 + info.rank)
-    sums = torch.zeros(7, device=device)
+    sums = torch.zeros(9, device=device)
     accum = cfg.run.grad_accum_steps
     for micro in range(accum):
         batch = next(run.batches).to(device)
@@ -395,9 +405,11 @@ def _step(run: _Run, step: int) -> tuple[list[float], float]:
             emb = None
             if run.embeddings is not None:
                 emb = run.embeddings.embed(run.model.image_encoder, batch.images)
+            text = None if run.text_source is None else run.text_source(batch)
             with _autocast(device, cfg.run.bf16):
-                out = run.wrapped(batch, schedule, emb)
+                out = run.wrapped(batch, schedule, emb, text)
             (out.loss / accum).backward()
+        num_text = out.num_text.to(device).float()
         sums += (
             torch.stack(
                 [
@@ -408,11 +420,14 @@ def _step(run: _Run, step: int) -> tuple[list[float], float]:
                     out.iou_first,
                     out.iou_last,
                     out.num_masks.to(device).float(),
+                    out.iou_text_first.to(device).float() * num_text,
+                    num_text,
                 ]
             )
             / accum
         )
     means = all_reduce_mean(sums, info).tolist()
+    means[7] = means[7] / means[8] if means[8] > 0 else float("nan")  # text IoU per text mask
     lr = run.optimizer.param_groups[0]["lr"] / run.optimizer.param_groups[0].get("lr_scale", 1.0)
     if means[6] == 0:  # no process had a usable mask: nothing to learn from, no update
         run.optimizer.zero_grad(set_to_none=True)
@@ -458,13 +473,15 @@ def _log_step(
             "masks": round(means[6] * run.info.world_size),
             "steps_per_s": steps_per_s,
             "elapsed_s": elapsed,
+            "text_iou_first": None if run.text_source is None else means[7],
         }
     )
     if run.progress and (done % run.cfg.run.log_every == 0 or done == total):
+        text = "" if run.text_source is None else f" text {means[7]:.3f}"
         print(
             f"step {done}/{total}  loss {means[0]:.4f}  focal {means[1]:.4f}  "
             f"dice {means[2]:.4f}  iou_mse {means[3]:.4f}  IoU first {means[4]:.3f} "
-            f"last {means[5]:.3f}  lr {lr:.2e}  {steps_per_s:.2f} steps/s",
+            f"last {means[5]:.3f}{text}  lr {lr:.2e}  {steps_per_s:.2f} steps/s",
             flush=True,
         )
 

@@ -25,6 +25,7 @@ TRAIN_COLUMNS = (
     "masks",
     "steps_per_s",
     "elapsed_s",
+    "text_iou_first",
 )
 EVAL_COLUMNS = ("step", "loss", "iou_first", "iou_last", "masks", "images")
 

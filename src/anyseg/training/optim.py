@@ -3,7 +3,9 @@
 AdamW with layer-wise lr decay for the image encoder (Clark et al. 2020; as in MAE/ViTDet
 fine-tuning): the patch embedding and absolute position embedding are layer 0, block i is
 layer i + 1, the neck is layer depth + 1, and a parameter of layer l gets
-``lr × layer_decay ** (depth + 1 - l)``. The prompt encoder and mask decoder train at the full lr.
+``lr × layer_decay ** (depth + 1 - l)``. The prompt encoder and mask decoder train at the full lr,
+except the prompt encoder's text path (``prompt_encoder.text_*``) at ``lr × text_lr_scale``: a new
+path learns from scratch while the rest is fine-tuned.
 Biases, norm weights, position embeddings and relative-position tables get no weight decay.
 """
 
@@ -19,6 +21,7 @@ from torch import nn
 from anyseg.training.config import OptimConfig
 
 _BLOCK = re.compile(r"^image_encoder\.blocks\.(\d+)\.")
+_TEXT_PATH = ("prompt_encoder.text_mlp.", "prompt_encoder.text_embed.")
 
 
 def encoder_layer_id(name: str, depth: int) -> int | None:
@@ -85,6 +88,8 @@ def param_groups(
             continue
         layer = encoder_layer_id(name, encoder_depth)
         scale = 1.0 if layer is None else cfg.layer_decay ** (encoder_depth + 1 - layer)
+        if name.startswith(_TEXT_PATH):
+            scale = cfg.text_lr_scale
         wd = 0.0 if _no_weight_decay(name, param) else cfg.weight_decay
         buckets.setdefault((scale, wd), []).append((name, param))
     groups: list[dict[str, object]] = []

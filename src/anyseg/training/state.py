@@ -10,6 +10,7 @@ A training checkpoint (``checkpoints/step_XXXXXXX.pt``) is a ``torch.save`` dict
     scheduler   LambdaLR state dict
     config      the TrainConfig as a plain dict
     rng         {"torch": CPU generator state, "cuda": [per-device states]}
+    text_clip   the CLIP a text path was trained with (TextClipRecord.to_dict()), or None
 
 It holds only tensors and plain Python values, so it loads with ``weights_only=True``.
 """
@@ -24,11 +25,18 @@ from typing import Any
 
 import torch
 
-from anyseg.config import SamConfig, get_preset
+from anyseg.config import SamConfig, TextClipRecord, get_preset
 from anyseg.errors import CheckpointError, InvalidInputError
 from anyseg.io import atomic_path
 from anyseg.modeling import Sam, build_sam
-from anyseg.training.config import ModelSpec, TrainConfig, config_from_dict, config_to_dict
+from anyseg.training.config import (
+    ModelSpec,
+    PromptConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+)
+from anyseg.training.text_prompts import CropTextSource
 
 FORMAT = "anyseg-train-1"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
@@ -74,6 +82,7 @@ def build_training_model(cfg: TrainConfig) -> Sam:
         loaded = load(cfg.run.init_checkpoint, device="cpu")
         model = build_sam(with_drop_path(loaded.config, cfg.optim.drop_path_rate))
         model.load_state_dict(loaded.state_dict())
+        model.text_clip = loaded.text_clip
     else:
         model = build_sam(sam_config_from_spec(cfg.model, cfg.optim.drop_path_rate))
         if cfg.model.init == "prompt_localizing":
@@ -81,6 +90,45 @@ def build_training_model(cfg: TrainConfig) -> Sam:
 
             prompt_localizing_init(model, seed=cfg.run.seed)
     return model.train()
+
+
+def add_text_path(model: Sam, embed_dim: int) -> Sam:
+    """A copy of ``model`` with a new, randomly initialised text path for ``embed_dim``-wide
+    CLIP embeddings (every other weight kept); ``model`` itself if it has one of that width.
+
+    Raises:
+        InvalidInputError: the model's text path takes another width.
+    """
+    have = model.config.prompt_encoder.text_embed_dim
+    if have == embed_dim:
+        return model
+    if have:
+        raise InvalidInputError(
+            f"the model's text path takes {have}-wide CLIP embeddings, but the CLIP gives "
+            f"{embed_dim}-wide ones: train with the CLIP it was trained with (prompts.clip)"
+        )
+    config = replace(
+        model.config,
+        prompt_encoder=replace(model.config.prompt_encoder, text_embed_dim=embed_dim),
+    )
+    grown = build_sam(config)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(".text_" in k for k in missing), (missing, unexpected)
+    return grown.train(model.training)
+
+
+def with_text_prompts(
+    model: Sam, prompts: PromptConfig, device: torch.device
+) -> tuple[Sam, CropTextSource]:
+    """The model with a text path for the configured CLIP (``prompts.clip``, default the
+    bundled one), recording that CLIP, and the source of its text-first prompts."""
+    from anyseg.clip import load_clip
+
+    clip = load_clip(prompts.clip or None, device=device)
+    model = add_text_path(model, clip.embed_dim)
+    model.text_clip = TextClipRecord(clip.sha256, clip.embed_dim, Path(clip.source).name)
+    source = CropTextSource(clip, prompts, model.config.pixel_mean, model.config.pixel_std)
+    return model, source
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -110,6 +158,7 @@ def save_training_checkpoint(
             "scheduler": scheduler.state_dict(),
             "config": config_to_dict(cfg),
             "rng": rng,
+            "text_clip": None if model.text_clip is None else model.text_clip.to_dict(),
         },
         path,
     )
@@ -168,6 +217,8 @@ def model_from_checkpoint(state: dict[str, Any], drop_path_rate: float) -> Sam:
     config = with_drop_path(SamConfig.from_dict(state["sam_config"]), drop_path_rate)
     model = build_sam(config)
     model.load_state_dict(state["model"])
+    if state.get("text_clip"):
+        model.text_clip = TextClipRecord.from_dict(state["text_clip"])
     return model.train()
 
 

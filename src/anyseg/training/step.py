@@ -11,10 +11,11 @@ Choices (the paper leaves them open):
   the padded input size (as ``Sam.postprocess_masks`` does) and compares with the full-resolution
   ground truth; "low_res" averages the ground truth down to the logits' grid. The padding is
   excluded from losses, IoUs and point sampling either way.
-- Prompts: masks whose first prompt is a point and masks whose first prompt is a box go through
-  the decoder as two groups (the prompt encoder takes one prompt layout per call). A pass predicts
-  three masks when its prompt is exactly one point (the first pass of a point-started mask, and a
-  mask-only pass right after it), one mask otherwise.
+- Prompts: masks whose first prompt is a point, a box or text (a CLIP embedding, see
+  :mod:`anyseg.training.text_prompts`) go through the decoder as groups (the prompt encoder takes
+  one prompt layout per call). A pass predicts three masks when its prompt is exactly one point
+  or text alone (the first pass of a point- or text-started mask, and a mask-only pass right
+  after it), one mask otherwise. The text token stays in every later pass of its mask.
 - The mask fed to the next pass and used to sample the next point is the output with the highest
   predicted IoU (paper); it is detached, so each pass is supervised on its own and gradients do
   not flow through the chain of passes.
@@ -41,6 +42,7 @@ from anyseg.training.prompts import (
     masks_to_boxes_xyxy,
     sample_uniform_pixels,
 )
+from anyseg.training.text_prompts import TextPrompts
 
 
 class StepStats(NamedTuple):
@@ -54,10 +56,14 @@ class StepStats(NamedTuple):
     iou_first: torch.Tensor  # IoU of the mask after the first prompt
     iou_last: torch.Tensor  # IoU of the mask after the last pass
     num_masks: torch.Tensor  # long
+    # Text-first masks: their IoU after the first (text) prompt, mean (0 when none), and count.
+    iou_text_first: torch.Tensor = torch.zeros(())
+    num_text: torch.Tensor = torch.zeros((), dtype=torch.long)
 
 
 class _Group:
-    """Running prompt state of the masks sharing a prompt layout (point- or box-started)."""
+    """Running prompt state of the masks sharing a prompt layout (point-, box- or
+    text-started)."""
 
     def __init__(self, idx: torch.Tensor, is_box: bool) -> None:
         self.idx = idx  # (G,) long, rows of the batch's masks
@@ -65,6 +71,7 @@ class _Group:
         self.points = torch.zeros(0)  # (G, n, 2) float
         self.labels = torch.zeros(0)  # (G, n) long
         self.boxes: torch.Tensor | None = None  # (G, 4)
+        self.text: torch.Tensor | None = None  # (G, E) CLIP embeddings
         self.mask_input: torch.Tensor | None = None  # (G, 1, 4h, 4w) logits
         self.prev_logits = torch.zeros(0)  # (G, H', W') at the loss resolution
 
@@ -100,6 +107,7 @@ class InteractiveSam(nn.Module):
         batch: Batch,
         schedule: tuple[bool, ...],
         embeddings: torch.Tensor | None = None,
+        text: TextPrompts | None = None,
     ) -> StepStats:
         """Run one step on ``batch``.
 
@@ -109,6 +117,8 @@ class InteractiveSam(nn.Module):
                 feeds the previous mask back (False) — see ``prompts.pass_schedule``.
             embeddings: (B, C, h, w) image embeddings of a frozen encoder computed elsewhere
                 (the on-disk cache); None runs the encoder.
+            text: which masks start from text and their CLIP embeddings
+                (:class:`~anyseg.training.text_prompts.CropTextSource`); None: none do.
         """
         sam = self.sam
         cfg_p, cfg_l = self.prompts, self.loss_cfg
@@ -167,8 +177,10 @@ class InteractiveSam(nn.Module):
             parts.append(PromptRandomness.draw(n, num_later, gen, device))
         rand = PromptRandomness.cat(parts)
 
-        # First prompt: a uniform foreground point or a jittered box, with equal probability.
+        # First prompt: text for the text-first masks; for the others a uniform foreground
+        # point or a jittered box, with equal probability.
         use_box = rand.box_choice < cfg_p.box_prob
+        is_text = torch.zeros_like(use_box) if text is None else text.first.to(device)
         first_xy, _ = sample_uniform_pixels(gt, rand.first_point)
         boxes = jitter_boxes(
             masks_to_boxes_xyxy(gt),
@@ -179,7 +191,7 @@ class InteractiveSam(nn.Module):
         )
         groups = []
         for is_box in (False, True):
-            idx = torch.nonzero(use_box == is_box).squeeze(1)
+            idx = torch.nonzero((use_box == is_box) & ~is_text).squeeze(1)
             if idx.numel() == 0:
                 continue
             g = _Group(idx, is_box)
@@ -190,6 +202,13 @@ class InteractiveSam(nn.Module):
             else:
                 g.points = first_xy[idx].float()[:, None]  # (G, 2) -> (G, 1, 2)
                 g.labels = torch.ones(idx.numel(), 1, dtype=torch.long, device=device)
+            groups.append(g)
+        if text is not None and bool(is_text.any()):
+            idx = torch.nonzero(is_text).squeeze(1)
+            g = _Group(idx, is_box=False)
+            g.points = torch.zeros(idx.numel(), 0, 2, device=device)
+            g.labels = torch.zeros(idx.numel(), 0, dtype=torch.long, device=device)
+            g.text = text.embeddings[idx].to(device)
             groups.append(g)
 
         num_passes = 1 + num_later
@@ -216,8 +235,10 @@ class InteractiveSam(nn.Module):
                     points=(g.points, g.labels) if n_points > 0 else None,
                     boxes=g.boxes,
                     masks=g.mask_input,
+                    text=g.text,
                 )
-                multimask = (not g.is_box) and n_points == 1
+                # One point alone, or text alone: ambiguous, three masks (min-over-3 loss).
+                multimask = (not g.is_box) and n_points == (0 if g.text is not None else 1)
                 per_image = slice(None) if num_images == 1 else img_idx[g.idx]
                 low, iou_pred = sam.decode(
                     emb[per_image],
@@ -254,6 +275,8 @@ class InteractiveSam(nn.Module):
                 if t == num_passes - 1:
                     iou_last[g.idx] = iou_now
 
+        num_text = int(is_text.sum())
+        iou_text = iou_first[is_text].sum() / max(num_text, 1)
         per_mask = total / num_passes  # (M,)
         counts_t = torch.tensor(counts, device=device, dtype=per_mask.dtype)
         per_image = torch.zeros(num_images, device=device).index_add(0, img_idx, per_mask)
@@ -267,6 +290,8 @@ class InteractiveSam(nn.Module):
             iou_first=iou_first.mean(),
             iou_last=iou_last.mean(),
             num_masks=torch.tensor(num_masks),
+            iou_text_first=iou_text,
+            num_text=torch.tensor(num_text),
         )
 
 

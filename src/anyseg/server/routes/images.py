@@ -47,6 +47,7 @@ def info(svc: Service) -> dict[str, Any]:
             "name": svc.model_name,
             "fingerprint": svc.model_fingerprint,
             "img_size": int(svc.model.image_encoder.img_size),
+            "text_prompts": bool(svc.model.has_text),
         },
         "prefill": {"points_per_side": svc.config.prefill.amg.points_per_side},
     }

@@ -1,4 +1,4 @@
-"""The prompt route: masks for points and a box, in original-image pixels."""
+"""The prompt route: masks for points, a box (original-image pixels) and a phrase."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ async def predict(
         body.box,
         body.multimask,
         None if body.previous is None else body.previous.model_dump(),
+        body.text,
     )
     out = result.to_json()
     out["timing"]["server_ms"] = 1000.0 * (time.perf_counter() - t0)

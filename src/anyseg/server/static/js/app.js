@@ -156,6 +156,7 @@ function resetPrompts() {
   state.points = [];
   state.labels = [];
   state.box = null;
+  state.text = null;
   state.history = [];
   state.candidates = [];
   state.chosen = 0;
@@ -174,7 +175,7 @@ function toImage(ev) {
 
 
 function hasPrompt() {
-  return state.points.length > 0 || state.box !== null;
+  return state.points.length > 0 || state.box !== null || state.text !== null;
 }
 
 // feedBack: a click was added, so the chosen candidate's low-res logits of the last answer go
@@ -190,6 +191,7 @@ async function predict(feedBack = false) {
     return;
   }
   const body = { points: state.points, labels: state.labels, box: state.box };
+  if (state.text !== null) body.text = state.text;
   if (feedBack && state.previousId && state.candidates.length) {
     body.previous = { prediction_id: state.previousId, candidate: state.chosen };
   }
@@ -258,6 +260,26 @@ function choose(i) {
   }
 }
 
+// A phrase (text prompt) starts a new prompt: the model proposes a mask for it, and later clicks
+// and boxes refine that proposal with the phrase kept.
+function findText() {
+  const phrase = $("#text-prompt").value.trim();
+  if (!state.ready) {
+    setStatus("Wait for the embedding to finish…");
+    return;
+  }
+  resetPrompts();
+  if (!phrase) {
+    setStatus("Type a phrase to find, e.g. the yellow star.");
+    redraw();
+    return;
+  }
+  state.text = phrase;
+  if (!$("#label").value) $("#label").value = phrase;
+  $("#text-prompt").blur(); // keys go to the page again: 1/2/3 choose, Enter accepts
+  predict();
+}
+
 function addPoint(xy, label) {
   state.points.push(xy.map((v) => Math.round(v * 10) / 10));
   state.labels.push(label);
@@ -288,6 +310,7 @@ function clearAll() {
   resetPrompts();
   state.editingId = null;
   $("#label").value = "";
+  $("#text-prompt").value = "";
   if (wasEditing) renderMaskLists();
   setStatus("Cleared.");
   redraw();
@@ -306,7 +329,12 @@ async function acceptCurrent() {
   const body = {
     segmentation: cand.segmentation,
     predicted_iou: cand.score,
-    prompts: { points: state.points, labels: state.labels, box: state.box },
+    prompts: {
+      points: state.points,
+      labels: state.labels,
+      box: state.box,
+      ...(state.text !== null ? { text: state.text } : {}),
+    },
     label,
     image_sha256: state.image.sha256, // refused if the file changed since it was opened
   };
@@ -340,6 +368,8 @@ function startEdit(id) {
   state.points = (p.points || []).map((xy) => [...xy]);
   state.labels = [...(p.labels || [])];
   state.box = p.box || null;
+  state.text = p.text || null;
+  $("#text-prompt").value = p.text || "";
   state.history = [
     ...(state.box ? [{ kind: "box", previous: null }] : []),
     ...state.points.map(() => ({ kind: "point" })),
@@ -403,6 +433,7 @@ async function main() {
     setBox,
     undo,
     clearAll,
+    findText,
     acceptCurrent,
     resolveProposals,
     choose,
@@ -418,6 +449,8 @@ async function main() {
     $("#project-info").textContent =
       `${info.image_dir} · model ${info.model.name} (${info.model.fingerprint})` +
       (info.author ? ` · ${info.author}` : "");
+    state.textPrompts = Boolean(info.model.text_prompts);
+    $("#text-tools").hidden = !state.textPrompts;
     await loadImages();
     const match = /image=(\d+)/.exec(location.hash);
     const wanted = match ? Number(match[1]) : null;

@@ -45,7 +45,10 @@ function installKeys(actions) {
   document.addEventListener("keydown", (ev) => {
     const inInput = ev.target instanceof HTMLInputElement;
     if (inInput) {
-      if (ev.key === "Enter") {
+      if (ev.key === "Enter" && ev.target.id === "text-prompt") {
+        ev.preventDefault();
+        actions.findText();
+      } else if (ev.key === "Enter") {
         ev.preventDefault();
         actions.acceptCurrent();
       } else if (ev.key === "Escape") {
@@ -83,6 +86,7 @@ function installButtons(actions) {
   $("#undo").addEventListener("click", actions.undo);
   $("#clear").addEventListener("click", actions.clearAll);
   $("#accept").addEventListener("click", actions.acceptCurrent);
+  $("#find").addEventListener("click", actions.findText);
   $("#prefill").addEventListener("click", actions.prefill);
   $("#accept-all").addEventListener("click", () => actions.resolveProposals(null, true));
   $("#reject-all").addEventListener("click", () => actions.resolveProposals(null, false));

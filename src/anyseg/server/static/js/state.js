@@ -13,6 +13,8 @@ export const state = {
   points: [], // [[x, y], ...]
   labels: [], // 1 foreground, 0 background
   box: null, // [x0, y0, x1, y1]
+  text: null, // the phrase of a text prompt (kept with later clicks), or null
+  textPrompts: false, // the model has a text path
   history: [], // undo stack: {kind: "point"} | {kind: "box", previous}
   candidates: [], // [{segmentation, score, area, bbox, decoded, render}]
   chosen: 0,

@@ -1,0 +1,213 @@
+"""Text-first prompts in training: the crop-embedding source, the text-first group, a model that
+gains a text path, and ``prompts.text_prob = 0`` reproducing runs from before text prompts."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from _scenes import make_sa1b_dataset
+from test_train import tiny_config
+
+from anyseg.checkpoint import load
+from anyseg.clip import load_clip
+from anyseg.data.dataset import collate
+from anyseg.training.config import PromptConfig
+from anyseg.training.loop import make_dataset, train
+from anyseg.training.prompts import pass_schedule
+from anyseg.training.state import add_text_path, build_training_model
+from anyseg.training.step import InteractiveSam, schedule_generator
+from anyseg.training.text_prompts import CropTextSource, TextPrompts, denormalize
+
+from .._text import CLIP_WIDTH, write_tiny_clip
+
+# Fingerprints (SHA-256 of the final weights, last loss) of the runs of ``_fingerprint``, made
+# with the code before text prompts existed (commit e7439d4), one torch thread.
+BEFORE_TEXT = {
+    "trained encoder": (
+        "1d0318f182201e5b79f44c907c0d7e645510c61ef421bb2873217afbd72dd6fe",
+        "0x1.603e520000000p+1",
+    ),
+    "frozen encoder": (
+        "019515bb9ba67b19123e90b9188291194fd5fcffc44b875f00a2006caf415462",
+        "0x1.7a5ed60000000p+1",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def clip_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny_clip.safetensors")
+
+
+def _fingerprint(tmp: Path, **sections: dict[str, Any]) -> tuple[str, str]:
+    data = make_sa1b_dataset(tmp / "data", num_images=3, shapes=3, seed=5)
+    cfg = tiny_config(
+        data,
+        tmp / "run",
+        data={"hflip_prob": 0.5, "max_masks_per_image": 3},
+        run={"steps": 5},
+        **sections,
+    )
+    result = train(cfg, progress=False)
+    digest = hashlib.sha256()
+    for k, v in sorted(result.model.state_dict().items()):
+        digest.update(k.encode())
+        digest.update(v.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest(), result.last_loss.hex()
+
+
+@pytest.mark.parametrize("name", sorted(BEFORE_TEXT))
+def test_text_prob_zero_reproduces_runs_before_text_prompts(tmp_path: Path, name: str) -> None:
+    sections: dict[str, Any] = {"prompts": {"text_prob": 0.0}}
+    if name == "frozen encoder":
+        sections["optim"] = {"freeze_image_encoder": True}
+    assert _fingerprint(tmp_path, **sections) == BEFORE_TEXT[name]
+
+
+def test_an_all_false_text_choice_is_no_text(tiny_dataset: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_dataset, tmp_path / "run")
+    model = add_text_path(build_training_model(cfg), CLIP_WIDTH)
+    module = InteractiveSam(model, cfg.prompts, cfg.loss, False).eval()
+    batch = collate([make_dataset(cfg, str(tiny_dataset), model, train=False)[0]])
+    m = batch.masks.shape[0]
+    schedule = pass_schedule(2, 2, schedule_generator(0, 0, 0))
+    none = TextPrompts(torch.zeros(m, dtype=torch.bool), torch.zeros(m, CLIP_WIDTH), torch.zeros(m))
+    with torch.no_grad():
+        a, b = module(batch, schedule), module(batch, schedule, None, none)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert int(b.num_text) == 0
+
+
+def _source(clip_file: Path, **prompts: Any) -> CropTextSource:
+    from anyseg.config import PRESETS
+
+    cfg = PRESETS["test"]
+    return CropTextSource(
+        load_clip(clip_file), PromptConfig(**prompts), cfg.pixel_mean, cfg.pixel_std
+    )
+
+
+def test_crop_source_picks_large_masks_and_embeds_their_crops(
+    tiny_dataset: Path, tmp_path: Path, clip_file: Path
+) -> None:
+    cfg = tiny_config(tiny_dataset, tmp_path / "run")
+    model = build_training_model(cfg)
+    data = make_dataset(cfg, str(tiny_dataset), model, train=False)
+    batch = collate([data[0], data[1]])
+    areas = batch.masks.flatten(1).sum(1).float() / 128**2
+    everything = _source(clip_file, text_prob=1.0, text_min_area_fraction=0.0)(batch)
+    assert bool(everything.first.all()) and not bool(everything.from_caption.any())
+    torch.testing.assert_close(everything.embeddings.norm(dim=-1), torch.ones(len(areas)))
+    again = _source(clip_file, text_prob=1.0, text_min_area_fraction=0.0)(batch)
+    assert torch.equal(again.embeddings, everything.embeddings)  # seeded per image
+    large = _source(clip_file, text_prob=1.0, text_min_area_fraction=float(areas.median()))(batch)
+    assert torch.equal(large.first, areas >= areas.median())
+    assert not large.embeddings[~large.first].any()
+    half = _source(clip_file, text_prob=0.5, text_min_area_fraction=0.0)(batch)
+    assert 0 < int(half.first.sum()) < len(areas) or len(areas) < 4
+    none = _source(clip_file, text_prob=0.0)(batch)
+    assert not bool(none.first.any())
+    # The crops come from the model input's own pixels.
+    image = denormalize(batch.images[0], model.config.pixel_mean, model.config.pixel_std, (96, 128))
+    assert image.shape == (96, 128, 3) and image.dtype == np.uint8
+
+
+def test_captions_give_text_embeddings(tmp_path: Path, clip_file: Path) -> None:
+    from anyseg.data.synthetic import SynthConfig, write_dataset
+
+    root = tmp_path / "synth"
+    write_dataset(
+        root,
+        2,
+        seed=3,
+        config=SynthConfig(height=96, width=96, max_objects=6),
+        workers=1,
+        progress=False,
+    )
+    cfg = tiny_config(
+        root,
+        tmp_path / "run",
+        prompts={"text_prob": 1.0, "text_caption_prob": 1.0, "text_min_area_fraction": 0.0},
+    )
+    model = build_training_model(cfg)
+    batch = collate([make_dataset(cfg, str(root), model, train=True)[(0, 0)]])
+    assert len(batch.captions) == batch.masks.shape[0] and any(batch.captions)
+    source = _source(clip_file, text_prob=1.0, text_caption_prob=1.0, text_min_area_fraction=0.0)
+    out = source(batch)
+    with_caption = torch.tensor([bool(c) for c in batch.captions])
+    assert torch.equal(out.from_caption, with_caption)
+    captioned = [c for c in batch.captions if c]
+    expected = source.clip.encode_text(captioned, normalize=True)
+    torch.testing.assert_close(out.embeddings[with_caption], expected)
+
+
+def test_a_text_run_adds_the_path_trains_it_and_records_the_clip(
+    tiny_dataset: Path, tmp_path: Path, clip_file: Path
+) -> None:
+    cfg = tiny_config(
+        tiny_dataset,
+        tmp_path / "run",
+        prompts={"text_prob": 0.5, "text_min_area_fraction": 0.0, "clip": str(clip_file)},
+        optim={"freeze_image_encoder": True},
+        run={"steps": 6, "checkpoint_every": 3},
+    )
+    start = build_training_model(cfg)
+    assert not start.has_text
+    result = train(cfg, progress=False)
+    clip = load_clip(clip_file)
+    assert result.model.has_text and result.model.text_clip is not None
+    assert result.model.text_clip.sha256 == clip.sha256
+    trained = result.model.prompt_encoder.text_mlp.layers[0].weight
+    assert not torch.equal(
+        trained, add_text_path(start, CLIP_WIDTH).prompt_encoder.text_mlp.layers[0].weight
+    )
+    loaded = load(tmp_path / "run" / "model.safetensors")
+    assert loaded.text_clip == result.model.text_clip
+    with (tmp_path / "run" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert any(r["text_iou_first"] not in ("", "nan") for r in rows)
+    # Resuming keeps the path and the record.
+    resumed = train(
+        tiny_config(
+            tiny_dataset,
+            tmp_path / "run",
+            prompts={"text_prob": 0.5, "text_min_area_fraction": 0.0, "clip": str(clip_file)},
+            optim={"freeze_image_encoder": True},
+            run={"steps": 7},
+        ),
+        resume=tmp_path / "run",
+        progress=False,
+    )
+    assert resumed.model.text_clip == result.model.text_clip
+
+
+def test_a_clip_of_another_width_than_the_models_path(tmp_path: Path) -> None:
+    from anyseg.config import PRESETS
+    from anyseg.errors import InvalidInputError
+    from anyseg.modeling import build_sam
+
+    model = add_text_path(build_sam(PRESETS["test"]), CLIP_WIDTH)
+    assert add_text_path(model, CLIP_WIDTH) is model
+    with pytest.raises(InvalidInputError, match=r"24-wide.*40-wide.*prompts.clip"):
+        add_text_path(model, 40)
+
+
+def test_the_text_path_has_its_own_lr_scale() -> None:
+    from anyseg.config import PRESETS
+    from anyseg.modeling import build_sam
+    from anyseg.training.config import OptimConfig
+    from anyseg.training.optim import param_groups
+
+    model = add_text_path(build_sam(PRESETS["test"]), CLIP_WIDTH)
+    _, infos = param_groups(model, OptimConfig(text_lr_scale=10.0, layer_decay=0.5), 2)
+    scales = {n: g.lr_scale for g in infos for n in g.names}
+    assert scales["prompt_encoder.text_mlp.layers.0.weight"] == 10.0
+    assert scales["prompt_encoder.text_embed.weight"] == 10.0
+    assert scales["prompt_encoder.point_embeddings.0.weight"] == 1.0
+    assert scales["mask_decoder.iou_token.weight"] == 1.0
