@@ -14,7 +14,8 @@ from anyseg.settings import add_arguments, from_arguments
 
 
 def test_defaults_are_the_originals() -> None:
-    cfg = AmgConfig()
+    # Unset thresholds resolve to the paper's for a model that recommends none (SAM's own).
+    cfg = AmgConfig().resolved_for(None)
     assert (cfg.points_per_side, cfg.points_per_batch, cfg.pred_iou_thresh) == (32, 64, 0.88)
     assert (cfg.stability_score_thresh, cfg.stability_score_offset) == (0.95, 1.0)
     assert (cfg.box_nms_thresh, cfg.crop_n_layers, cfg.crop_nms_thresh) == (0.7, 0, 0.7)

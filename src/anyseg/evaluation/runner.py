@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from anyseg.automatic import AmgConfig
 from anyseg.data.sa1b import ImageRecord
 from anyseg.errors import InvalidInputError
 from anyseg.evaluation import metrics
@@ -143,6 +144,10 @@ def evaluate(
         mask_generator, note = default_mask_generator(predictor, config)
         if note:
             notes.append(note)
+    resolved = getattr(mask_generator, "config", None)
+    if "amg" in protocols and isinstance(resolved, AmgConfig):
+        # The report records the thresholds used (a model's own recommendation fills unset ones).
+        config = dataclasses.replace(config, amg=resolved)
     timer = _Timer(predictor)
     images = dataset.images[: config.max_images] if config.max_images else dataset.images
     results: list[MaskResult] = []
