@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The CPU fine-tune that calibrated the bundled model's IoU head (configs/default_model_calibrate.toml):
-# data, training with the image encoder frozen (embeddings cached on disk), packaging as the
-# bundled float16 weights, and the held-out evaluation before and after.
+# The CPU fine-tune of the bundled model's IoU head (configs/default_model_calibrate.toml): data,
+# training with the image encoder frozen (embeddings cached on disk) and the head alone trained,
+# and the held-out evaluation before and after. Its result is NOT shipped: on 100 held-out scenes
+# it left the calibration error where it was (0.152 -> 0.156, Pearson r 0.70 -> 0.71) and moved
+# the 1-point (most confident) mIoU from 0.427 to 0.422, so the bundled weights stay stage 3's,
+# with recommended automatic-generation thresholds in their metadata instead
+# (scripts/recommend_amg_thresholds.py; the model card says how they were chosen).
 #
 #   bash scripts/calibrate_default_model.sh [STEPS]      # from the repository root, after `make setup`
 #
-# STEPS overrides the config's step count. Writes runs/default_model_calibrate/ and
-# runs/calibrate_eval_{before,after}/, and replaces src/anyseg/weights/default.safetensors
-# (the previous weights are kept as runs/default_model_calibrate/before.safetensors).
+# STEPS overrides the config's step count. Writes runs/default_model_calibrate/ (the weights it
+# started from as before.safetensors) and runs/calibrate_eval_{before,after}/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -23,5 +26,5 @@ mkdir -p "$OUT"
     $BIN/anyseg eval data/synth_heldout --checkpoint "$OUT/before.safetensors" -o runs/calibrate_eval_before "${EVAL[@]}"
 $BIN/anyseg train --config configs/default_model_calibrate.toml --init "$OUT/before.safetensors" \
     ${1:+--steps "$1"}
-$BIN/python -c "import anyseg; anyseg.save(anyseg.load('$OUT/model.safetensors'), '$WEIGHTS', half=True)"
-$BIN/anyseg eval data/synth_heldout -o runs/calibrate_eval_after "${EVAL[@]}"
+$BIN/anyseg eval data/synth_heldout --checkpoint "$OUT/model.safetensors" -o runs/calibrate_eval_after \
+    "${EVAL[@]}"
