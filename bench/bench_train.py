@@ -13,6 +13,9 @@ With ``optim.freeze_image_encoder`` (or ``--frozen``) it also times the frozen-e
 ways: the encoder run every step, and the embedding read from the on-disk cache
 (``training.embedding_cache``) -- the speed-up a decoder fine-tune on a CPU gets.
 
+With ``optim.train_only`` the cached step is also timed with only those parameters trained (the
+backward pass then stops at them).
+
 With ``prompts.text_prob > 0`` (or ``--text-prob P``) the model gets a text path and the cached
 frozen-encoder step is timed with the text-first prompts too (the CLIP's crop embeddings of the
 text-first masks, every step), and the text prompts alone (``--clip FILE``: default the config's
@@ -33,7 +36,7 @@ from anyseg.training.config import load_config, override
 from anyseg.training.distributed import DistInfo, StepSampler
 from anyseg.training.embedding_cache import EmbeddingCache
 from anyseg.training.loop import _loader, make_dataset, resolve_device
-from anyseg.training.optim import build_optimizer
+from anyseg.training.optim import build_optimizer, restrict_trainable
 from anyseg.training.prompts import pass_schedule
 from anyseg.training.state import build_training_model, with_text_prompts
 from anyseg.training.step import InteractiveSam, schedule_generator
@@ -129,9 +132,9 @@ def main() -> None:
             else contextlib.nullcontext()
         )
         with ctx:
-            if frozen in ("cached", "text"):
+            if frozen in ("cached", "text", "train_only"):
                 emb = cache.embed(model.image_encoder, batch.images)
-                text = None if frozen == "cached" or text_source is None else text_source(batch)
+                text = None if frozen != "text" or text_source is None else text_source(batch)
                 out = frozen_module(batch, schedule, emb, text)
             elif frozen == "encoder":
                 out = frozen_module(batch, schedule)
@@ -149,7 +152,11 @@ def main() -> None:
         variants += [(False, "encoder"), (False, "cached")]
     if text_source is not None:
         variants.append((False, "text"))
+    if cfg.optim.train_only and (variants and variants[-1][1] in ("cached", "text")):
+        variants.append((False, "train_only"))  # last: it freezes the rest of the model
     for bf16, frozen in variants:
+        if frozen == "train_only":
+            restrict_trainable(model, cfg.optim.train_only)
         for i in range(args.warmup):
             one_step(i, bf16, frozen)
         _sync(device)
@@ -172,6 +179,8 @@ def main() -> None:
                 "encoder": ", encoder frozen, run every step",
                 "text": f", cached embedding, text-first prompts (text_prob "
                 f"{cfg.prompts.text_prob:g})",
+                "train_only": ", cached embedding, only optim.train_only "
+                f"({', '.join(cfg.optim.train_only)}) trained",
             }[frozen]
         speed = f"{1 / dt:.2f} steps/s ({dt * 1e3:.0f} ms{mem})"
         rows.append((f"train step, fixed batch, {name}", speed))
