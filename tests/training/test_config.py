@@ -150,3 +150,19 @@ def test_stage_configs_extend_each_other_and_resolve_to_the_recorded_runs(
     text = (REPO / "configs" / name).read_text()
     assert ("extends =" in text) == (stage != "stage1")
     assert len(text.splitlines()) < 40 or stage == "stage1"
+
+
+def test_a_text_run_must_train_its_text_path() -> None:
+    """``optim.train_only`` that leaves out the text path of a text run is refused (the text
+    config once inherited the calibration run's IoU-head-only list and would have trained the
+    decoder around a token that never learnt); prefixes that reach the path pass."""
+    base = {"prompts": {"text_prob": 0.5}}
+    with pytest.raises(InvalidInputError, match="text path"):
+        config_from_dict({**base, "optim": {"train_only": ["mask_decoder.iou_prediction_head"]}})
+    for ok in (["prompt_encoder"], ["prompt_encoder.text_mlp", "mask_decoder"], []):
+        assert config_from_dict({**base, "optim": {"train_only": ok}}).optim.train_only == tuple(ok)
+    head_only = {"optim": {"train_only": ["mask_decoder.iou_prediction_head"]}}
+    assert config_from_dict(head_only).prompts.text_prob == 0
+    text = load_config(REPO / "configs" / "default_model_text.toml")
+    assert text.optim.train_only == () and text.optim.freeze_image_encoder
+    assert text.loss.iou_target == "prompted" and text.loss.iou_weight == 1.0

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyseg.cli.common import add_model_arguments, model_options, report_mode
 from anyseg.errors import InvalidInputError
 from anyseg.evaluation.config import EvalConfig
 from anyseg.settings import add_arguments, from_arguments, read_file
+
+if TYPE_CHECKING:
+    from anyseg.evaluation import CheckpointInfo, EvalDataset
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,9 +35,7 @@ def add_parser(subparsers: Any) -> None:
             "Deterministic for a given model, data and seed."
         ),
     )
-    parser.add_argument("data", nargs="?", metavar="DATA_DIR", help="SA-1B-format dataset folder")
-    parser.add_argument("--coco", type=Path, metavar="FILE", help="COCO instances JSON")
-    parser.add_argument("--images", type=Path, metavar="DIR", help="images folder for --coco")
+    add_data_arguments(parser)
     add_model_arguments(parser)
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="output folder"
@@ -67,16 +68,32 @@ def build_config(args: argparse.Namespace) -> EvalConfig:
 
 def run(args: argparse.Namespace) -> int:
 
-    from anyseg.checkpoint import DEFAULT_WEIGHTS, sha256_file
     from anyseg.cli.common import make_predictor
-    from anyseg.evaluation import (
-        CheckpointInfo,
-        evaluate,
-        format_table,
-        open_coco,
-        open_sa1b,
-        write_outputs,
-    )
+    from anyseg.evaluation import evaluate, format_table, write_outputs
+
+    config = build_config(args)
+    dataset = open_dataset(args, config.max_images)
+    options = model_options(args)
+    predictor = make_predictor(options)
+    checkpoint = checkpoint_info(options.checkpoint)
+    report_mode(predictor.describe_mode(), options.mode)
+    result = evaluate(predictor, dataset, config, checkpoint=checkpoint, progress=not args.quiet)
+    written = write_outputs(result, args.output)
+    print(format_table(result.report))
+    print(f"\nwrote {', '.join(sorted(written))} to {args.output}")
+    return 0
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """DATA_DIR, or ``--coco FILE --images DIR``."""
+    parser.add_argument("data", nargs="?", metavar="DATA_DIR", help="SA-1B-format dataset folder")
+    parser.add_argument("--coco", type=Path, metavar="FILE", help="COCO instances JSON")
+    parser.add_argument("--images", type=Path, metavar="DIR", help="images folder for --coco")
+
+
+def open_dataset(args: argparse.Namespace, max_images: int | None) -> EvalDataset:
+    """The dataset of :func:`add_data_arguments`' flags (one clear error for a wrong mix)."""
+    from anyseg.evaluation import open_coco, open_sa1b
 
     if (args.data is None) == (args.coco is None):
         raise InvalidInputError("give either DATA_DIR (SA-1B format) or --coco FILE --images DIR")
@@ -86,31 +103,22 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.images is not None and args.coco is None:
         raise InvalidInputError("--images is only used with --coco FILE")
-    config = build_config(args)
-
     if args.coco is not None:
-        dataset = open_coco(args.coco, args.images, config.max_images)
-    else:
-        dataset = open_sa1b(args.data, config.max_images)
+        return open_coco(args.coco, args.images, max_images)
+    return open_sa1b(args.data, max_images)
 
-    options = model_options(args)
-    predictor = make_predictor(options)
-    weights = options.checkpoint if options.checkpoint is not None else DEFAULT_WEIGHTS
-    checkpoint = CheckpointInfo(
+
+def checkpoint_info(path: Path | None) -> CheckpointInfo:
+    """Identity (path, SHA-256) of the weights a model option names (None: the bundled)."""
+    from anyseg.checkpoint import DEFAULT_WEIGHTS, sha256_file
+    from anyseg.evaluation import CheckpointInfo
+
+    weights = path if path is not None else DEFAULT_WEIGHTS
+    return CheckpointInfo(
         path=str(weights.resolve()),
         sha256=sha256_file(weights),
-        description=(
-            str(options.checkpoint)
-            if options.checkpoint is not None
-            else f"default model ({weights.name})"
-        ),
+        description=str(path) if path is not None else f"default model ({weights.name})",
     )
-    report_mode(predictor.describe_mode(), options.mode)
-    result = evaluate(predictor, dataset, config, checkpoint=checkpoint, progress=not args.quiet)
-    written = write_outputs(result, args.output)
-    print(format_table(result.report))
-    print(f"\nwrote {', '.join(sorted(written))} to {args.output}")
-    return 0
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "auto",
     "train",
     "eval",
+    "calibrate",
     "synth",
     "clip",
     "serve",

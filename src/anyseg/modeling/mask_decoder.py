@@ -84,6 +84,26 @@ class MaskDecoder(nn.Module):
         iou_pred = self.iou_prediction_head(hs[:, 0, :])
         return masks, iou_pred
 
+    @torch.no_grad()
+    def rescale_iou_head(self, scale: Tensor, shift: Tensor) -> None:
+        """Fold an affine map into the IoU head, exactly (its last layer is linear): afterwards
+        output ``k`` predicts ``scale[k] * before + shift[k]``. Used to recalibrate a head whose
+        predictions run systematically low or high (``anyseg calibrate``).
+
+        Args:
+            scale, shift: one value per IoU output (1 + num_multimask_outputs), or one for all.
+        """
+        last = self.iou_prediction_head.layers[-1]
+        assert isinstance(last, nn.Linear)
+        n = last.out_features
+        scale = torch.as_tensor(scale, dtype=last.weight.dtype, device=last.weight.device)
+        shift = torch.as_tensor(shift, dtype=last.weight.dtype, device=last.weight.device)
+        if scale.numel() not in (1, n) or shift.numel() not in (1, n):
+            raise ValueError(f"scale and shift need 1 or {n} values each")
+        scale, shift = scale.reshape(-1).expand(n), shift.reshape(-1).expand(n)
+        last.weight.mul_(scale[:, None])
+        last.bias.mul_(scale).add_(shift)
+
     def output_tokens(self) -> Tensor:
         """(T, C) learned output tokens put before the prompt tokens: IoU, then the masks'."""
         return torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)

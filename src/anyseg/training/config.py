@@ -359,6 +359,17 @@ def _validate(cfg: TrainConfig) -> None:
     )
     need(o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip > 0 or unset", o.grad_clip)
     need(o.text_lr_scale > 0, "optim.text_lr_scale > 0", o.text_lr_scale)
+    # A text run whose optim.train_only leaves out the text path would train the rest around an
+    # untrained token (e.g. a text config extending the IoU-head-only calibration config).
+    text_params = ("prompt_encoder.text_mlp", "prompt_encoder.text_embed")
+    need(
+        p.text_prob == 0
+        or not o.train_only
+        or any(t.startswith(pre) or pre.startswith(t) for t in text_params for pre in o.train_only),
+        "optim.train_only to include the text path (prompt_encoder.text_mlp/text_embed) "
+        "when prompts.text_prob > 0",
+        o.train_only,
+    )
     need(r.steps >= 1, "run.steps >= 1", r.steps)
     need(r.device in ("auto", "cpu", "cuda"), "run.device 'auto', 'cpu' or 'cuda'", r.device)
     need(r.grad_accum_steps >= 1, "run.grad_accum_steps >= 1", r.grad_accum_steps)
