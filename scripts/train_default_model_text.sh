@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The CPU fine-tune that gave the bundled default model its text path
-# (configs/default_model_text.toml): data, training with the image encoder frozen (embeddings
-# cached on disk) and half the masks text-first, packaging as the bundled float16 weights, the
-# held-out evaluation before and after (points, box, interactive, IoU-head calibration) and the
-# text protocol, and the model card's text section.
+# The fine-tune meant to give the bundled default model its text path (not learnt yet on the
+# CPU: README, "SAM with text prompts"; configs/default_model_text.toml): data, training with
+# the image encoder frozen (embeddings cached on disk) and 60% of the masks text-first,
+# packaging as the bundled float16 weights, the held-out evaluation before and after (points,
+# box, interactive, IoU-head calibration) and the text protocol, and the model card's text
+# section.
 #
 #   bash scripts/train_default_model_text.sh [STEPS]      # from the repository root, after `make setup`
 #

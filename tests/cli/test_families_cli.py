@@ -131,6 +131,30 @@ def test_eval(family, tmp_path: Path) -> None:
     assert {"point", "point_oracle", "box"} <= set(report["scores"])
 
 
+def test_calibrate(family, image_path: Path, tmp_path: Path) -> None:
+    """The recalibrated checkpoint keeps the family and every mask; only the IoU head's last
+    layer moved."""
+    name, ckpt = family
+    data = make_sa1b_dataset(tmp_path / "data", num_images=1, h=48, w=64)
+    out = tmp_path / "recal.safetensors"
+    args = ["calibrate", str(data), "--checkpoint", str(ckpt), "-o", str(out), "--points", "2"]
+    assert main([*args, "--max-masks-per-image", "2", "--device", "cpu", "--quiet"]) == 0
+    before, after = load(ckpt), load(out)
+    assert after.config.family == before.config.family
+    moved = {k for k, v in after.state_dict().items() if not torch.equal(v, before.state_dict()[k])}
+    head = "mask_decoder.iou_prediction_head.layers"
+    assert moved <= {f"{head}.{len(before.mask_decoder.iou_prediction_head.layers) - 1}.{p}"
+                     for p in ("weight", "bias")}  # fmt: skip
+    point = ["segment", str(image_path), "--point", "20,10", "--multimask"]
+    for ckpt_i, folder in ((ckpt, "a"), (out, "b")):
+        assert main([*point, "-o", str(tmp_path / folder), "--checkpoint", str(ckpt_i)]) == 0
+    masks = [json.loads((tmp_path / f / "pic.json").read_text())["masks"] for f in "ab"]
+    assert len(masks[0]) == len(masks[1]) == MULTIMASK[name]
+    for a, b in zip(*masks, strict=True):
+        pa, pb = (np.array(Image.open(tmp_path / f / m["file"])) for f, m in (("a", a), ("b", b)))
+        assert np.array_equal(pa, pb)
+
+
 @pytest.mark.slow
 def test_train(family, tmp_path: Path) -> None:
     name, ckpt = family

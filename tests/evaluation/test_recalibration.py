@@ -110,11 +110,13 @@ def test_calibrate_cli_writes_the_recalibrated_model(
     save(model, src)
     out = tmp_path / "out.safetensors"
     args = ["calibrate", str(tiny_dataset.root), "--checkpoint", str(src), "-o", str(out)]
-    args += ["--points", "3", "--device", "cpu", "--quiet"]
+    args += ["--points", "3", "--device", "cpu", "--quiet", "--json", str(tmp_path / "fit.json")]
     assert main(args) == 0
     printed = capsys.readouterr()
     assert "mean |predicted - actual|" in printed.out and f"wrote {out}" in printed.out
-    fit = json.loads(printed.err.strip().splitlines()[-1])["recalibration"]
+    record = json.loads((tmp_path / "fit.json").read_text())
+    assert record["num_images"] == 2 and record["config"]["num_points"] == 3
+    fit = record["recalibration"]
     assert fit["mae_after"] <= fit["mae_before"] + 1e-9
     before, after = load_model(src, "cpu"), load_model(out, "cpu")
     masks, iou = _decode(before)
@@ -131,5 +133,5 @@ def test_calibrate_cli_writes_the_recalibrated_model(
     assert main(args) != 0
     assert "exists" in capsys.readouterr().err and out.stat().st_mtime_ns == stamp
     other = tmp_path / "x.safetensors"
-    assert main([*args[:4], "-o", str(other), "--protocols", "amg", "--device", "cpu"]) != 0
+    assert main([*args[:4], "-o", str(other), "--protocols", "amg"]) != 0
     assert "--protocols must include" in capsys.readouterr().err and not other.exists()

@@ -35,7 +35,8 @@ def test_text_token_is_appended_after_points_and_box() -> None:
     boxes = torch.tensor([[5.0, 5.0, 50.0, 60.0], [0.0, 0.0, 20.0, 20.0]])
     alone, dense = pe(None, None, None, text=text)
     assert alone.shape == (2, 1, 32) and dense.shape == (2, 32, 16, 16)
-    expected = pe.text_mlp(text) + pe.text_embed.weight
+    # the unit-norm embedding scaled to unit-size elements, the MLP, the type embedding
+    expected = pe.text_mlp(text * CLIP_WIDTH**0.5) + pe.text_embed.weight
     torch.testing.assert_close(alone[:, 0], expected)
     with_points, _ = pe(points, None, None, text=text)
     plain, _ = pe(points, None, None)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from anyseg.cli.common import add_model_arguments, model_options, report_mode
 from anyseg.cli.eval import add_data_arguments, build_config, checkpoint_info, open_dataset
 from anyseg.errors import InvalidInputError
 from anyseg.evaluation.config import EvalConfig
+from anyseg.io import atomic_write_text
 from anyseg.settings import add_arguments
 
 FITTED = ("point", "box", "interactive")
@@ -45,6 +45,10 @@ def add_parser(subparsers: Any) -> None:
         help="the recalibrated checkpoint (.safetensors or .pth; must not exist)",
     )  # fmt: skip
     parser.add_argument("--half", action="store_true", help="store float16 tensors")
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE",
+        help="also write the fit (maps, errors before and after, data, config) here",
+    )  # fmt: skip
     parser.add_argument(
         "--config", type=Path, metavar="FILE",
         help="EvalConfig as TOML/YAML/JSON (or a report.json); flags override it",
@@ -104,6 +108,15 @@ def run(args: argparse.Namespace) -> int:
             f"  recommended automatic-generation IoU threshold: {before.pred_iou_thresh:.3f} -> "
             f"{after.pred_iou_thresh:.3f}"
         )
-    print(json.dumps({"recalibration": fit.to_dict()}), file=sys.stderr)
+    if args.json is not None:
+        record = {
+            "recalibration": fit.to_dict(),
+            "checkpoint": str(options.checkpoint or "default"),
+            "data": str(args.data or args.coco),
+            "num_images": result.report.dataset.num_images,
+            "num_masks": len(result.masks),
+            "config": config.to_dict(),
+        }
+        atomic_write_text(args.json, json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.output}; measure it on held-out data with anyseg eval")
     return 0

@@ -108,8 +108,7 @@ class SamOnnxDecoder(nn.Module):
 
     def embed_text(self, text_embeddings: Tensor) -> Tensor:
         """(1, T, E) CLIP embeddings (T = 0 or 1) -> (1, T, C) text tokens."""
-        pe = self.prompt_encoder
-        return pe.text_mlp(text_embeddings) + pe.text_embed.weight
+        return cast(Tensor, self.prompt_encoder.text_token(text_embeddings))
 
     def embed_mask(self, mask_input: Tensor, has_mask_input: Tensor) -> Tensor:
         """(1, 1, 4h, 4w) logits and the (1,) switch -> dense embedding (1, C, h, w)."""
