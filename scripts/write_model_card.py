@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import re
 from pathlib import Path
@@ -229,7 +230,7 @@ def main() -> None:
         "  each stage (loss_curve.png), so a longer run of the same recipe is the next move.",
         "- Boundaries are rough (see `samples.png` of `anyseg eval`), and sub-parts, the smallest",
         "  masks, are the weakest (table above).",
-        *_iou_limits(report),
+        *_iou_limits(report, bool(args.recalibration)),
         "- Trained only on synthetic flat/textured shapes: photographs are out of distribution.",
         "",
         "## Reproduce",
@@ -264,6 +265,11 @@ def main() -> None:
             "The thresholds in the weights' metadata: `python scripts/recommend_amg_thresholds.py"
             " STAGE3.safetensors data/synth_calib -o src/anyseg/weights/default.safetensors --half`"
             " (`anyseg synth data/synth_calib --count 3000 --seed 2 --size 256` first)."
+        )
+    if args.recalibration:
+        lines.append(
+            "The IoU-head recalibration, last: `bash scripts/recalibrate_default_model.sh`, then"
+            " `cp runs/recalibrate/model.safetensors src/anyseg/weights/default.safetensors`."
         )
     # Sections other scripts own (the CLIP's, scripts/write_clip_card.py) are kept.
     kept = ""
@@ -364,7 +370,13 @@ def _recalibration_section(args: argparse.Namespace, report: dict) -> list[str]:
     fit = record["recalibration"]
     m, s = fit["multimask"], fit["single"]
     rows = []
-    for line in (Path(args.eval) / "per_mask.jsonl").read_text().splitlines():
+    per_mask = Path(args.eval) / "per_mask.jsonl"
+    text = (
+        per_mask.read_text()
+        if per_mask.is_file()
+        else gzip.decompress(per_mask.with_suffix(".jsonl.gz").read_bytes()).decode()
+    )
+    for line in text.splitlines():
         data = json.loads(line)
         data["iou_predictions"] = tuple(tuple(p) for p in data["iou_predictions"])
         data["interactive"] = tuple(data["interactive"]) if data.get("interactive") else None
@@ -460,13 +472,30 @@ def _thresholds_section(args: argparse.Namespace) -> list[str]:
     return [*lines, ""]
 
 
-def _iou_limits(report: dict) -> list[str]:
+def _top_multimask_bin(cal: dict) -> float:
+    """Upper edge of the highest reliability bin holding a multimask ("point") prediction."""
+    bins = cal.get("by_protocol", {}).get("point", {}).get("bins", [])
+    return max((b[1] for b in bins if b[2]), default=float("nan"))
+
+
+def _iou_limits(report: dict, recalibrated: bool) -> list[str]:
     cal = _calibration(report)
     if cal and cal.get("mae", 1.0) <= 0.10:
         return [
             f"- Its IoU head is calibrated on these scenes (mean error {cal['mae']:.3f}), so the",
             "  paper's automatic-generation thresholds keep masks (counts above); on images unlike",
             "  its training scenes its IoU estimates are not to be trusted.",
+        ]
+    if recalibrated:
+        return [
+            f"- Its predicted IoUs are on the right scale on average (recalibrated, mean error"
+            f" {cal.get('mae', float('nan')):.3f})",
+            f"  but only loosely tied to the real ones (Pearson r {cal.get('pearson', float('nan')):.2f});"
+            "  its multimask outputs, the ones automatic generation filters, rate no mask above"
+            f" {_top_multimask_bin(cal):.1f} here, so",
+            "  the paper's automatic-generation thresholds (0.88 / 0.95) would keep nothing: the",
+            "  weights carry their own pair instead (above), and an explicit `--pred-iou-thresh` /",
+            "  `--stability-score-thresh` still wins.",
         ]
     return [
         "- Its predicted IoUs are low and only loosely tied to the real ones (see the calibration",

@@ -69,12 +69,13 @@ def test_default_model_segments_fresh_scenes() -> None:
     assert oracle_miou > oracle_untrained + 0.4, (oracle_miou, oracle_untrained)
     # The IoU head ranks its masks by their real IoU (what the automatic generator's filter
     # relies on) far better than an untrained head, whose mean error is small only because it
-    # predicts about 0 for masks of IoU about 0. Shipped: mean error 0.18.
+    # predicts about 0 for masks of IoU about 0. Shipped: mean error 0.162, r 0.60 (stage 3's
+    # weights before the IoU-head recalibration: 0.181, so the bound also catches losing it).
     error = float(np.abs(iou_pairs[:, 0] - iou_pairs[:, 1]).mean())
     r = float(np.corrcoef(iou_pairs.T)[0, 1])
     r_untrained = float(np.corrcoef(untrained_pairs.T)[0, 1])
     assert r > 0.4 and r > r_untrained + 0.3, (r, r_untrained)
-    assert error < 0.2, error
+    assert error < 0.175, error
 
 
 @pytest.mark.slow

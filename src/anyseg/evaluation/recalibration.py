@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -54,14 +54,7 @@ class IouRecalibration:
     mae_after: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "multimask": {"scale": self.multimask.scale, "shift": self.multimask.shift,
-                          "count": self.multimask.count},
-            "single": {"scale": self.single.scale, "shift": self.single.shift,
-                       "count": self.single.count},
-            "mae_before": self.mae_before,
-            "mae_after": self.mae_after,
-        }  # fmt: skip
+        return asdict(self)
 
 
 def output_kind(
