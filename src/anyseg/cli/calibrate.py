@@ -64,7 +64,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from anyseg.checkpoint import save
-    from anyseg.cli.common import load_model, make_predictor
+    from anyseg.cli.common import make_predictor
     from anyseg.evaluation import evaluate
     from anyseg.evaluation.recalibration import fit_recalibration, recalibrate_model
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )  # fmt: skip
     fit = fit_recalibration(result.masks, config.first_point_multimask)
-    model = load_model(options)  # the weights as stored, whatever the predictor's mode did
+    model = predictor.model  # fast mode runs copies: the model's own weights are as stored
     before = getattr(model, "amg_thresholds", None)
     recalibrate_model(model, fit)
     args.output.parent.mkdir(parents=True, exist_ok=True)
