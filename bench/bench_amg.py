@@ -7,8 +7,9 @@ points at a checkout of facebookresearch/segment-anything (see bench/_reference.
 vit_b run of it takes minutes on a 2-core CPU.
 
 The table gives per-stage wall times (encoder = the image encoder's forward; decode and filter
-= everything else), the ratio to the original, the records each run returned and how they
-compare. Random weights give few or no confident masks at the default thresholds, so a second
+= everything else), the ratio to the original, the records each run returned, the peak memory
+each ``generate`` call added to the process (set_image included; bench/_memory.py) and how the
+records compare. Random weights give few or no confident masks at the default thresholds, so a second
 run without filters (``points_per_side=8``, IoU/stability thresholds 0, NMS off: all 192
 masks) compares exact mode with the original record by record, and measures how far fast
 mode's masks move from exact mode's: for each fast-mode record, the best mask IoU among the
@@ -16,6 +17,7 @@ exact-mode records of the same prompt point.
 
     .venv/bin/python bench/bench_amg.py --quick          # smoke test: tiny model, seconds
     ANYSEG_REFERENCE=/work/ref .venv/bin/python bench/bench_amg.py     # vit_b, with the original
+    ANYSEG_REFERENCE=/work/ref .venv/bin/python bench/bench_amg.py --preset vit_h  # memory row
 
 On a CPU shared with other work, OpenMP's default spin-waiting makes every multi-threaded op
 wait for descheduled threads; ``OMP_WAIT_POLICY=PASSIVE`` (set before Python starts) avoids it
@@ -38,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _memory import mib, peak_growth
 from _reference import build_reference_sam, import_reference
 from anyseg.automatic import SamAutomaticMaskGenerator
 from anyseg.checkpoint import load, save
@@ -54,20 +57,25 @@ NO_FILTERS = {
 
 
 class StageTimer:
-    """Accumulates the wall time spent in a module's ``forward`` (instance-level wrapper)."""
+    """Accumulates the wall time spent in a module's forward, through forward hooks.
+
+    Hooks, not a wrapped ``forward``: fast mode runs a deep copy of the encoder (bfloat16 or
+    int8), and a copy keeps its own hooks, which call back into this timer; a wrapped forward
+    would be copied as the original module's bound method and run the float32 weights.
+    """
 
     def __init__(self, module: torch.nn.Module) -> None:
         self.seconds = 0.0
-        inner: Callable[..., Any] = module.forward
+        self._start = 0.0
 
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - start
+        def start(_module: torch.nn.Module, _args: Any) -> None:
+            self._start = time.perf_counter()
 
-        module.forward = timed  # type: ignore[method-assign]
+        def stop(_module: torch.nn.Module, _args: Any, _out: Any) -> None:
+            self.seconds += time.perf_counter() - self._start
+
+        module.register_forward_pre_hook(start)
+        module.register_forward_hook(stop)
 
 
 def run(make: Callable[[], Any], image: np.ndarray, encoder: StageTimer) -> dict[str, Any]:
@@ -75,9 +83,9 @@ def run(make: Callable[[], Any], image: np.ndarray, encoder: StageTimer) -> dict
     generator = make()
     encoder.seconds = 0.0
     start = time.perf_counter()
-    records = generator.generate(image)
+    records, peak = peak_growth(lambda: generator.generate(image))
     total = time.perf_counter() - start
-    return {"encoder": encoder.seconds, "total": total, "records": records}
+    return {"encoder": encoder.seconds, "total": total, "records": records, "peak": peak}
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -179,14 +187,14 @@ def main() -> None:
         f"astronaut, {args.threads} threads, OMP_WAIT_POLICY {wait_policy}, "
         f"torch {torch.__version__}, seconds\n"
     )
-    print("| run | encoder | decode and filter | total | speed-up | records |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| run | encoder | decode and filter | total | speed-up | records | peak memory |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
         speed = base / r["total"]
         rest = r["total"] - r["encoder"]
         print(
             f"| {name} | {r['encoder']:.1f} | {rest:.1f} | {r['total']:.1f} | {speed:.2f}x "
-            f"| {len(r['records'])} |"
+            f"| {len(r['records'])} | {mib(r['peak'])} |"
         )
     if "original" in rows:
         print(
