@@ -9,8 +9,8 @@ vit_b run of it takes minutes on a 2-core CPU.
 The table gives per-stage wall times (encoder = the image encoder's forward; decode and filter
 = everything else), the ratio to the original, the records each run returned, the peak memory
 each ``generate`` call added to the process (set_image included; bench/_memory.py) and how the
-records compare. Random weights give few or no confident masks at the default thresholds, so a second
-run without filters (``points_per_side=8``, IoU/stability thresholds 0, NMS off: all 192
+records compare. Random weights give few or no confident masks at the default thresholds, so a
+second run without filters (``points_per_side=8``, IoU/stability thresholds 0, NMS off: all 192
 masks) compares exact mode with the original record by record, and measures how far fast
 mode's masks move from exact mode's: for each fast-mode record, the best mask IoU among the
 exact-mode records of the same prompt point.
