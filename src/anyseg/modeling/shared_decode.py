@@ -143,7 +143,9 @@ def decode_prompts(
     for start in range(0, b, chunk):
         part = tokens[start : start + chunk]
         if folded:
-            hs, features = two_way_transformer(decoder.transformer, image, part)
+            hs, features = two_way_transformer(
+                decoder.transformer, image, part, outputs=output_tokens.shape[0]
+            )
         else:  # very small models or many prompt tokens: the plain transformer is cheaper
             grid = image.keys.transpose(1, 2).reshape(1, c, *grid_hw)  # (1, N, C) -> (1, C, h, w)
             pe = image.key_pe.transpose(1, 2).reshape(1, c, *grid_hw)

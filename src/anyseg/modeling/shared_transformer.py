@@ -83,7 +83,10 @@ def folding_pays(transformer: TwoWayTransformer, tokens: int) -> bool:
 
 
 def two_way_transformer(
-    transformer: TwoWayTransformer, image: ImageSide, point_embedding: Tensor
+    transformer: TwoWayTransformer,
+    image: ImageSide,
+    point_embedding: Tensor,
+    outputs: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``TwoWayTransformer.forward`` for B prompts on one image (requires :func:`folding_pays`).
 
@@ -91,16 +94,21 @@ def two_way_transformer(
         transformer: the model's transformer (its parameters are used).
         image: the image side from :func:`prepare_image_side`.
         point_embedding: (B, T, C) output and prompt tokens.
+        outputs: return only the first ``outputs`` tokens (the decoder's output tokens: the
+            prompt tokens' final states are never read), which the final attention then
+            computes alone; default all T.
 
     Returns:
-        tokens (B, T, C) and image features (B, h*w, C).
+        tokens (B, outputs, C) and image features (B, h*w, C).
     """
     queries = point_embedding
     keys = image.keys
     for i, layer in enumerate(transformer.layers):
         assert isinstance(layer, TwoWayAttentionBlock)
         queries, keys = _block(layer, queries, keys, point_embedding, image, first=i == 0)
-    q = queries + point_embedding
+    t = queries.shape[1] if outputs is None else outputs
+    queries = queries[:, :t]
+    q = queries + point_embedding[:, :t]
     attn = _token_to_image(transformer.final_attn_token_to_image, q, keys + image.key_pe, keys)
     queries = transformer.norm_final_attn(queries + attn)
     return queries, keys
@@ -205,4 +213,4 @@ def _image_to_token_residual(
     values = torch.einsum("bthd,chd->bhtc", vh, wo)  # (B, H, T, C)
     # Each head's probabilities sum to 1 over T, so the output bias spreads as bias / H.
     values = (values + attn.out_proj.bias / h).reshape(b, h * t, c)  # (B, H*T, C)
-    return torch.bmm(probs.transpose(1, 2), values).add_(residual)  # (B, N, C)
+    return torch.baddbmm(residual, probs.transpose(1, 2), values)  # (B, N, C), one pass
