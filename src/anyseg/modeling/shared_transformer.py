@@ -188,8 +188,7 @@ def _image_to_token_residual(
 ) -> Tensor:
     """``residual + attn(q, k, v)``: image cells q (Bi, N, C) attend to tokens k, v (B, T, C);
     the residual (Bi, N, C) is added to the output product. With ``image`` (first block) the
-    queries are the precomputed shared projections; without, the residual is the block's own
-    (B, N, C) input and is overwritten with the result. Returns (B, N, C).
+    queries are the precomputed shared projections. Returns (B, N, C).
 
     Scores are laid out (B, H, T, N) so that the softmax over the few tokens runs along a
     strided dim with N contiguous (a per-row softmax over 7 values is very slow on CPU).
@@ -214,6 +213,4 @@ def _image_to_token_residual(
     values = torch.einsum("bthd,chd->bhtc", vh, wo)  # (B, H, T, C)
     # Each head's probabilities sum to 1 over T, so the output bias spreads as bias / H.
     values = (values + attn.out_proj.bias / h).reshape(b, h * t, c)  # (B, H*T, C)
-    if image is None:  # a later block: the residual is this block's own input, not read again
-        return residual.baddbmm_(probs.transpose(1, 2), values)  # (B, N, C), in place
-    return torch.baddbmm(residual, probs.transpose(1, 2), values)  # the shared image: a copy
+    return torch.bmm(probs.transpose(1, 2), values).add_(residual)  # (B, N, C)
