@@ -44,6 +44,22 @@ def test_equals_the_model_transformer(depth: int) -> None:
     torch.testing.assert_close(img, ref_image, atol=5e-5, rtol=1e-4)
 
 
+def test_kept_tokens_are_those_of_the_full_run() -> None:
+    """Only the tokens a caller reads go through the final attention, in the order asked."""
+    dim = 64
+    tr = perturbed_transformer(dim, heads=2, downsample=1, depth=2)
+    g = torch.Generator().manual_seed(2)
+    image, pe = torch.randn(1, dim, 5, 6, generator=g), torch.randn(1, dim, 5, 6, generator=g)
+    tokens = torch.randn(3, 7, dim, generator=g)
+    with torch.inference_mode():
+        side = prepare_image_side(tr, image, pe)
+        full, full_img = two_way_transformer(tr, side, tokens)
+        kept, kept_img = two_way_transformer(tr, side, tokens, keep=[4, 0, 2])
+    assert kept.shape == (3, 3, dim)
+    torch.testing.assert_close(kept, full[:, [4, 0, 2]], atol=1e-6, rtol=0)
+    torch.testing.assert_close(kept_img, full_img, atol=0, rtol=0)
+
+
 def test_folding_is_skipped_for_tiny_decoders() -> None:
     assert not folding_pays(perturbed_transformer(32, heads=8, downsample=2, depth=2), 7)
     assert not folding_pays(perturbed_transformer(64, heads=2, downsample=1, depth=0), 7)

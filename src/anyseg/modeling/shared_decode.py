@@ -53,8 +53,9 @@ class TokenOutputs:
     Attributes:
         iou_preds: (B, K) float32 predicted IoU of each prompt's K candidates: SAM's three
             multimask outputs, or SAM-HQ's one (the best of those three).
-        mask_tokens: (B, 1 + 3, C) output mask tokens (token 0 is the single-mask output; SAM-HQ
-            adds its HQ token last).
+        mask_tokens: (B, K, C) final states of the mask tokens of the outputs kept: SAM's three
+            multimask outputs, or its single-mask output (the other mask tokens' final states
+            are not computed); SAM-HQ: all 1 + 3 and its HQ token last.
         feature_chunks: image side of the transformer per prompt, in chunks of (<= chunk, h*w, C)
             (kept apart: one (B, h*w, C) tensor would be a 268 MB allocation for B = 64).
         chunk: prompts per chunk.
@@ -140,16 +141,16 @@ def decode_prompts(
     hs_parts, feature_parts = [], []
     chunk = max(1, CHUNK_BYTES // (n * c * image.keys.element_size()))
     folded = folding_pays(decoder.transformer, tokens.shape[1])
+    keep = _kept_tokens(decoder, output_tokens.shape[0], multimask_output)
     for start in range(0, b, chunk):
         part = tokens[start : start + chunk]
         if folded:
-            hs, features = two_way_transformer(
-                decoder.transformer, image, part, outputs=output_tokens.shape[0]
-            )
+            hs, features = two_way_transformer(decoder.transformer, image, part, keep=keep)
         else:  # very small models or many prompt tokens: the plain transformer is cheaper
             grid = image.keys.transpose(1, 2).reshape(1, c, *grid_hw)  # (1, N, C) -> (1, C, h, w)
             pe = image.key_pe.transpose(1, 2).reshape(1, c, *grid_hw)
             hs, features = decoder.transformer(grid, pe, part)
+            hs = hs[:, keep]
         hs_parts.append(hs)
         feature_parts.append(features)
     hs = torch.cat(hs_parts)
@@ -164,13 +165,21 @@ def decode_prompts(
             best = torch.full((b,), -1, dtype=torch.int64, device=hs.device)
     return TokenOutputs(
         iou_preds=iou_preds,
-        mask_tokens=hs[:, 1 : output_tokens.shape[0], :],
+        mask_tokens=hs[:, 1:, :],
         feature_chunks=tuple(feature_parts),
         chunk=chunk,
         grid_hw=(int(grid_hw[0]), int(grid_hw[1])),
         best_slot=best,
         multimask=multimask_output,
     )
+
+
+def _kept_tokens(decoder: MaskDecoder, count: int, multimask_output: bool) -> list[int]:
+    """The output tokens whose final states are read: the IoU token (0) and the mask tokens of
+    the outputs returned (SAM: 2..4 multimask, 1 single; SAM-HQ reads them all)."""
+    if isinstance(decoder, MaskDecoderHQ):
+        return list(range(count))
+    return [0, *range(2, count)] if multimask_output else [0, 1]
 
 
 def decode_low_res_masks(
@@ -219,8 +228,7 @@ def decode_low_res_masks(
     norm_weight, norm_bias = cast(torch.Tensor, norm.weight), cast(torch.Tensor, norm.bias)
     norm_eps = float(cast(float, norm.eps))  # LayerNorm2d over channels = layer_norm, last dim
     all_mlps = list(decoder.output_hypernetworks_mlps)
-    slots = range(1, len(all_mlps)) if tokens.multimask else range(1)
-    mlps = [all_mlps[i] for i in slots]
+    mlps = all_mlps[1:] if tokens.multimask else all_mlps[:1]  # those of tokens.mask_tokens
     out = []
     # The largest activation: 16 h*w sub-pixels x C/8 channels per prompt.
     step = max(1, CHUNK_BYTES // (16 * h * w * c2 * w1.element_size()))
@@ -234,7 +242,7 @@ def decode_low_res_masks(
         x = act2(torch.addmm(b2, x, w2)).reshape(p, h * w * 16, c2)  # rows: (i, j, a, b, a', b')
         mask_tokens = tokens.mask_tokens[chunk]
         hyper_in = torch.stack(
-            [mlp(mask_tokens[:, i, :]) for i, mlp in zip(slots, mlps, strict=True)], dim=2
+            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(mlps)], dim=2
         )  # (P, C/8, M)
         masks = (x @ hyper_in).reshape(p, h, w, 2, 2, 2, 2, -1)
         # (P, i, j, a, b, a', b', M) -> (P, M, i, a, a', j, b, b'): y = 4i+2a+a', x = 4j+2b+b'

@@ -25,6 +25,7 @@ the outputs are those of the model's transformer; in float32 they differ by roun
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -57,8 +58,10 @@ def prepare_image_side(
     transformer: TwoWayTransformer, image_embedding: Tensor, image_pe: Tensor
 ) -> ImageSide:
     """Project the (1, C, h, w) image for the first block (see :class:`ImageSide`)."""
-    keys = image_embedding.flatten(2).permute(0, 2, 1)  # (1, C, h, w) -> (1, hw, C)
-    key_pe = image_pe.flatten(2).permute(0, 2, 1)  # (1, C, h, w) -> (1, hw, C)
+    # Contiguous tokens-last copies: every prompt's residual adds and positional sums read them
+    # (a transposed view makes those adds several times slower).
+    keys = image_embedding.flatten(2).transpose(1, 2).contiguous()  # (1, C, h, w) -> (1, hw, C)
+    key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
     first = transformer.layers[0]
     assert isinstance(first, TwoWayAttentionBlock)
     n = keys.shape[1]
@@ -86,7 +89,7 @@ def two_way_transformer(
     transformer: TwoWayTransformer,
     image: ImageSide,
     point_embedding: Tensor,
-    outputs: int | None = None,
+    keep: Sequence[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``TwoWayTransformer.forward`` for B prompts on one image (requires :func:`folding_pays`).
 
@@ -94,21 +97,24 @@ def two_way_transformer(
         transformer: the model's transformer (its parameters are used).
         image: the image side from :func:`prepare_image_side`.
         point_embedding: (B, T, C) output and prompt tokens.
-        outputs: return only the first ``outputs`` tokens (the decoder's output tokens: the
-            prompt tokens' final states are never read), which the final attention then
-            computes alone; default all T.
+        keep: return only these tokens, in this order (the decoder reads the final states of
+            its IoU token and of the mask tokens it outputs, never those of the prompt tokens),
+            which the final attention then computes alone; default all T.
 
     Returns:
-        tokens (B, outputs, C) and image features (B, h*w, C).
+        tokens (B, len(keep), C) and image features (B, h*w, C).
     """
     queries = point_embedding
     keys = image.keys
     for i, layer in enumerate(transformer.layers):
         assert isinstance(layer, TwoWayAttentionBlock)
         queries, keys = _block(layer, queries, keys, point_embedding, image, first=i == 0)
-    t = queries.shape[1] if outputs is None else outputs
-    queries = queries[:, :t]
-    q = queries + point_embedding[:, :t]
+    if keep is not None:
+        rows = torch.tensor(keep, device=queries.device)
+        queries, query_pe = queries[:, rows], point_embedding[:, rows]
+    else:
+        query_pe = point_embedding
+    q = queries + query_pe
     attn = _token_to_image(transformer.final_attn_token_to_image, q, keys + image.key_pe, keys)
     queries = transformer.norm_final_attn(queries + attn)
     return queries, keys
