@@ -198,7 +198,9 @@ def decode_low_res_masks(
     Evaluates the decoder's output upscaling (two stride-2 2x2 transposed convolutions with a
     channel LayerNorm and GELUs) and the hypernetwork products channels-last: each transposed
     convolution is one matrix product per image cell, the LayerNorm a plain ``layer_norm`` over
-    the last dim, and the 4x4 sub-pixel layout is unscrambled only on the final masks.
+    the last dim. The rows are put in mask order between the convolutions (the second one runs
+    once per sub-pixel row), so the hypernetwork products write the masks in place, without a
+    final shuffle of the 4x4 sub-pixels.
 
     Args:
         model: the SAM model.
@@ -222,9 +224,10 @@ def decode_low_res_masks(
     c1, c2 = up1.out_channels, up2.out_channels
     # (C_in, C_out, 2, 2) -> (C_in, 2*2*C_out): the four sub-pixels of a cell, channels last.
     w1 = up1.weight.permute(0, 2, 3, 1).reshape(up1.in_channels, 4 * c1)
-    w2 = up2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
+    # (C/4, C/8, 2, 2) -> (C/4, 2, 2*C/8): per sub-pixel row a', the columns (b', C/8).
+    w2 = up2.weight.permute(0, 2, 3, 1).reshape(c1, 2, 2 * c2)
     assert up1.bias is not None and up2.bias is not None
-    b1, b2 = up1.bias.repeat(4), up2.bias.repeat(4)
+    b1, b2 = up1.bias.repeat(4), up2.bias.repeat(2)
     norm_weight, norm_bias = cast(torch.Tensor, norm.weight), cast(torch.Tensor, norm.bias)
     norm_eps = float(cast(float, norm.eps))  # LayerNorm2d over channels = layer_norm, last dim
     all_mlps = list(decoder.output_hypernetworks_mlps)
@@ -239,15 +242,20 @@ def decode_low_res_masks(
         x = torch.addmm(b1, features.reshape(p * h * w, -1), w1)
         x = x.reshape(p * h * w * 4, c1)  # rows: (prompt, i, j, a, b)
         x = act1(F.layer_norm(x, (c1,), norm_weight, norm_bias, norm_eps))
-        x = act2(torch.addmm(b2, x, w2)).reshape(p, h * w * 16, c2)  # rows: (i, j, a, b, a', b')
+        # rows (prompt, i, j, a, b) -> (prompt, i, a, j, b): runs of 2 x C/4 values move
+        x = x.reshape(p, h, w, 2, 2, c1).transpose(2, 3).reshape(p * h * w * 4, c1)
         mask_tokens = tokens.mask_tokens[chunk]
-        hyper_in = torch.stack(
-            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(mlps)], dim=2
-        )  # (P, C/8, M)
-        masks = (x @ hyper_in).reshape(p, h, w, 2, 2, 2, 2, -1)
-        # (P, i, j, a, b, a', b', M) -> (P, M, i, a, a', j, b, b'): y = 4i+2a+a', x = 4j+2b+b'
-        masks = masks.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(p, -1, 4 * h, 4 * w)
-        out.append(masks.float())
+        hyper_t = torch.stack(
+            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(mlps)], dim=1
+        )  # (P, M, C/8)
+        rows = []
+        for a2 in range(2):  # the second convolution's sub-pixel row a'
+            y = act2(torch.addmm(b2, x, w2[:, a2]))  # rows (i, a, j, b), columns (b', C/8)
+            y = y.reshape(p, 2 * h * 2 * w * 2, c2)  # rows (i, a, j, b, b')
+            # (P, M, C/8) @ (P, C/8, rows) -> (P, M, (i, a), (j, b, b')): x = 4j + 2b + b'
+            rows.append((hyper_t @ y.transpose(1, 2)).reshape(p, -1, 2 * h, 4 * w))
+        # (P, M, (i, a), a', x) -> (P, M, y, x): y = 4i + 2a + a'
+        out.append(torch.stack(rows, dim=3).reshape(p, -1, 4 * h, 4 * w).float())
     return torch.cat(out) if out else torch.zeros(0, len(mlps), 4 * h, 4 * w)
 
 
