@@ -168,6 +168,47 @@ def top_ops(fn: Callable[[], object], rows: int = 8) -> str:
     )
 
 
+def decode_breakdown(p: SamPredictor, point: np.ndarray, labels: np.ndarray, n: int) -> str:
+    """Median milliseconds of each stage of a one-point decode (3 masks) in exact mode, called
+    back to back on one predictor (warm caches: the table interleaves the implementations)."""
+    from anyseg.modeling.shared_decode import decode_low_res_masks, decode_prompts
+    from anyseg.ops.transforms import upscale_logits
+
+    model = p.model
+    assert p.input_size is not None and p.original_size is not None
+    coords = torch.as_tensor(p.transform_coords(point), dtype=torch.float)[None]
+    label_t = torch.as_tensor(labels, dtype=torch.int)[None]
+    with torch.inference_mode():
+        sparse, _ = model.prompt_encoder(points=(coords, label_t), boxes=None, masks=None)
+        tokens = decode_prompts(model, p.image_side(), sparse, p.decoder, True)
+        chosen = torch.arange(1)
+        low_res = decode_low_res_masks(model, tokens, chosen, p.decoder)
+        input_size, original_size = p.input_size, p.original_size
+        stages: dict[str, Callable[[], object]] = {
+            "prompt encoder": lambda: model.prompt_encoder(
+                points=(coords, label_t), boxes=None, masks=None
+            ),
+            "two-way transformer and IoU head": lambda: decode_prompts(
+                model, p.image_side(), sparse, p.decoder, True
+            ),
+            "output upscaling and hypernetworks (256x256 logits)": lambda: decode_low_res_masks(
+                model, tokens, chosen, p.decoder
+            ),
+            "bilinear to the image size and threshold": lambda: (
+                upscale_logits(low_res, p.long_side, input_size, original_size)
+                > model.mask_threshold
+            ),
+            "whole predict()": lambda: p.predict(point, labels, multimask_output=True),
+        }
+        times: dict[str, list[float]] = {name: [] for name in stages}
+        for _ in range(n):
+            for name, fn in stages.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return "; ".join(f"{k} {statistics.median(v) * 1e3:.1f} ms" for k, v in times.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -285,6 +326,9 @@ def main() -> None:
         print(line)
     if ref is None:
         print("(set ANYSEG_REFERENCE to a segment-anything checkout to time the original too)")
+    exact.set_image(image)
+    print("\none point, 3 masks, anyseg exact by stage (warm, median):")
+    print(decode_breakdown(exact, point, labels, max(args.decode_repeats, 3)))
     if not args.no_profile:
         print("\ntop ops, anyseg exact (self CPU time, torch.profiler):")
         print("- encoder: " + top_ops(lambda: exact.set_image(image)))

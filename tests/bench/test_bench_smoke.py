@@ -62,6 +62,9 @@ def test_bench_model_tiny_prints_every_stage() -> None:
     ):
         assert re.search(rf"\| {re.escape(stage)} \| [\d.]+ ms \|", out), stage
     assert "peak memory, encoder 1024 px" in out
+    assert re.search(
+        r"two-way transformer and IoU head [\d.]+ ms; .*whole predict\(\) [\d.]+ ms", out
+    )
     fidelity = re.search(r"vs exact, mask IoU over the fixture prompts: (mean ([\d.]+)|n/a)", out)
     assert fidelity, out
     if fidelity[2] is not None:  # ../shared/fixtures present: fast mode stays close to exact
