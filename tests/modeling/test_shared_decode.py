@@ -77,3 +77,21 @@ def test_split_decoder_equals_the_hq_decoder(preset: str, hq_token_only: bool) -
     # rounding only: the folded transformer re-associates products (logits reach ~±130 here)
     scale = float(ref_masks.abs().max())
     torch.testing.assert_close(low_res, ref_masks[chosen], atol=1e-5 * max(10.0, scale), rtol=0)
+
+
+def test_image_features_of_any_prompts_across_chunks() -> None:
+    """Consecutive prompts of one chunk come back as a view, any other selection as a copy;
+    both are the prompts' own features."""
+    from anyseg.modeling.shared_decode import TokenOutputs
+
+    feats = torch.arange(5 * 3 * 2, dtype=torch.float32).reshape(5, 3, 2)
+    tokens = TokenOutputs(
+        iou_preds=torch.zeros(5, 3),
+        mask_tokens=torch.zeros(5, 3, 2),
+        feature_chunks=(feats[:2], feats[2:4], feats[4:]),
+        chunk=2,
+        grid_hw=(1, 3),
+    )
+    for prompts in ([0, 1], [2, 3], [4], [1, 2], [3, 0], [0, 1, 2, 3, 4], [2]):
+        torch.testing.assert_close(tokens.image_features(prompts), feats[prompts])
+    assert tokens.image_features([2, 3]).data_ptr() == feats[2].data_ptr()  # no copy

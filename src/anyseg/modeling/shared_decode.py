@@ -71,7 +71,12 @@ class TokenOutputs:
     multimask: bool = True  # the three ambiguity outputs (else the single-mask output)
 
     def image_features(self, prompts: list[int]) -> torch.Tensor:
-        """(P, h*w, C) image features of the given prompts."""
+        """(P, h*w, C) image features of the given prompts (a view when they are consecutive
+        prompts of one chunk, as when every prompt is decoded)."""
+        if prompts and prompts == list(range(prompts[0], prompts[0] + len(prompts))):
+            part, offset = divmod(prompts[0], self.chunk)
+            if offset + len(prompts) <= len(self.feature_chunks[part]):
+                return self.feature_chunks[part][offset : offset + len(prompts)]
         return torch.stack([self.feature_chunks[i // self.chunk][i % self.chunk] for i in prompts])
 
 
