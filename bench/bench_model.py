@@ -40,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _machine import describe_machine, load_average, other_fast_paths
+from _machine import describe_machine, load_average, median_times, other_fast_paths
 from _memory import mib, peak_growth
 from _reference import build_reference_sam, import_reference
 from anyseg.checkpoint import load, save
@@ -200,13 +200,8 @@ def decode_breakdown(p: SamPredictor, point: np.ndarray, labels: np.ndarray, n: 
             ),
             "whole predict()": lambda: p.predict(point, labels, multimask_output=True),
         }
-        times: dict[str, list[float]] = {name: [] for name in stages}
-        for _ in range(n):
-            for name, fn in stages.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    return "; ".join(f"{k} {statistics.median(v) * 1e3:.1f} ms" for k, v in times.items())
+        times = median_times(stages, n)
+    return "; ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items())
 
 
 def main() -> None:

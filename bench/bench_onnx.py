@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import statistics
+import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads OpenMP
@@ -29,6 +27,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loa
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _machine import median_times
 from anyseg.config import PRESETS, SamConfig
 from anyseg.export import (
     OnnxPredictor,
@@ -53,19 +54,6 @@ def decoder_config() -> SamConfig:
         assert getattr(cfg, name) == getattr(PRESETS["vit_h"], name)
     assert cfg.image_encoder.img_size == PRESETS["vit_b"].image_encoder.img_size
     return cfg
-
-
-def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each function; calls interleaved so load hits all alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def bench_decoder(tmp: Path, threads: int, repeats: int) -> list[tuple[str, ...]]:
