@@ -37,6 +37,7 @@ import torch
 from anyseg.checkpoint import load
 from anyseg.evaluation.config import EvalConfig
 from anyseg.evaluation.dataset import open_sa1b
+from anyseg.evaluation.recalibration import lad_coefficients
 from anyseg.evaluation.runner import evaluate
 from anyseg.predictor import SamPredictor
 
@@ -53,7 +54,13 @@ class RecordingPredictor:
         self.collisions = 0
         self._state: list[torch.Tensor] = []
         head = predictor.model.mask_decoder.iou_prediction_head
-        head.register_forward_hook(lambda _m, args, _out: self._state.append(args[0].detach()))
+        self._hook = head.register_forward_hook(
+            lambda _m, args, _out: self._state.append(args[0].detach())
+        )
+
+    def close(self) -> None:
+        """Stop recording (the head's hook is removed)."""
+        self._hook.remove()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._predictor, name)
@@ -74,9 +81,12 @@ class RecordingPredictor:
         return masks, scores, logits
 
 
-def collect(checkpoint: str, data: str, images: int, seed: int) -> dict[str, np.ndarray]:
+def collect(
+    recorder: RecordingPredictor, data: str, images: int, seed: int
+) -> dict[str, np.ndarray]:
     """Per prediction of the protocols: head input, slot, predicted and actual IoU, statistics."""
-    recorder = RecordingPredictor(SamPredictor(load(checkpoint)))
+    recorder.rows.clear()
+    recorder.collisions = 0
     config = EvalConfig(
         protocols=PROTOCOLS, max_images=images, max_masks_per_image=16, num_points=9, seed=seed
     )
@@ -102,10 +112,12 @@ def collect(checkpoint: str, data: str, images: int, seed: int) -> dict[str, np.
     }
 
 
-def retrained_head(checkpoint: str, fit: dict[str, np.ndarray], steps: int) -> torch.nn.Module:
-    """The model's IoU head trained on the evaluation's prompts and targets (L1)."""
+def retrained_head(
+    head: torch.nn.Module, fit: dict[str, np.ndarray], steps: int
+) -> torch.nn.Module:
+    """A copy of the IoU head ``head`` trained on the evaluation's prompts and targets (L1)."""
     torch.manual_seed(0)
-    head = copy.deepcopy(load(checkpoint).mask_decoder.iou_prediction_head)
+    head = copy.deepcopy(head)
     states = torch.from_numpy(fit["states"])
     slots = torch.from_numpy(fit["slots"])[:, None]
     actual = torch.from_numpy(fit["actual"])
@@ -130,23 +142,13 @@ def mask_statistics_fit(fit: dict[str, np.ndarray], held: dict[str, np.ndarray])
     out = np.zeros_like(held["predicted"])
     for multi in (False, True):
         f, h = (fit["slots"] > 0) == multi, (held["slots"] > 0) == multi
-        weights = _lad(features(fit)[f], fit["actual"][f])
-        out[h] = np.clip(_lad_apply(features(held)[h], weights), 0.0, 1.0)
+        weights = lad_coefficients(_with_ones(features(fit)[f]), fit["actual"][f], 100)
+        out[h] = np.clip(_with_ones(features(held)[h]) @ weights, 0.0, 1.0)
     return out
 
 
-def _lad(x: np.ndarray, y: np.ndarray, iterations: int = 100) -> np.ndarray:
-    """Least absolute deviations by iteratively reweighted least squares (with an intercept)."""
-    a = np.concatenate([np.ones((len(x), 1)), x], 1)
-    w = np.linalg.lstsq(a, y, rcond=None)[0]
-    for _ in range(iterations):
-        r = 1.0 / np.maximum(np.abs(y - a @ w), 1e-4)
-        w = np.linalg.lstsq(a * np.sqrt(r)[:, None], y * np.sqrt(r), rcond=None)[0]
-    return w
-
-
-def _lad_apply(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.ones((len(x), 1)), x], 1) @ w
+def _with_ones(x: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.ones((len(x), 1)), x], 1)
 
 
 def main() -> None:
@@ -159,9 +161,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500, help="head training steps")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    held = collect(args.checkpoint, args.heldout, args.heldout_images, args.seed)
-    fit = collect(args.checkpoint, args.fit, args.fit_images, args.seed)
-    head = retrained_head(args.checkpoint, fit, args.steps)
+    model = load(args.checkpoint)
+    recorder = RecordingPredictor(SamPredictor(model))
+    held = collect(recorder, args.heldout, args.heldout_images, args.seed)
+    fit = collect(recorder, args.fit, args.fit_images, args.seed)
+    recorder.close()
+    head = retrained_head(model.mask_decoder.iou_prediction_head, fit, args.steps)
     with torch.no_grad():
         slots = torch.from_numpy(held["slots"])[:, None]
         retrained = head(torch.from_numpy(held["states"])).gather(1, slots)[:, 0].numpy()

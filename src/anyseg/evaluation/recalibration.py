@@ -81,22 +81,29 @@ def output_kind(
     return rows
 
 
+def lad_coefficients(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """Coefficients ``c`` of least absolute deviation, ``y ~ x @ c`` for (N, K) ``x`` (include a
+    column of ones for an intercept), by iteratively reweighted least squares."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64).reshape(-1)
+    w = np.ones_like(y)
+    coef = np.zeros(x.shape[1])
+    for _ in range(iterations):
+        sw = np.sqrt(w)
+        coef = np.linalg.lstsq(x * sw[:, None], y * sw, rcond=None)[0]
+        w = 1.0 / np.maximum(np.abs(y - x @ coef), 1e-4)
+    return coef
+
+
 def fit_lad_line(predicted: np.ndarray, actual: np.ndarray, iterations: int = 50) -> AffineMap:
     """The line ``actual ~ scale * predicted + shift`` of least absolute deviation
-    (iteratively reweighted least squares), its slope kept positive (at least 0.05) so that the
-    order of predictions is kept. The identity for fewer than 2 distinct predictions."""
+    (:func:`lad_coefficients`), its slope kept positive (at least 0.05) so that the order of
+    predictions is kept. The identity for fewer than 2 distinct predictions."""
     p = np.asarray(predicted, np.float64).reshape(-1)
     a = np.asarray(actual, np.float64).reshape(-1)
     if p.size < 2 or np.ptp(p) == 0:
         return AffineMap(1.0, 0.0, int(p.size))
-    x = np.stack([p, np.ones_like(p)], axis=1)
-    w = np.ones_like(p)
-    slope, shift = 1.0, 0.0
-    for _ in range(iterations):
-        sw = np.sqrt(w)
-        coef = np.linalg.lstsq(x * sw[:, None], a * sw, rcond=None)[0]
-        slope, shift = float(coef[0]), float(coef[1])
-        w = 1.0 / np.maximum(np.abs(a - slope * p - shift), 1e-4)
+    coef = lad_coefficients(np.stack([p, np.ones_like(p)], axis=1), a, iterations)
+    slope, shift = float(coef[0]), float(coef[1])
     if slope < 0.05:  # keep the order: the least slope, and the median residual as the shift
         slope = 0.05
         shift = float(np.median(a - slope * p))
