@@ -13,7 +13,13 @@ from typing import TypeVar
 
 import torch
 
-from anyseg.precision import FastPath, choose_fast_path, cpu_capability, probe_speedups
+from anyseg.precision import (
+    FastPath,
+    choose_fast_path,
+    cpu_capability,
+    mkldnn_bf16_supported,
+    probe_speedups,
+)
 
 T = TypeVar("T")
 
@@ -43,6 +49,11 @@ def describe_machine(threads: int) -> list[str]:
         f"CPU: {cpu_name()}, {os.cpu_count()} logical CPUs, {threads} torch threads",
         f"CPU capability: {cpu_capability()}; probe GEMM speed vs float32: {ratios}",
         f"{choose_fast_path('cpu').describe()}",
+        *(
+            []
+            if mkldnn_bf16_supported()
+            else ["bfloat16 not timed: no oneDNN bfloat16 kernels on this CPU (emulated)"]
+        ),
         f"torch {torch.__version__}, OMP_WAIT_POLICY "
         f"{os.environ.get('OMP_WAIT_POLICY', 'default (spinning)')}, load average (1/5/15 min) "
         f"{load_average()} at start",
@@ -50,9 +61,14 @@ def describe_machine(threads: int) -> list[str]:
 
 
 def other_fast_paths() -> list[FastPath]:
-    """The paths fast mode did not choose here, forced, to show what they would cost."""
+    """The paths fast mode did not choose here, forced, to show what they would cost; bfloat16
+    only where oneDNN has bfloat16 kernels (elsewhere it is emulated, hundreds of times slower
+    than float32: one vit_b encoder pass would take most of an hour)."""
     chosen = choose_fast_path("cpu").kind
-    return [FastPath(k, "forced") for k in ("bfloat16", "int8") if k != chosen]
+    kinds = [k for k in ("bfloat16", "int8") if k != chosen]
+    if not mkldnn_bf16_supported():
+        kinds = [k for k in kinds if k != "bfloat16"]
+    return [FastPath(k, "forced") for k in kinds]
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float]:

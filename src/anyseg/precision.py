@@ -67,11 +67,12 @@ def cpu_capability() -> str:
     """The CPU's vector capability as torch reports it, and its bfloat16 support, in words
     (e.g. ``"AVX512, oneDNN bfloat16 supported"``)."""
     capability = torch.backends.cpu.get_cpu_capability()
-    bf16 = "supported" if _mkldnn_bf16_supported() else "not supported"
+    bf16 = "supported" if mkldnn_bf16_supported() else "not supported"
     return f"{capability}, oneDNN bfloat16 {bf16}"
 
 
-def _mkldnn_bf16_supported() -> bool:
+def mkldnn_bf16_supported() -> bool:
+    """Whether oneDNN has bfloat16 kernels on this CPU (elsewhere bfloat16 is emulated)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # builds without oneDNN
@@ -110,7 +111,7 @@ def probe_speedups(repeats: int = 3) -> dict[str, float]:
     x = torch.randn(1024, 768)
     layer = nn.Linear(768, 768).eval()
     candidates: dict[str, Callable[[], object]] = {"float32": lambda: layer(x)}
-    if _mkldnn_bf16_supported():
+    if mkldnn_bf16_supported():
         x16, layer16 = x.bfloat16(), copy.deepcopy(layer).bfloat16()
         candidates["bfloat16"] = lambda: layer16(x16)
     if _int8_supported():
