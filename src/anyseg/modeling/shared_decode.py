@@ -246,7 +246,7 @@ def decode_low_res_masks(
         features = tokens.image_features(chunk.tolist())  # (P, hw, C)
         x = torch.addmm(b1, features.reshape(p * h * w, -1), w1)
         x = x.reshape(p * h * w * 4, c1)  # rows: (prompt, i, j, a, b)
-        x = act1(F.layer_norm(x, (c1,), norm_weight, norm_bias, norm_eps))
+        x = _activate_(act1, F.layer_norm(x, (c1,), norm_weight, norm_bias, norm_eps))
         # rows (prompt, i, j, a, b) -> (prompt, i, a, j, b): runs of 2 x C/4 values move
         x = x.reshape(p, h, w, 2, 2, c1).transpose(2, 3).reshape(p * h * w * 4, c1)
         mask_tokens = tokens.mask_tokens[chunk]
@@ -255,13 +255,21 @@ def decode_low_res_masks(
         )  # (P, M, C/8)
         rows = []
         for a2 in range(2):  # the second convolution's sub-pixel row a'
-            y = act2(torch.addmm(b2, x, w2[:, a2]))  # rows (i, a, j, b), columns (b', C/8)
+            y = _activate_(act2, torch.addmm(b2, x, w2[:, a2]))  # rows (i, a, j, b), cols (b', C/8)
             y = y.reshape(p, 2 * h * 2 * w * 2, c2)  # rows (i, a, j, b, b')
             # (P, M, C/8) @ (P, C/8, rows) -> (P, M, (i, a), (j, b, b')): x = 4j + 2b + b'
             rows.append((hyper_t @ y.transpose(1, 2)).reshape(p, -1, 2 * h, 4 * w))
         # (P, M, (i, a), a', x) -> (P, M, y, x): y = 4i + 2a + a'
         out.append(torch.stack(rows, dim=3).reshape(p, -1, 4 * h, 4 * w).float())
     return torch.cat(out) if out else torch.zeros(0, len(mlps), 4 * h, 4 * w)
+
+
+def _activate_(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``act(x)`` for a tensor x the caller owns: GELU in place (the same values without a
+    fresh (rows, C) buffer, whose first touch costs page faults), other activations as given."""
+    if isinstance(act, nn.GELU) and not x.requires_grad:
+        return torch.ops.aten.gelu_(x, approximate=act.approximate)
+    return cast(torch.Tensor, act(x))
 
 
 def _hq_low_res_masks(

@@ -219,4 +219,5 @@ def _image_to_token_residual(
     values = torch.einsum("bthd,chd->bhtc", vh, wo)  # (B, H, T, C)
     # Each head's probabilities sum to 1 over T, so the output bias spreads as bias / H.
     values = (values + attn.out_proj.bias / h).reshape(b, h * t, c)  # (B, H*T, C)
-    return torch.bmm(probs.transpose(1, 2), values).add_(residual)  # (B, N, C)
+    # The residual is the GEMM's accumulator (no separate (B, N, C) product and add).
+    return torch.baddbmm(residual, probs.transpose(1, 2), values)  # (B, N, C)
