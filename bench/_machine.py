@@ -49,11 +49,6 @@ def describe_machine(threads: int) -> list[str]:
         f"CPU: {cpu_name()}, {os.cpu_count()} logical CPUs, {threads} torch threads",
         f"CPU capability: {cpu_capability()}; probe GEMM speed vs float32: {ratios}",
         f"{choose_fast_path('cpu').describe()}",
-        *(
-            []
-            if mkldnn_bf16_supported()
-            else ["bfloat16 not timed: no oneDNN bfloat16 kernels on this CPU (emulated)"]
-        ),
         f"torch {torch.__version__}, OMP_WAIT_POLICY "
         f"{os.environ.get('OMP_WAIT_POLICY', 'default (spinning)')}, load average (1/5/15 min) "
         f"{load_average()} at start",

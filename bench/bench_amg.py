@@ -40,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _machine import describe_machine, load_average
 from _memory import mib, peak_growth
 from _reference import build_reference_sam, import_reference
 from anyseg.automatic import SamAutomaticMaskGenerator
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true", help="skip the original")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    header = describe_machine(args.threads)  # before the runs: its load average is the start's
     preset = "test" if args.quick else args.preset
     options: dict[str, Any] = {"output_mode": "coco_rle"}
     if args.quick:
@@ -191,8 +193,9 @@ def main() -> None:
     print(
         f"\nAMG, {preset} (random weights, seed {args.seed}), {image.shape[1]}x{image.shape[0]} "
         f"astronaut, {args.threads} threads, OMP_WAIT_POLICY {wait_policy}, "
-        f"torch {torch.__version__}, seconds\n"
+        f"torch {torch.__version__}, seconds"
     )
+    print("\n".join(header) + "\n")
     print("| run | encoder | decode and filter | total | speed-up | records | peak memory |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
@@ -221,6 +224,7 @@ def main() -> None:
         f"fast vs exact, no filters ({len(fast_all)} vs {len(exact_all)} records): mean "
         f"best-match mask IoU {np.mean(ious):.4f}, min {np.min(ious):.4f}"
     )
+    print(f"load average at end: {load_average()}")
 
 
 if __name__ == "__main__":

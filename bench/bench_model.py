@@ -46,7 +46,7 @@ from _reference import build_reference_sam, import_reference
 from anyseg.checkpoint import load, save
 from anyseg.config import get_preset
 from anyseg.modeling import build_sam
-from anyseg.precision import choose_fast_path
+from anyseg.precision import choose_fast_path, mkldnn_bf16_supported
 from anyseg.predictor import SamPredictor
 
 
@@ -299,6 +299,8 @@ def main() -> None:
     print(f"\n{name} (random weights), {image.shape[1]}x{image.shape[0]} image, median seconds")
     for line in header:
         print(line)
+    if not args.chosen_path_only and not mkldnn_bf16_supported():
+        print("bfloat16 not timed: no oneDNN bfloat16 kernels on this CPU (emulated, very slow)")
     names = list(predictors)
     print("\n| stage | " + " | ".join(names) + " | speed-up exact | speed-up fast | target |")
     print("|---|" + "---:|" * (len(names) + 2) + "---|")
