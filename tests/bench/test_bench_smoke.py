@@ -39,6 +39,9 @@ def test_bench_amg_quick_times_both_modes_and_compares_them() -> None:
     assert fidelity, out
     assert int(fidelity[1]) == int(fidelity[2]) == 192  # 8x8 points, 3 masks each, no filters
     assert float(fidelity[3]) > 0.9
+    # The machine header: which CPU, its vector capability and fast mode's choice.
+    assert re.search(r"^CPU capability: \S+, oneDNN bfloat16 (not )?supported", out, re.M), out
+    assert re.search(r"^fast mode: ", out, re.M) and "load average at end" in out
 
 
 @pytest.mark.slow
@@ -69,3 +72,27 @@ def test_bench_model_tiny_prints_every_stage() -> None:
     assert fidelity, out
     if fidelity[2] is not None:  # ../shared/fixtures present: fast mode stays close to exact
         assert float(fidelity[2]) > 0.9
+
+
+def test_forced_bfloat16_is_timed_only_where_onednn_has_bfloat16_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Emulated bfloat16 is hundreds of times slower than float32: bench_model must not spend
+    most of an hour timing it on an AVX2-only CPU."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _machine
+    finally:
+        sys.path.remove(str(BENCH))
+    from anyseg.precision import FastPath
+
+    for chosen in ("float32", "int8", "bfloat16"):
+        monkeypatch.setattr(_machine, "choose_fast_path", lambda _d, c=chosen: FastPath(c, "t"))
+        monkeypatch.setattr(_machine, "mkldnn_bf16_supported", lambda: False)
+        kinds = [p.kind for p in _machine.other_fast_paths()]
+        assert "bfloat16" not in kinds and chosen not in kinds
+        assert kinds == ([] if chosen == "int8" else ["int8"])
+        monkeypatch.setattr(_machine, "mkldnn_bf16_supported", lambda: True)
+        kinds = [p.kind for p in _machine.other_fast_paths()]
+        assert kinds == [k for k in ("bfloat16", "int8") if k != chosen]
+        assert all(p.reason == "forced" for p in _machine.other_fast_paths())
