@@ -52,6 +52,29 @@ def test_the_real_probe_measures_each_candidate() -> None:
     assert all(v > 0 for v in speeds.values())
 
 
+def test_the_probe_takes_the_median_of_per_round_ratios(monkeypatch) -> None:
+    """A round where float32 alone ran fast (the machine was quiet for it only) does not decide:
+    rounds of (float32, int8) seconds (0.5, 0.5), (1.0, 0.5), (1.0, 0.5) give 2x, where a
+    best-of-rounds estimate would give 1x and reject int8."""
+    monkeypatch.setattr(precision, "mkldnn_bf16_supported", lambda: False)
+    monkeypatch.setattr(precision, "_int8_supported", lambda: True)
+    durations = [0.5, 0.5, 1.0, 0.5, 1.0, 0.5]  # per timing, in the order the probe takes them
+    clock = [0.0]
+    stamps: list[float] = []
+    for d in durations:
+        stamps += [clock[0], clock[0] + d]
+        clock[0] += d + 1.0
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return stamps.pop(0)
+
+    monkeypatch.setattr(precision, "time", FakeTime)
+    assert precision.probe_speedups(repeats=3) == {"int8": pytest.approx(2.0)}
+    assert not stamps
+
+
 @pytest.mark.parametrize("kind", ["bfloat16", "int8", "float32"])
 def test_fast_models_encode_close_to_exact(test_model, kind: str) -> None:
     """Each path's encoding is float32 and near the exact one; the model is not changed."""
