@@ -95,3 +95,24 @@ def test_image_features_of_any_prompts_across_chunks() -> None:
     for prompts in ([0, 1], [2, 3], [4], [1, 2], [3, 0], [0, 1, 2, 3, 4], [2]):
         torch.testing.assert_close(tokens.image_features(prompts), feats[prompts])
     assert tokens.image_features([2, 3]).data_ptr() == feats[2].data_ptr()  # no copy
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_in_place_activation_gives_the_modules_values_bit_for_bit(approximate: str) -> None:
+    from torch import nn
+
+    from anyseg.modeling.shared_decode import _activate_
+
+    act = nn.GELU(approximate=approximate)
+    x = torch.randn(300, 64, generator=torch.Generator().manual_seed(0)) * 4
+    want = act(x)
+    owned = x.clone()
+    got = _activate_(act, owned)
+    assert torch.equal(got, want)
+    assert got.data_ptr() == owned.data_ptr()  # in place: no fresh buffer
+    grad_x = x.clone().requires_grad_()
+    out = _activate_(act, grad_x)  # with autograd: out of place, differentiable
+    out.sum().backward()
+    assert torch.equal(out.detach(), want) and grad_x.grad is not None
+    relu = nn.ReLU()
+    assert torch.equal(_activate_(relu, x.clone()), relu(x))  # other activations as given
