@@ -27,6 +27,7 @@ from anyseg.modeling.shared_decode import decode_low_res_masks, decode_prompts, 
 from anyseg.modeling.shared_transformer import ImageSide
 from anyseg.ops import transforms
 from anyseg.ops.prompts import validate_box, validate_points
+from anyseg.ops.threads import FEW_TOKENS, one_thread
 from anyseg.precision import FastModel, FastPath, choose_fast_path
 
 if TYPE_CHECKING:
@@ -532,9 +533,15 @@ class SamPredictor(ImageFrame):
         text_embeddings: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         points = None if point_coords is None else (point_coords, point_labels)
-        sparse, dense = self.model.prompt_encoder(
-            points=points, boxes=boxes, masks=mask_input, text=text_embeddings
-        )
+        prompts = next((len(t) for t in (point_coords, boxes, text_embeddings) if t is not None), 1)
+        points_each = 0 if point_coords is None else point_coords.shape[1]
+        per_prompt = points_each + 2 * (boxes is not None)
+        # A few prompt tokens (and the padding or text token) are a few small ops: cheaper
+        # without waking the worker threads.
+        with one_thread(mask_input is None and prompts * (per_prompt + 1) <= FEW_TOKENS):
+            sparse, dense = self.model.prompt_encoder(
+                points=points, boxes=boxes, masks=mask_input, text=text_embeddings
+            )
         low_res, iou = self._decode(
             sparse, dense, mask_input is not None, multimask_output, hq_token_only
         )

@@ -8,6 +8,7 @@ import torch
 
 from anyseg.modeling.shared_transformer import folding_pays, prepare_image_side, two_way_transformer
 from anyseg.modeling.transformer import TwoWayTransformer
+from anyseg.ops.threads import FEW_TOKENS
 
 
 def perturbed_transformer(
@@ -28,18 +29,19 @@ def perturbed_transformer(
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
-def test_equals_the_model_transformer(depth: int) -> None:
+@pytest.mark.parametrize("prompts", [1, 5])  # the token ops on one thread (FEW_TOKENS), or not
+def test_equals_the_model_transformer(depth: int, prompts: int) -> None:
     dim = 64
     tr = perturbed_transformer(dim, heads=2, downsample=1, depth=depth)
     assert folding_pays(tr, 7)
     g = torch.Generator().manual_seed(1)
     image = torch.randn(1, dim, 6, 7, generator=g) * 2
     pe = torch.randn(1, dim, 6, 7, generator=g)
-    tokens = torch.randn(5, 7, dim, generator=g)
+    tokens = torch.randn(prompts, 7, dim, generator=g)
     with torch.inference_mode():
         ref_tokens, ref_image = tr(image, pe, tokens)
         tok, img = two_way_transformer(tr, prepare_image_side(tr, image, pe), tokens)
-    assert tok.shape == ref_tokens.shape and img.shape == ref_image.shape == (5, 42, dim)
+    assert tok.shape == ref_tokens.shape and img.shape == ref_image.shape == (prompts, 42, dim)
     torch.testing.assert_close(tok, ref_tokens, atol=5e-5, rtol=1e-4)
     torch.testing.assert_close(img, ref_image, atol=5e-5, rtol=1e-4)
 
@@ -63,3 +65,28 @@ def test_kept_tokens_are_those_of_the_full_run() -> None:
 def test_folding_is_skipped_for_tiny_decoders() -> None:
     assert not folding_pays(perturbed_transformer(32, heads=8, downsample=2, depth=2), 7)
     assert not folding_pays(perturbed_transformer(64, heads=2, downsample=1, depth=0), 7)
+
+
+@pytest.mark.parametrize("prompts", [1, 2, 3])
+def test_a_few_prompts_tokens_run_on_one_thread(prompts: int) -> None:
+    """Up to FEW_TOKENS prompt tokens, the token-side ops run without worker threads (waking
+    them costs more than the op); the products with the image cells keep all threads."""
+    dim = 64
+    tr = perturbed_transformer(dim, heads=2, downsample=1, depth=2)
+    seen: list[int] = []
+    for layer in tr.layers:
+        layer.mlp.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    g = torch.Generator().manual_seed(3)
+    image, pe = torch.randn(1, dim, 5, 6, generator=g), torch.randn(1, dim, 5, 6, generator=g)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            side = prepare_image_side(tr, image, pe)
+            two_way_transformer(tr, side, torch.randn(prompts, 7, dim, generator=g))
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    serial = prompts * 7 <= FEW_TOKENS
+    assert seen == [1 if serial else 2] * 2
+    assert after == 2

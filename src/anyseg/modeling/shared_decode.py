@@ -38,6 +38,7 @@ from anyseg.modeling.shared_transformer import (
     prepare_image_side,
     two_way_transformer,
 )
+from anyseg.ops.threads import FEW_TOKENS, one_thread
 
 # Work is split so that each large activation stays under ~16 MB. Besides cache locality, this
 # keeps allocations below glibc's largest mmap threshold (32 MB): bigger buffers are mapped and
@@ -140,7 +141,8 @@ def decode_prompts(
     dtype = decoder.iou_token.weight.dtype
     b = sparse.shape[0]
     output_tokens = decoder.output_tokens()
-    tokens = torch.cat([output_tokens[None].expand(b, -1, -1), sparse.to(dtype)], dim=1)
+    with one_thread(b * output_tokens.shape[0] <= FEW_TOKENS):
+        tokens = torch.cat([output_tokens[None].expand(b, -1, -1), sparse.to(dtype)], dim=1)
     n, c = image.keys.shape[1:]
     grid_hw = model.prompt_encoder.image_embedding_size
     hs_parts, feature_parts = [], []
@@ -159,7 +161,8 @@ def decode_prompts(
         hs_parts.append(hs)
         feature_parts.append(features)
     hs = torch.cat(hs_parts)
-    iou_all = decoder.iou_prediction_head(hs[:, 0, :]).float()  # (B, 1 + M)
+    with one_thread(b <= FEW_TOKENS):
+        iou_all = decoder.iou_prediction_head(hs[:, 0, :]).float()  # (B, 1 + M)
     iou_preds = iou_all[:, 1:] if multimask_output else iou_all[:, :1]
     best = None
     if isinstance(decoder, MaskDecoderHQ):  # one candidate per prompt
@@ -227,12 +230,13 @@ def decode_low_res_masks(
     assert isinstance(up1, nn.ConvTranspose2d) and isinstance(up2, nn.ConvTranspose2d)
     h, w = tokens.grid_hw
     c1, c2 = up1.out_channels, up2.out_channels
-    # (C_in, C_out, 2, 2) -> (C_in, 2*2*C_out): the four sub-pixels of a cell, channels last.
-    w1 = up1.weight.permute(0, 2, 3, 1).reshape(up1.in_channels, 4 * c1)
-    # (C/4, C/8, 2, 2) -> (C/4, 2, 2*C/8): per sub-pixel row a', the columns (b', C/8).
-    w2 = up2.weight.permute(0, 2, 3, 1).reshape(c1, 2, 2 * c2)
     assert up1.bias is not None and up2.bias is not None
-    b1, b2 = up1.bias.repeat(4), up2.bias.repeat(2)
+    with one_thread():  # weight-sized copies
+        # (C_in, C_out, 2, 2) -> (C_in, 2*2*C_out): the four sub-pixels of a cell, channels last.
+        w1 = up1.weight.permute(0, 2, 3, 1).reshape(up1.in_channels, 4 * c1)
+        # (C/4, C/8, 2, 2) -> (C/4, 2, 2*C/8): per sub-pixel row a', the columns (b', C/8).
+        w2 = up2.weight.permute(0, 2, 3, 1).reshape(c1, 2, 2 * c2)
+        b1, b2 = up1.bias.repeat(4), up2.bias.repeat(2)
     norm_weight, norm_bias = cast(torch.Tensor, norm.weight), cast(torch.Tensor, norm.bias)
     norm_eps = float(cast(float, norm.eps))  # LayerNorm2d over channels = layer_norm, last dim
     all_mlps = list(decoder.output_hypernetworks_mlps)
@@ -250,9 +254,10 @@ def decode_low_res_masks(
         # rows (prompt, i, j, a, b) -> (prompt, i, a, j, b): runs of 2 x C/4 values move
         x = x.reshape(p, h, w, 2, 2, c1).transpose(2, 3).reshape(p * h * w * 4, c1)
         mask_tokens = tokens.mask_tokens[chunk]
-        hyper_t = torch.stack(
-            [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(mlps)], dim=1
-        )  # (P, M, C/8)
+        with one_thread(p * len(mlps) <= FEW_TOKENS):
+            hyper_t = torch.stack(
+                [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(mlps)], dim=1
+            )  # (P, M, C/8)
         rows = []
         for a2 in range(2):  # the second convolution's sub-pixel row a'
             y = _activate_(act2, torch.addmm(b2, x, w2[:, a2]))  # rows (i, a, j, b), cols (b', C/8)

@@ -20,6 +20,10 @@ tokens in one product. Where ``heads x tokens`` is not below the internal width 
 test models, :func:`folding_pays`), callers use the model's transformer instead. Mathematically
 the outputs are those of the model's transformer; in float32 they differ by rounding only
 (~1e-5 on logits of ±20). The parameters are read from the model's own modules.
+
+For a prompt or two, the prompt-token side is a few thousand numbers per op, and those ops run
+on one thread (:func:`anyseg.ops.threads.one_thread`): waking the worker threads costs more
+than the op. The products with the image cells keep every thread.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 from torch import Tensor
 
 from anyseg.modeling.transformer import Attention, TwoWayAttentionBlock, TwoWayTransformer
+from anyseg.ops.threads import FEW_TOKENS, one_thread
 
 
 @dataclass(frozen=True)
@@ -106,17 +111,21 @@ def two_way_transformer(
     """
     queries = point_embedding
     keys = image.keys
+    serial = point_embedding.shape[0] * point_embedding.shape[1] <= FEW_TOKENS
     for i, layer in enumerate(transformer.layers):
         assert isinstance(layer, TwoWayAttentionBlock)
-        queries, keys = _block(layer, queries, keys, point_embedding, image, first=i == 0)
-    if keep is not None:
-        rows = torch.tensor(keep, device=queries.device)
-        queries, query_pe = queries[:, rows], point_embedding[:, rows]
-    else:
-        query_pe = point_embedding
-    q = queries + query_pe
-    attn = _token_to_image(transformer.final_attn_token_to_image, q, keys + image.key_pe, keys)
-    queries = transformer.norm_final_attn(queries + attn)
+        queries, keys = _block(layer, queries, keys, point_embedding, image, i == 0, serial)
+    with one_thread(serial):
+        if keep is not None:
+            rows = torch.tensor(keep, device=queries.device)
+            queries, query_pe = queries[:, rows], point_embedding[:, rows]
+        else:
+            query_pe = point_embedding
+        q = queries + query_pe
+    final = transformer.final_attn_token_to_image
+    attn = _token_to_image(final, q, keys + image.key_pe, keys, serial)
+    with one_thread(serial):
+        queries = transformer.norm_final_attn(queries + attn)
     return queries, keys
 
 
@@ -127,30 +136,35 @@ def _block(
     query_pe: Tensor,
     image: ImageSide,
     first: bool,
+    serial: bool,
 ) -> tuple[Tensor, Tensor]:
     """``TwoWayAttentionBlock.forward`` with the re-associated cross-attentions; the first
-    block reads the shared image projections of ``image``."""
-    if layer.skip_first_layer_pe:
-        queries = layer.self_attn(q=queries, k=queries, v=queries)
-    else:
+    block reads the shared image projections of ``image``. ``serial``: the prompt-token ops
+    run on one thread."""
+    with one_thread(serial):
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + query_pe
+            queries = queries + layer.self_attn(q=q, k=q, v=queries)
+        queries = layer.norm1(queries)
         q = queries + query_pe
-        queries = queries + layer.self_attn(q=q, k=q, v=queries)
-    queries = layer.norm1(queries)
 
-    q = queries + query_pe
+    t2i = layer.cross_attn_token_to_image
     if first:
-        attn = _token_to_shared_image(layer.cross_attn_token_to_image, q, image)
+        attn = _token_to_shared_image(t2i, q, image, serial)
         k = image.keys  # unused: the first block's image->token queries are precomputed
     else:
         k = keys + image.key_pe  # the image side does not change until the block's end
-        attn = _token_to_image(layer.cross_attn_token_to_image, q, k, keys)
-    queries = layer.norm2(queries + attn)
+        attn = _token_to_image(t2i, q, k, keys, serial)
+    with one_thread(serial):
+        queries = layer.norm2(queries + attn)
+        queries = layer.norm3(queries + layer.mlp(queries))
+        q = queries + query_pe
 
-    queries = layer.norm3(queries + layer.mlp(queries))
-
-    q = queries + query_pe
     i2t = layer.cross_attn_image_to_token
-    keys = layer.norm4(_image_to_token_residual(i2t, k, q, queries, keys, image if first else None))
+    shared = image if first else None
+    keys = layer.norm4(_image_to_token_residual(i2t, k, q, queries, keys, shared, serial))
     return queries, keys
 
 
@@ -158,30 +172,34 @@ def _heads(attn: Attention) -> tuple[int, int]:
     return attn.num_heads, attn.internal_dim // attn.num_heads
 
 
-def _token_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def _token_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor, serial: bool) -> Tensor:
     """Tokens q (B, T, C) attend to per-prompt image cells k, v (B, N, C) -> (B, T, C)."""
     b, t, c = q.shape
     h, d = _heads(attn)
-    qh = attn.q_proj(q).reshape(b, t, h, d) / math.sqrt(d)  # (B, T, D) -> (B, T, H, d)
-    wk = attn.k_proj.weight.reshape(h, d, c)  # (D, C) -> (H, d, C)
-    folded = torch.einsum("bthd,hdc->bhtc", qh, wk).reshape(b, h * t, c)  # (B, H*T, C)
+    with one_thread(serial):
+        qh = attn.q_proj(q).reshape(b, t, h, d) / math.sqrt(d)  # (B, T, D) -> (B, T, H, d)
+        wk = attn.k_proj.weight.reshape(h, d, c)  # (D, C) -> (H, d, C)
+        folded = torch.einsum("bthd,hdc->bhtc", qh, wk).reshape(b, h * t, c)  # (B, H*T, C)
     # The key bias adds q.bk to a whole softmax row: it cancels.
     scores = folded @ k.transpose(1, 2)  # (B, H*T, N)
     mixed = torch.softmax(scores, dim=-1) @ v  # (B, H*T, C): softmax rows sum to 1 ...
-    wv = attn.v_proj.weight.reshape(h, d, c)
-    out = torch.einsum("bhtc,hdc->bthd", mixed.reshape(b, h, t, c), wv)  # (B, T, H, d)
-    out = out + attn.v_proj.bias.reshape(h, d)  # ... so the value bias passes through
-    return attn.out_proj(out.reshape(b, t, h * d))  # (B, T, H, d) -> (B, T, D) -> (B, T, C)
+    with one_thread(serial):
+        wv = attn.v_proj.weight.reshape(h, d, c)
+        out = torch.einsum("bhtc,hdc->bthd", mixed.reshape(b, h, t, c), wv)  # (B, T, H, d)
+        out = out + attn.v_proj.bias.reshape(h, d)  # ... so the value bias passes through
+        return attn.out_proj(out.reshape(b, t, h * d))  # (B, T, H, d) -> (B, T, D) -> (B, T, C)
 
 
-def _token_to_shared_image(attn: Attention, q: Tensor, image: ImageSide) -> Tensor:
+def _token_to_shared_image(attn: Attention, q: Tensor, image: ImageSide, serial: bool) -> Tensor:
     """Tokens q (B, T, C) attend to the shared image: all B*T queries of a head form one
     matrix product with the precomputed keys and values (no per-prompt image copy)."""
     b, t, _ = q.shape
     h, d = _heads(attn)
-    qh = attn.q_proj(q).reshape(b * t, h, d).transpose(0, 1) / math.sqrt(d)  # (H, B*T, d)
+    with one_thread(serial):
+        qh = attn.q_proj(q).reshape(b * t, h, d).transpose(0, 1) / math.sqrt(d)  # (H, B*T, d)
     out = torch.softmax(qh @ image.t2i_keys, dim=-1) @ image.t2i_values  # (H, B*T, d)
-    return attn.out_proj(out.transpose(0, 1).reshape(b, t, h * d))  # (H, B*T, d) -> (B, T, D)
+    with one_thread(serial):
+        return attn.out_proj(out.transpose(0, 1).reshape(b, t, h * d))  # -> (B, T, D)
 
 
 def _image_to_token_residual(
@@ -191,6 +209,7 @@ def _image_to_token_residual(
     v: Tensor,
     residual: Tensor,
     image: ImageSide | None,
+    serial: bool,
 ) -> Tensor:
     """``residual + attn(q, k, v)``: image cells q (Bi, N, C) attend to tokens k, v (B, T, C);
     the residual (Bi, N, C) is added to the output product. With ``image`` (first block) the
@@ -202,22 +221,24 @@ def _image_to_token_residual(
     b, t, c = k.shape
     n = residual.shape[1]
     h, d = _heads(attn)
-    kh = attn.k_proj(k).reshape(b, t, h, d) / math.sqrt(d)  # (B, T, D) -> (B, T, H, d)
-    vh = attn.v_proj(v).reshape(b, t, h, d)
+    with one_thread(serial):
+        kh = attn.k_proj(k).reshape(b, t, h, d) / math.sqrt(d)  # (B, T, D) -> (B, T, H, d)
+        vh = attn.v_proj(v).reshape(b, t, h, d)
+        wo = attn.out_proj.weight.reshape(c, h, d)  # (C, D) -> (C, H, d)
+        values = torch.einsum("bthd,chd->bhtc", vh, wo)  # (B, H, T, C)
+        # Each head's probabilities sum to 1 over T, so the output bias spreads as bias / H.
+        values = (values + attn.out_proj.bias / h).reshape(b, h * t, c)  # (B, H*T, C)
+        if image is None:
+            wq = attn.q_proj.weight.reshape(h, d, c)
+            folded = torch.einsum("bthd,hdc->bhtc", kh, wq).reshape(b, h * t, c)  # (B, H*T, C)
+            bias = torch.einsum("bthd,hd->bht", kh, attn.q_proj.bias.reshape(h, d))
     if image is not None:
         # Shared image: per head one product of all B*T keys with the projected queries.
         keys = kh.permute(2, 0, 1, 3).reshape(h, b * t, d)  # (B, T, H, d) -> (H, B*T, d)
         scores = (keys @ image.i2t_queries).reshape(h, b, t, n).transpose(0, 1)  # (B, H, T, N)
     else:
-        wq = attn.q_proj.weight.reshape(h, d, c)
-        folded = torch.einsum("bthd,hdc->bhtc", kh, wq).reshape(b, h * t, c)  # (B, H*T, C)
-        bias = torch.einsum("bthd,hd->bht", kh, attn.q_proj.bias.reshape(h, d))
         scores = torch.baddbmm(bias.reshape(b, h * t, 1), folded, q.transpose(1, 2))
         scores = scores.reshape(b, h, t, n)  # (B, H*T, N) -> (B, H, T, N)
     probs = torch.softmax(scores, dim=2).reshape(b, h * t, n)  # over the T tokens
-    wo = attn.out_proj.weight.reshape(c, h, d)  # (C, D) -> (C, H, d)
-    values = torch.einsum("bthd,chd->bhtc", vh, wo)  # (B, H, T, C)
-    # Each head's probabilities sum to 1 over T, so the output bias spreads as bias / H.
-    values = (values + attn.out_proj.bias / h).reshape(b, h * t, c)  # (B, H*T, C)
     # The residual is the GEMM's accumulator (no separate (B, N, C) product and add).
     return torch.baddbmm(residual, probs.transpose(1, 2), values)  # (B, N, C)
