@@ -142,12 +142,7 @@ def _block(
     block reads the shared image projections of ``image``. ``serial``: the prompt-token ops
     run on one thread."""
     with one_thread(serial):
-        if layer.skip_first_layer_pe:
-            queries = layer.self_attn(q=queries, k=queries, v=queries)
-        else:
-            q = queries + query_pe
-            queries = queries + layer.self_attn(q=q, k=q, v=queries)
-        queries = layer.norm1(queries)
+        queries = layer.attend_tokens(queries, query_pe)
         q = queries + query_pe
 
     t2i = layer.cross_attn_token_to_image

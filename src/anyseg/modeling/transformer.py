@@ -74,17 +74,20 @@ class TwoWayAttentionBlock(nn.Module):
         )
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def forward(
-        self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        # The first block replaces the tokens by their self-attention (no residual, no PE).
+    def attend_tokens(self, queries: Tensor, query_pe: Tensor) -> Tensor:
+        """The block's first step: the tokens' self-attention, then ``norm1``. The first block
+        replaces the tokens by their self-attention (no residual, no PE)."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(q=queries, k=queries, v=queries)
         else:
             q = queries + query_pe
             queries = queries + self.self_attn(q=q, k=q, v=queries)
-        queries = self.norm1(queries)
+        return self.norm1(queries)
 
+    def forward(
+        self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        queries = self.attend_tokens(queries, query_pe)
         q = queries + query_pe
         k = keys + key_pe
         queries = self.norm2(queries + self.cross_attn_token_to_image(q=q, k=k, v=keys))
