@@ -179,15 +179,13 @@ def decode_breakdown(p: SamPredictor, point: np.ndarray, labels: np.ndarray, n: 
     coords = torch.as_tensor(p.transform_coords(point), dtype=torch.float)[None]
     label_t = torch.as_tensor(labels, dtype=torch.int)[None]
     with torch.inference_mode():
-        sparse, _ = model.prompt_encoder(points=(coords, label_t), boxes=None, masks=None)
+        sparse, _ = p.embed_prompts(coords, label_t)
         tokens = decode_prompts(model, p.image_side(), sparse, p.decoder, True)
         chosen = torch.arange(1)
         low_res = decode_low_res_masks(model, tokens, chosen, p.decoder)
         input_size, original_size = p.input_size, p.original_size
         stages: dict[str, Callable[[], object]] = {
-            "prompt encoder": lambda: model.prompt_encoder(
-                points=(coords, label_t), boxes=None, masks=None
-            ),
+            "prompt encoder": lambda: p.embed_prompts(coords, label_t),
             "two-way transformer and IoU head": lambda: decode_prompts(
                 model, p.image_side(), sparse, p.decoder, True
             ),

@@ -333,3 +333,21 @@ def test_fast_mode_is_close_to_exact_on_the_fixtures(shared_fixtures: Path, kind
         b, _, _ = fast.predict(multimask_output=case == "pt1_mm", **kwargs)
         ious += [mask_iou(x, y) for x, y in zip(a, b, strict=True)]
     assert np.mean(ious) >= 0.97 and min(ious) >= 0.9  # measured: 0.98, 0.96
+
+
+@pytest.mark.parametrize("prompts", [1, 8])  # a few tokens on one thread, or all threads
+def test_embed_prompts_is_the_prompt_encoders(predictor: SamPredictor, prompts: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    coords = torch.rand(prompts, 2, 2, generator=g) * 1000
+    labels = torch.tensor([[1, 0]] * prompts, dtype=torch.int)
+    boxes = torch.tensor([[10.0, 20.0, 300.0, 400.0]] * prompts)
+    before = torch.get_num_threads()
+    with torch.inference_mode():
+        sparse, dense = predictor.embed_prompts(coords, labels, boxes)
+        ref_sparse, ref_dense = predictor.model.prompt_encoder(
+            points=(coords, labels), boxes=boxes, masks=None
+        )
+    assert torch.get_num_threads() == before
+    assert sparse.shape == (prompts, 4, predictor.model.prompt_encoder.embed_dim)  # 2 + 2 corners
+    torch.testing.assert_close(sparse, ref_sparse, rtol=0, atol=1e-6)
+    torch.testing.assert_close(dense, ref_dense, rtol=0, atol=0)

@@ -13,7 +13,7 @@ L2-normalised CLIP embeddings.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Protocol, cast, get_args
 
 import numpy as np
 import torch
@@ -521,6 +521,30 @@ class SamPredictor(ImageFrame):
             raise InvalidInputError(f"the prompts' batch sizes differ: {sizes}")
         return next(iter(sizes.values()))
 
+    def embed_prompts(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        text_embeddings: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt encoder's (B, K, C) sparse and (B, C, h, w) dense embeddings of B prompts
+        in the model frame (``predict_torch``'s inputs)."""
+        points = None if point_coords is None else (point_coords, point_labels)
+        prompts = next((len(t) for t in (point_coords, boxes, text_embeddings) if t is not None), 1)
+        points_each = 0 if point_coords is None else point_coords.shape[1]
+        per_prompt = points_each + 2 * (boxes is not None)
+        # A few prompt tokens (and the padding or text token) are a few small ops: cheaper
+        # without waking the worker threads.
+        with one_thread(mask_input is None and prompts * (per_prompt + 1) <= FEW_TOKENS):
+            return cast(
+                tuple[torch.Tensor, torch.Tensor],
+                self.model.prompt_encoder(
+                    points=points, boxes=boxes, masks=mask_input, text=text_embeddings
+                ),
+            )
+
     def _predict_chunk(
         self,
         point_coords: torch.Tensor | None,
@@ -532,16 +556,8 @@ class SamPredictor(ImageFrame):
         hq_token_only: bool | None = None,
         text_embeddings: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        points = None if point_coords is None else (point_coords, point_labels)
-        prompts = next((len(t) for t in (point_coords, boxes, text_embeddings) if t is not None), 1)
-        points_each = 0 if point_coords is None else point_coords.shape[1]
-        per_prompt = points_each + 2 * (boxes is not None)
-        # A few prompt tokens (and the padding or text token) are a few small ops: cheaper
-        # without waking the worker threads.
-        with one_thread(mask_input is None and prompts * (per_prompt + 1) <= FEW_TOKENS):
-            sparse, dense = self.model.prompt_encoder(
-                points=points, boxes=boxes, masks=mask_input, text=text_embeddings
-            )
+        sparse, dense = self.embed_prompts(point_coords, point_labels, boxes, mask_input,
+                                           text_embeddings)  # fmt: skip
         low_res, iou = self._decode(
             sparse, dense, mask_input is not None, multimask_output, hq_token_only
         )
