@@ -562,7 +562,7 @@ class SamPredictor(ImageFrame):
             sparse, dense, mask_input is not None, multimask_output, hq_token_only
         )
         assert self.input_size is not None and self.original_size is not None  # set with features
-        masks = transforms.upscale_logits(
+        masks = transforms.upscale_logits_separable(
             low_res, self.long_side, self.input_size, self.original_size
         )
         if not return_logits:
