@@ -172,7 +172,7 @@ def decode_breakdown(p: SamPredictor, point: np.ndarray, labels: np.ndarray, n: 
     """Median milliseconds of each stage of a one-point decode (3 masks) in exact mode, called
     back to back on one predictor (warm caches: the table interleaves the implementations)."""
     from anyseg.modeling.shared_decode import decode_low_res_masks, decode_prompts
-    from anyseg.ops.transforms import upscale_logits
+    from anyseg.ops.transforms import upscale_logits_separable
 
     model = p.model
     assert p.input_size is not None and p.original_size is not None
@@ -193,7 +193,7 @@ def decode_breakdown(p: SamPredictor, point: np.ndarray, labels: np.ndarray, n: 
                 model, tokens, chosen, p.decoder
             ),
             "bilinear to the image size and threshold": lambda: (
-                upscale_logits(low_res, p.long_side, input_size, original_size)
+                upscale_logits_separable(low_res, p.long_side, input_size, original_size)
                 > model.mask_threshold
             ),
             "whole predict()": lambda: p.predict(point, labels, multimask_output=True),

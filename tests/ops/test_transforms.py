@@ -86,9 +86,7 @@ def test_corners_map_to_the_resized_image_corners() -> None:
     [(512, 512), (600, 800), (37, 1500), (1500, 37), (200, 300), (1100, 900)],
 )
 @pytest.mark.parametrize("low", [256, 200])  # an integer scale (padding cells cropped) or not
-def test_separable_upscale_equals_the_two_bilinear_steps(
-    out_hw: tuple[int, int], low: int
-) -> None:
+def test_separable_upscale_equals_the_two_bilinear_steps(out_hw: tuple[int, int], low: int) -> None:
     """The predictor's per-axis upscaling gives the original's post-processing (two bilinear
     steps) up to float32 rounding, for any image shape and batch layout."""
     g = torch.Generator().manual_seed(0)
