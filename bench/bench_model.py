@@ -1,7 +1,8 @@
 """Image-encoder and prompt-decode latency: anyseg vs the original implementation.
 
 Same weights (a random ``--preset`` model saved once and loaded into both), same 512x512 image,
-same process, same thread count. The original is timed when ``ANYSEG_REFERENCE`` points at a
+same process, same thread count. The implementations take turns; in the decode rows a turn is
+5 consecutive calls after an untimed one (warm caches, as when clicking on one image). The original is timed when ``ANYSEG_REFERENCE`` points at a
 checkout of facebookresearch/segment-anything (see bench/_reference.py).
 
 One table: the encoder at 1024 px, a one-point decode (3 masks), a box decode, and 64
@@ -27,6 +28,7 @@ anyseg's vit_b in the same run, and the family's own code on the same weights wh
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -70,27 +72,40 @@ TARGETS = {  # issue 17's targets (ratio to the original)
 }
 
 
-def bench_predictors(
-    predictors: dict[str, object],
-    stages: dict[str, tuple[Callable[[object], object], int]],
-) -> dict[str, dict[str, float]]:
-    """Median seconds per stage for each predictor; runs interleaved so that background load
-    hits every implementation alike."""
+# Decode rows time blocks of this many consecutive calls per implementation (see
+# bench_predictors).
+DECODE_BLOCK = 5
+
+Stages = dict[str, tuple[Callable[[object], object], int, int]]  # name: (fn, calls, block)
+
+
+def bench_predictors(predictors: dict[str, object], stages: Stages) -> dict[str, dict[str, float]]:
+    """Median seconds per stage for each predictor, over ``calls`` timed calls; the
+    implementations take turns so that background load hits them alike.
+
+    A turn is ``block`` consecutive timed calls, after one untimed call when ``block`` > 1: a
+    call right after the other implementation's runs on caches that one has just filled with
+    its own buffers, while repeated clicks on one image (what the decode rows stand for) run
+    on warm caches. With ``block`` 1 single calls alternate (the encoder, the 64-prompt call).
+    """
     times: dict[str, dict[str, list[float]]] = {n: {s: [] for s in stages} for n in predictors}
-    for stage, (fn, n) in stages.items():
+    for stage, (fn, n, block) in stages.items():
         for p in predictors.values():  # warm-up
             fn(p)
-        for _ in range(n):
+        for _ in range(max(1, math.ceil(n / block))):
             for name, p in predictors.items():
-                start = time.perf_counter()
-                fn(p)
-                times[name][stage].append(time.perf_counter() - start)
+                if block > 1:
+                    fn(p)  # the switch-over call, untimed
+                for _ in range(block):
+                    start = time.perf_counter()
+                    fn(p)
+                    times[name][stage].append(time.perf_counter() - start)
     return {n: {s: statistics.median(v) for s, v in st.items()} for n, st in times.items()}
 
 
 def stages_for(
     image: np.ndarray, points64: torch.Tensor, repeats: int, decode_repeats: int
-) -> dict[str, tuple[Callable[[object], object], int]]:
+) -> Stages:
     point, labels = np.array([[300.0, 200.0]]), np.array([1])
     box = np.array([100.0, 150.0, 400.0, 450.0])
     labels64 = torch.ones(points64.shape[:2], dtype=torch.int)
@@ -100,16 +115,18 @@ def stages_for(
             return p.predict_torch(points64, labels64, multimask_output=True)
 
     return {
-        "encoder 1024 px": (lambda p: p.set_image(image), repeats),  # type: ignore[attr-defined]
+        "encoder 1024 px": (lambda p: p.set_image(image), repeats, 1),  # type: ignore[attr-defined]
         "1 point, 3 masks": (
             lambda p: p.predict(point, labels, multimask_output=True),  # type: ignore[attr-defined]
             decode_repeats,
+            DECODE_BLOCK,
         ),
         "box, 1 mask": (
             lambda p: p.predict(box=box, multimask_output=False),  # type: ignore[attr-defined]
             decode_repeats,
+            DECODE_BLOCK,
         ),
-        "64 points, one predict_torch": (many, repeats),
+        "64 points, one predict_torch": (many, repeats, 1),
     }
 
 
