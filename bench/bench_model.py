@@ -2,8 +2,9 @@
 
 Same weights (a random ``--preset`` model saved once and loaded into both), same 512x512 image,
 same process, same thread count. The implementations take turns; in the decode rows a turn is
-5 consecutive calls after an untimed one (warm caches, as when clicking on one image). The original is timed when ``ANYSEG_REFERENCE`` points at a
-checkout of facebookresearch/segment-anything (see bench/_reference.py).
+5 consecutive calls after an untimed one (warm caches, as when clicking on one image). The
+original is timed when ``ANYSEG_REFERENCE`` points at a checkout of
+facebookresearch/segment-anything (see bench/_reference.py).
 
 One table: the encoder at 1024 px, a one-point decode (3 masks), a box decode, and 64
 single-point prompts in one ``predict_torch`` call, for anyseg's exact mode, its fast mode on
