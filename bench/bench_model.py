@@ -188,7 +188,8 @@ def top_ops(fn: Callable[[], object], rows: int = 8) -> str:
 
 def decode_breakdown(p: SamPredictor, point: np.ndarray, labels: np.ndarray, n: int) -> str:
     """Median milliseconds of each stage of a one-point decode (3 masks) in exact mode, called
-    back to back on one predictor (warm caches: the table interleaves the implementations)."""
+    back to back on one predictor (the table's turns start on the other implementation's
+    caches; here every call follows one of the same stage)."""
     from anyseg.modeling.shared_decode import decode_low_res_masks, decode_prompts
     from anyseg.ops.transforms import upscale_logits_separable
 
@@ -210,7 +211,7 @@ def decode_breakdown(p: SamPredictor, point: np.ndarray, labels: np.ndarray, n: 
             "output upscaling and hypernetworks (256x256 logits)": lambda: decode_low_res_masks(
                 model, tokens, chosen, p.decoder
             ),
-            "bilinear to the image size and threshold": lambda: (
+            "upscaling to the image size and threshold": lambda: (
                 upscale_logits_separable(low_res, p.long_side, input_size, original_size)
                 > model.mask_threshold
             ),

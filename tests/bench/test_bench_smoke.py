@@ -96,3 +96,30 @@ def test_forced_bfloat16_is_timed_only_where_onednn_has_bfloat16_kernels(
         kinds = [p.kind for p in _machine.other_fast_paths()]
         assert kinds == [k for k in ("bfloat16", "int8") if k != chosen]
         assert all(p.reason == "forced" for p in _machine.other_fast_paths())
+
+
+def test_decode_rows_time_warm_turns() -> None:
+    """Each implementation's turn is an untimed switch-over call, then ``block`` timed calls;
+    with block 1 single calls alternate."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_model
+    finally:
+        sys.path.remove(str(BENCH))
+    calls: list[str] = []
+    clock = iter(range(10_000))
+
+    def fn(p: object) -> None:
+        calls.append(str(p))
+
+    predictors = {"a": "a", "b": "b"}
+    original = bench_model.time.perf_counter
+    bench_model.time.perf_counter = lambda: float(next(clock))  # every timed call: 1 s
+    try:
+        rows = bench_model.bench_predictors(predictors, {"warm": (fn, 6, 3), "cold": (fn, 2, 1)})
+    finally:
+        bench_model.time.perf_counter = original
+    warm, cold = calls[: 2 + 2 * 2 * 4], calls[2 + 2 * 2 * 4 :]
+    assert warm == ["a", "b"] + (["a"] * 4 + ["b"] * 4) * 2  # warm-up, then turns of 1 + 3
+    assert cold == ["a", "b"] + ["a", "b"] * 2
+    assert rows == {"a": {"warm": 1.0, "cold": 1.0}, "b": {"warm": 1.0, "cold": 1.0}}
