@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,16 @@ def make_test_model(seed: int = 0) -> Sam:
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
     return model.eval()
+
+
+@pytest.fixture(params=[1, 3], ids=["one-thread", "three-lanes"])
+def lanes(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Run a test with one intra-op thread (nothing split) and with three (paths that split
+    by hand over the threads use three lanes, see anyseg.ops.lanes)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
 
 
 @pytest.fixture()

@@ -1,0 +1,131 @@
+"""Lanes: parts of one op chain run at once, one per thread, each with one intra-op thread; the
+main thread's count and mode survive, errors surface after every lane is done."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from anyseg.ops.lanes import concat_in_lanes, lanes_available, run_lanes, split_range
+
+
+@pytest.fixture
+def three_threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("total", "lanes", "multiple", "expected"),
+    [
+        (10, 2, 1, [(0, 5), (5, 10)]),
+        (10, 3, 1, [(0, 3), (3, 6), (6, 10)]),
+        (64, 2, 8, [(0, 32), (32, 64)]),
+        (70, 2, 8, [(0, 32), (32, 70)]),  # 9 units of 8: the last part takes the remainder
+        (2, 4, 1, [(0, 1), (1, 2)]),  # empty parts dropped
+        (5, 1, 1, [(0, 5)]),
+        (0, 2, 1, []),
+    ],
+)
+def test_split_range(
+    total: int, lanes: int, multiple: int, expected: list[tuple[int, int]]
+) -> None:
+    assert split_range(total, lanes, multiple) == expected
+
+
+def test_split_range_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="lanes >= 1"):
+        split_range(10, 0)
+
+
+def test_lanes_are_the_main_threads_count_with_gradients_off(three_threads: None) -> None:
+    assert lanes_available() == 1  # gradients on
+    with torch.no_grad():
+        assert lanes_available() == 3
+    seen: list[int] = []
+    with torch.inference_mode():
+        t = threading.Thread(target=lambda: seen.append(lanes_available()))
+        t.start()
+        t.join()
+        assert lanes_available() == 3
+    assert seen == [1]  # never off the main thread
+
+
+def test_parts_run_at_once_in_order_on_single_threads(three_threads: None) -> None:
+    barrier = threading.Barrier(3, timeout=10)  # only passes if all three lanes run at once
+    seen: dict[int, tuple[str, int, bool]] = {}
+
+    def lane(start: int, stop: int) -> tuple[int, int]:
+        barrier.wait()
+        seen[start] = (
+            threading.current_thread().name,
+            _openmp_threads(),
+            torch.is_inference_mode_enabled(),
+        )
+        return start, stop
+
+    with torch.inference_mode():
+        result = run_lanes(lane, [(0, 2), (2, 5), (5, 9)])
+    assert result == [(0, 2), (2, 5), (5, 9)]
+    assert seen[0][0] == threading.main_thread().name
+    assert {seen[2][0], seen[5][0]} != {threading.main_thread().name}
+    assert all(threads == 1 for _, threads, _ in seen.values())
+    assert all(inference for *_, inference in seen.values())
+    assert torch.get_num_threads() == 3  # restored on the main thread
+
+
+def _openmp_threads() -> int:
+    """The calling thread's OpenMP team size for its next parallel region (torch's own count
+    is shared by all threads, see anyseg.ops.lanes): ``omp_get_max_threads`` of the libgomp
+    that torch loaded."""
+    paths = [line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()]
+    gomp = next((path for path in paths if "libgomp" in path), None)
+    if gomp is None:
+        pytest.skip("torch's libgomp is not mapped (not Linux, or another OpenMP)")
+    return int(ctypes.CDLL(gomp).omp_get_max_threads())
+
+
+def test_a_failing_lane_raises_after_all_lanes_finish(three_threads: None) -> None:
+    finished: list[int] = []
+
+    def lane(start: int, stop: int) -> int:
+        if start == 2:
+            raise ValueError("lane 2 fails")
+        time.sleep(0.05)
+        finished.append(start)
+        return start
+
+    with torch.no_grad(), pytest.raises(ValueError, match="lane 2 fails"):
+        run_lanes(lane, [(0, 2), (2, 4), (4, 6)])
+    assert sorted(finished) == [0, 4]
+    assert torch.get_num_threads() == 3
+
+
+def test_more_parts_than_lanes_is_refused(three_threads: None) -> None:
+    with pytest.raises(RuntimeError, match="4 lanes asked for where 1 are available"):
+        run_lanes(lambda a, b: a, [(0, 1), (1, 2), (2, 3), (3, 4)])  # gradients on: 1 lane
+    assert run_lanes(lambda a, b: (a, b), [(0, 5)]) == [(0, 5)]  # one part: a plain call
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_concat_in_lanes_equals_cat(three_threads: None, dim: int) -> None:
+    x = torch.randn(7, 9)
+
+    def part(start: int, stop: int) -> torch.Tensor:
+        return (x.narrow(dim, start, stop - start) * 2) > 0.5
+
+    total = x.shape[dim]
+    with torch.no_grad():
+        got = concat_in_lanes(part, total, 3, like=x, shape=x.shape, dim=dim, dtype=torch.bool)
+        single = concat_in_lanes(part, total, 1, like=x, shape=x.shape, dim=dim)
+    assert got.dtype == torch.bool
+    assert torch.equal(got, (x * 2) > 0.5)
+    assert torch.equal(single, got)
