@@ -13,22 +13,47 @@ from anyseg.modeling import Sam
 from anyseg.modeling.shared_decode import decode_low_res_masks, decode_tokens, prepare_image
 
 
-def test_split_decoder_equals_the_model_decoder(test_model: Sam) -> None:
+@pytest.mark.parametrize(
+    ("points", "chosen"), [(5, [1, 3, 4]), (1, [0])]
+)  # many prompts, or one (split over lanes when there are threads)
+def test_split_decoder_equals_the_model_decoder(
+    test_model: Sam, lanes: int, points: int, chosen: list[int]
+) -> None:
     torch.manual_seed(0)
     embedding = torch.randn(1, 32, 16, 16)
-    points = torch.rand(5, 2, dtype=torch.float64) * 256
+    xy = torch.rand(points, 2, dtype=torch.float64) * 256
     with torch.inference_mode():
         image = prepare_image(test_model, embedding, test_model.mask_decoder)
-        tokens = decode_tokens(test_model, image, points)
-        low_res = decode_low_res_masks(test_model, tokens, torch.tensor([1, 3, 4]))
+        tokens = decode_tokens(test_model, image, xy)
+        low_res = decode_low_res_masks(test_model, tokens, torch.tensor(chosen))
         sparse, dense = test_model.prompt_encoder(
-            points=(points[:, None], torch.ones(5, 1, dtype=torch.int)), boxes=None, masks=None
+            points=(xy[:, None], torch.ones(points, 1, dtype=torch.int)), boxes=None, masks=None
         )
         ref_masks, ref_iou = test_model.mask_decoder(
             embedding, test_model.prompt_encoder.get_dense_pe(), sparse, dense, True
         )
     torch.testing.assert_close(tokens.iou_preds, ref_iou, atol=1e-6, rtol=0)
-    torch.testing.assert_close(low_res, ref_masks[[1, 3, 4]], atol=1e-5, rtol=0)
+    torch.testing.assert_close(low_res, ref_masks[chosen], atol=1e-5, rtol=0)
+
+
+def test_masks_split_over_lanes_equal_one_pass_bit_for_bit() -> None:
+    """The output upscaling of one prompt, in one band per thread, gives the one-pass values."""
+    model = perturbed(dataclasses.replace(PRESETS["test"]), seed=3).eval()
+    torch.manual_seed(0)
+    embedding = torch.randn(1, 32, 16, 16)
+    got = {}
+    before = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            image = prepare_image(model, embedding, model.mask_decoder)
+            tokens = decode_tokens(model, image, torch.tensor([[40.0, 90.0]]).double())
+        for threads in (1, 2, 3):  # one pass on one thread, two and three bands
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                got[threads] = decode_low_res_masks(model, tokens, torch.tensor([0]))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(got[2], got[1]) and torch.equal(got[3], got[1])
 
 
 def perturbed(config, seed: int = 0) -> Sam:

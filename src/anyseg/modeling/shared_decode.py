@@ -23,6 +23,7 @@ the channels-last shortcut.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import cast
 
 import torch
@@ -38,6 +39,7 @@ from anyseg.modeling.shared_transformer import (
     prepare_image_side,
     two_way_transformer,
 )
+from anyseg.ops.lanes import lanes_available, run_lanes, split_range
 from anyseg.ops.threads import FEW_TOKENS, one_thread
 
 # Work is split so that each large activation stays under ~16 MB. Besides cache locality, this
@@ -208,7 +210,9 @@ def decode_low_res_masks(
     convolution is one matrix product per image cell, the LayerNorm a plain ``layer_norm`` over
     the last dim. The rows are put in mask order between the convolutions (the second one runs
     once per sub-pixel row), so the hypernetwork products write the masks in place, without a
-    final shuffle of the 4x4 sub-pixels.
+    final shuffle of the 4x4 sub-pixels. For a prompt or two the grid rows are cut into one
+    band per thread, each upscaled end to end on its thread (:func:`anyseg.ops.lanes.run_lanes`;
+    the same values as one pass).
 
     Args:
         model: the SAM model.
@@ -226,47 +230,98 @@ def decode_low_res_masks(
             raise ValueError("a SAM-HQ decoder needs the image's hq_features")
         only = decoder.hq_token_only if hq_token_only is None else hq_token_only
         return _hq_low_res_masks(decoder, tokens, prompts, hq_features, only)
-    up1, norm, act1, up2, act2 = decoder.output_upscaling
-    assert isinstance(up1, nn.ConvTranspose2d) and isinstance(up2, nn.ConvTranspose2d)
+    up = _ChannelsLastUpscaling.of(decoder)
     h, w = tokens.grid_hw
-    c1, c2 = up1.out_channels, up2.out_channels
-    assert up1.bias is not None and up2.bias is not None
-    with one_thread():  # weight-sized copies
-        # (C_in, C_out, 2, 2) -> (C_in, 2*2*C_out): the four sub-pixels of a cell, channels last.
-        w1 = up1.weight.permute(0, 2, 3, 1).reshape(up1.in_channels, 4 * c1)
-        # (C/4, C/8, 2, 2) -> (C/4, 2, 2*C/8): per sub-pixel row a', the columns (b', C/8).
-        w2 = up2.weight.permute(0, 2, 3, 1).reshape(c1, 2, 2 * c2)
-        b1, b2 = up1.bias.repeat(4), up2.bias.repeat(2)
-    norm_weight, norm_bias = cast(torch.Tensor, norm.weight), cast(torch.Tensor, norm.bias)
-    norm_eps = float(cast(float, norm.eps))  # LayerNorm2d over channels = layer_norm, last dim
     all_mlps = list(decoder.output_hypernetworks_mlps)
     mlps = all_mlps[1:] if tokens.multimask else all_mlps[:1]  # those of tokens.mask_tokens
-    out = []
+    out = torch.empty(
+        prompts.numel(), len(mlps), 4 * h, 4 * w, dtype=torch.float32,
+        device=tokens.mask_tokens.device,
+    )  # fmt: skip
     # The largest activation: 16 h*w sub-pixels x C/8 channels per prompt.
-    step = max(1, CHUNK_BYTES // (16 * h * w * c2 * w1.element_size()))
+    step = max(1, CHUNK_BYTES // (16 * h * w * up.c2 * up.w1.element_size()))
     for start in range(0, prompts.numel(), step):
         chunk = prompts[start : start + step]
         p = chunk.numel()
-        features = tokens.image_features(chunk.tolist())  # (P, hw, C)
-        x = torch.addmm(b1, features.reshape(p * h * w, -1), w1)
-        x = x.reshape(p * h * w * 4, c1)  # rows: (prompt, i, j, a, b)
-        x = _activate_(act1, F.layer_norm(x, (c1,), norm_weight, norm_bias, norm_eps))
-        # rows (prompt, i, j, a, b) -> (prompt, i, a, j, b): runs of 2 x C/4 values move
-        x = x.reshape(p, h, w, 2, 2, c1).transpose(2, 3).reshape(p * h * w * 4, c1)
+        features = tokens.image_features(chunk.tolist()).reshape(p, h, w, -1)  # (P, h, w, C)
         mask_tokens = tokens.mask_tokens[chunk]
-        with one_thread(p * len(mlps) <= FEW_TOKENS):
-            hyper_t = torch.stack(
+        few = p * len(mlps) <= FEW_TOKENS
+        with one_thread(few):
+            hyper = torch.stack(
                 [mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(mlps)], dim=1
             )  # (P, M, C/8)
-        rows = []
+        # (P, M, y, x) with y = 4i + 2a + a' -> (P, M, i, a, a', x)
+        target = out[start : start + p].view(p, len(mlps), h, 2, 2, 4 * w)
+        # A prompt or two: each thread upscales its own band of grid rows end to end.
+        bands = split_range(h, lanes_available() if few else 1)
+        run_lanes(partial(up.band, features, hyper, target), bands)
+    return out
+
+
+@dataclass(frozen=True)
+class _ChannelsLastUpscaling:
+    """The decoder's output upscaling as matrix products over channels-last image cells."""
+
+    w1: torch.Tensor  # (C, 2*2*C/4): the first convolution's four sub-pixels, channels last
+    b1: torch.Tensor
+    norm_weight: torch.Tensor
+    norm_bias: torch.Tensor
+    norm_eps: float
+    act1: nn.Module
+    w2: torch.Tensor  # (C/4, 2, 2*C/8): per sub-pixel row a', the columns (b', C/8)
+    b2: torch.Tensor
+    act2: nn.Module
+
+    @property
+    def c1(self) -> int:
+        return self.norm_weight.shape[0]
+
+    @property
+    def c2(self) -> int:
+        return self.b2.shape[0] // 2
+
+    @staticmethod
+    def of(decoder: MaskDecoder) -> _ChannelsLastUpscaling:
+        up1, norm, act1, up2, act2 = decoder.output_upscaling
+        assert isinstance(up1, nn.ConvTranspose2d) and isinstance(up2, nn.ConvTranspose2d)
+        assert up1.bias is not None and up2.bias is not None
+        c1, c2 = up1.out_channels, up2.out_channels
+        with one_thread():  # weight-sized copies
+            # (C_in, C_out, 2, 2) -> (C_in, 2*2*C_out)
+            w1 = up1.weight.permute(0, 2, 3, 1).reshape(up1.in_channels, 4 * c1)
+            w2 = up2.weight.permute(0, 2, 3, 1).reshape(c1, 2, 2 * c2)  # (C/4, C/8, 2, 2) ->
+            b1, b2 = up1.bias.repeat(4), up2.bias.repeat(2)
+        return _ChannelsLastUpscaling(
+            w1=w1,
+            b1=b1,
+            norm_weight=cast(torch.Tensor, norm.weight),
+            norm_bias=cast(torch.Tensor, norm.bias),
+            norm_eps=float(cast(float, norm.eps)),  # LayerNorm2d over channels: last dim
+            act1=act1,
+            w2=w2,
+            b2=b2,
+            act2=act2,
+        )
+
+    def band(
+        self, features: torch.Tensor, hyper: torch.Tensor, target: torch.Tensor, i0: int, i1: int
+    ) -> None:
+        """Masks of grid rows [i0, i1) of P prompts' (P, h, w, C) features and (P, M, C/8)
+        hypernetwork outputs, written into ``target`` (P, M, h, 2, 2, 4w)."""
+        p, _, w, _ = features.shape
+        r, c1, c2 = i1 - i0, self.c1, self.c2
+        x = torch.addmm(self.b1, features[:, i0:i1].reshape(p * r * w, -1), self.w1)
+        x = x.reshape(p * r * w * 4, c1)  # rows: (prompt, i, j, a, b)
+        x = F.layer_norm(x, (c1,), self.norm_weight, self.norm_bias, self.norm_eps)
+        x = _activate_(self.act1, x)
+        # rows (prompt, i, j, a, b) -> (prompt, i, a, j, b): runs of 2 x C/4 values move
+        x = x.reshape(p, r, w, 2, 2, c1).transpose(2, 3).reshape(p * r * w * 4, c1)
         for a2 in range(2):  # the second convolution's sub-pixel row a'
-            y = _activate_(act2, torch.addmm(b2, x, w2[:, a2]))  # rows (i, a, j, b), cols (b', C/8)
-            y = y.reshape(p, 2 * h * 2 * w * 2, c2)  # rows (i, a, j, b, b')
-            # (P, M, C/8) @ (P, C/8, rows) -> (P, M, (i, a), (j, b, b')): x = 4j + 2b + b'
-            rows.append((hyper_t @ y.transpose(1, 2)).reshape(p, -1, 2 * h, 4 * w))
-        # (P, M, (i, a), a', x) -> (P, M, y, x): y = 4i + 2a + a'
-        out.append(torch.stack(rows, dim=3).reshape(p, -1, 4 * h, 4 * w).float())
-    return torch.cat(out) if out else torch.zeros(0, len(mlps), 4 * h, 4 * w)
+            y = _activate_(self.act2, torch.addmm(self.b2, x, self.w2[:, a2]))  # cols (b', C/8)
+            y = y.reshape(p, 2 * r * 2 * w * 2, c2)  # rows (i, a, j, b, b')
+            # (P, M, C/8) @ (P, C/8, rows) -> (P, M, i, a, (j, b, b')): x = 4j + 2b + b'
+            masks = hyper @ y.transpose(1, 2)
+            target[:, :, i0:i1, :, a2] = masks.reshape(p, -1, r, 2, 4 * w)
 
 
 def _activate_(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
