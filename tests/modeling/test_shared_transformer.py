@@ -30,7 +30,7 @@ def perturbed_transformer(
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
 @pytest.mark.parametrize("prompts", [1, 5])  # the token ops on one thread (FEW_TOKENS), or not
-def test_equals_the_model_transformer(depth: int, prompts: int) -> None:
+def test_equals_the_model_transformer(depth: int, prompts: int, lanes: int) -> None:
     dim = 64
     tr = perturbed_transformer(dim, heads=2, downsample=1, depth=depth)
     assert folding_pays(tr, 7)
@@ -46,7 +46,7 @@ def test_equals_the_model_transformer(depth: int, prompts: int) -> None:
     torch.testing.assert_close(img, ref_image, atol=5e-5, rtol=1e-4)
 
 
-def test_kept_tokens_are_those_of_the_full_run() -> None:
+def test_kept_tokens_are_those_of_the_full_run(lanes: int) -> None:
     """Only the tokens a caller reads go through the final attention, in the order asked."""
     dim = 64
     tr = perturbed_transformer(dim, heads=2, downsample=1, depth=2)
