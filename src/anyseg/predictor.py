@@ -562,11 +562,10 @@ class SamPredictor(ImageFrame):
             sparse, dense, mask_input is not None, multimask_output, hq_token_only
         )
         assert self.input_size is not None and self.original_size is not None  # set with features
+        above = None if return_logits else self.model.mask_threshold
         masks = transforms.upscale_logits_separable(
-            low_res, self.long_side, self.input_size, self.original_size
+            low_res, self.long_side, self.input_size, self.original_size, above
         )
-        if not return_logits:
-            masks = masks > self.model.mask_threshold
         return masks, iou, low_res
 
     def _decode(

@@ -86,14 +86,21 @@ def test_corners_map_to_the_resized_image_corners() -> None:
     [(512, 512), (600, 800), (37, 1500), (1500, 37), (200, 300), (1100, 900)],
 )
 @pytest.mark.parametrize("low", [256, 200])  # an integer scale (padding cells cropped) or not
-def test_separable_upscale_equals_the_two_bilinear_steps(out_hw: tuple[int, int], low: int) -> None:
+def test_separable_upscale_equals_the_two_bilinear_steps(
+    out_hw: tuple[int, int], low: int, lanes: int
+) -> None:
     """The predictor's per-axis upscaling gives the original's post-processing (two bilinear
-    steps) up to float32 rounding, for any image shape and batch layout."""
+    steps) up to float32 rounding, for any image shape and batch layout, its passes split over
+    lanes or not; with a threshold it gives the masks of those logits."""
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 3, low, low, generator=g) * 8  # (B, C, 4h, 4w), logits of ±30
     input_hw = transforms.get_preprocess_shape(*out_hw, long_side=1024)
     exact = transforms.upscale_logits(logits, 1024, input_hw, out_hw)
-    separable = transforms.upscale_logits_separable(logits, 1024, input_hw, out_hw)
+    with torch.inference_mode():  # the predictor's mode (lanes split only without gradients)
+        separable = transforms.upscale_logits_separable(logits, 1024, input_hw, out_hw)
+        masks = transforms.upscale_logits_separable(logits, 1024, input_hw, out_hw, above=0.5)
+    assert masks.dtype == torch.bool
+    assert torch.equal(masks, separable > 0.5)
     assert separable.shape == exact.shape == (2, 3, *out_hw)
     torch.testing.assert_close(separable, exact, atol=2e-5, rtol=0)
     # And both are the original's recipe: bilinear to (S, S), crop, bilinear to the image.

@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from anyseg.ops.lanes import concat_in_lanes, lanes_available
+
 
 def get_preprocess_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
     """(h, w) of an image of size (height, width) resized to ``long_side`` on its long side."""
@@ -95,29 +97,50 @@ def upscale_logits(
     return x.reshape(*lead, *x.shape[-2:])  # (K, 1, H, W) -> (..., H, W)
 
 
+# Masks upscaled at once up to which the passes are split by hand over the threads.
+FEW_MASKS = 16
+
+
 def upscale_logits_separable(
     low_res: torch.Tensor,
     long_side: int,
     input_hw: tuple[int, int],
     out_hw: tuple[int, int],
+    above: float | None = None,
 ) -> torch.Tensor:
     """:func:`upscale_logits` one axis at a time: the same two resizes per axis, as 1-d linear
     passes (two taps each instead of bilinear's four, and no (S, S) intermediate: the columns
     are resized at low-res row count). Equal to it up to float32 rounding (a few 1e-6 on logits
     of ±20), not bit for bit; the predictor uses it, automatic generation keeps the bit-exact
-    form (its records equal the original's).
+    form (its records equal the original's). With ``above``, returns the masks ``logits >
+    above`` instead of the logits.
+
+    For a few masks each pass is split into one part per thread (:mod:`anyseg.ops.lanes`):
+    lines of the first pass, output rows of the second (with the threshold).
     """
     lead = low_res.shape[:-2]
     lh, lw = low_res.shape[-2:]
     rows, cols = _kept_cells(lh, lw, long_side, input_hw)
     x = low_res.reshape(-1, lh, lw)[:, :rows, :cols]
     k = x.shape[0]
+    (h, w), up_h, up_w = out_hw, rows * long_side // lh, cols * long_side // lw
+    lanes = lanes_available() if k <= FEW_MASKS else 1
     # Rows first, on the few low-res columns: (K, rows, cols) -> (K * cols, 1, rows) -> (K, H,
     # cols); then the columns of the output rows -> (K, H, W).
-    y = _resize_1d(x.transpose(1, 2).reshape(k * cols, 1, rows), rows * long_side // lh,
-                   input_hw[0], out_hw[0])  # fmt: skip
-    y = y.reshape(k, cols, out_hw[0]).transpose(1, 2).reshape(k * out_hw[0], 1, cols)
-    z = _resize_1d(y, cols * long_side // lw, input_hw[1], out_hw[1])  # (K * H, 1, W)
+    lines = x.transpose(1, 2).reshape(k * cols, 1, rows)
+    y = concat_in_lanes(
+        lambda start, stop: _resize_1d(lines[start:stop], up_h, input_hw[0], h),
+        k * cols, lanes, like=lines, shape=(k * cols, 1, h),
+    )  # fmt: skip
+    by_rows = y.reshape(k, cols, h).transpose(1, 2)  # (K, H, cols)
+
+    def second(start: int, stop: int) -> torch.Tensor:
+        part = by_rows[:, start:stop].reshape(k * (stop - start), 1, cols)
+        out = _resize_1d(part, up_w, input_hw[1], w).reshape(k, stop - start, w)
+        return out if above is None else out > above
+
+    dtype = torch.bool if above is not None else None
+    z = concat_in_lanes(second, h, lanes, like=y, shape=(k, h, w), dim=1, dtype=dtype)
     return z.reshape(*lead, *out_hw)
 
 
