@@ -46,16 +46,20 @@ def test_split_range_rejects_bad_arguments() -> None:
         split_range(10, 0)
 
 
-def test_lanes_are_the_main_threads_count_with_gradients_off(three_threads: None) -> None:
-    assert lanes_available() == 1  # gradients on
+def test_lanes_are_the_main_threads_count_for_cpu_work_with_gradients_off(
+    three_threads: None,
+) -> None:
+    cpu = torch.device("cpu")
+    assert lanes_available(cpu) == 1  # gradients on
     with torch.no_grad():
-        assert lanes_available() == 3
+        assert lanes_available(cpu) == 3
+        assert lanes_available(torch.device("meta")) == 1  # only CPU work is split
     seen: list[int] = []
     with torch.inference_mode():
-        t = threading.Thread(target=lambda: seen.append(lanes_available()))
+        t = threading.Thread(target=lambda: seen.append(lanes_available(cpu)))
         t.start()
         t.join()
-        assert lanes_available() == 3
+        assert lanes_available(cpu) == 3
     assert seen == [1]  # never off the main thread
 
 

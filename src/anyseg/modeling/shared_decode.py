@@ -253,7 +253,7 @@ def decode_low_res_masks(
         # (P, M, y, x) with y = 4i + 2a + a' -> (P, M, i, a, a', x)
         target = out[start : start + p].view(p, len(mlps), h, 2, 2, 4 * w)
         # A prompt or two: each thread upscales its own band of grid rows end to end.
-        bands = split_range(h, lanes_available() if few else 1)
+        bands = split_range(h, lanes_available(features.device) if few else 1)
         run_lanes(partial(up.band, features, hyper, target), bands)
     return out
 

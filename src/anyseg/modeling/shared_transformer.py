@@ -112,7 +112,7 @@ def two_way_transformer(
         tokens (B, len(keep), C) and image features (B, h*w, C).
     """
     serial = point_embedding.shape[0] * point_embedding.shape[1] <= FEW_TOKENS
-    lanes = lanes_available() if serial else 1
+    lanes = lanes_available(image.keys.device) if serial else 1
     if lanes > 1:
         parts = split_range(image.keys.shape[1], lanes)
         return _two_way_in_lanes(transformer, image, point_embedding, keep, parts)
@@ -194,7 +194,7 @@ def _two_way_in_lanes(
         queries = layers[0].attend_tokens(pe, pe)
         q = queries + pe
     attn = _token_to_shared_image(layers[0].cross_attn_token_to_image, q, image, True)
-    features = torch.empty(pe.shape[0], *image.keys.shape[1:], dtype=image.keys.dtype)
+    features = image.keys.new_empty(pe.shape[0], *image.keys.shape[1:])
     keys: dict[int, tuple[Tensor, Tensor]] = {}  # per part: its cells' keys and keys + pe
     for i, layer in enumerate(layers):
         last = i + 1 == len(layers)

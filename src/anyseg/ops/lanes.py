@@ -39,10 +39,15 @@ _pool: ThreadPoolExecutor | None = None
 _pool_workers = 0
 
 
-def lanes_available() -> int:
-    """How many lanes a caller may split into now: the intra-op thread count on the main
-    thread with gradients off, else 1 (no split)."""
-    if threading.current_thread() is not threading.main_thread() or torch.is_grad_enabled():
+def lanes_available(device: torch.device) -> int:
+    """How many lanes a caller may split work on ``device`` into now: the intra-op thread count
+    for CPU tensors on the main thread with gradients off, else 1 (no split; an accelerator
+    queues its own work)."""
+    if (
+        device.type != "cpu"
+        or threading.current_thread() is not threading.main_thread()
+        or torch.is_grad_enabled()
+    ):
         return 1
     return max(1, torch.get_num_threads())
 
@@ -67,8 +72,9 @@ def run_lanes(fn: Callable[[int, int], T], parts: Sequence[tuple[int, int]]) -> 
     """
     if len(parts) <= 1:
         return [fn(*part) for part in parts]
-    if len(parts) > lanes_available():
-        raise RuntimeError(f"{len(parts)} lanes asked for where {lanes_available()} are available")
+    available = lanes_available(torch.device("cpu"))
+    if len(parts) > available:
+        raise RuntimeError(f"{len(parts)} lanes asked for where {available} are available")
     inference = torch.is_inference_mode_enabled()
 
     def lane(start: int, stop: int) -> T:

@@ -124,7 +124,7 @@ def upscale_logits_separable(
     x = low_res.reshape(-1, lh, lw)[:, :rows, :cols]
     k = x.shape[0]
     (h, w), up_h, up_w = out_hw, rows * long_side // lh, cols * long_side // lw
-    lanes = lanes_available() if k <= FEW_MASKS else 1
+    lanes = lanes_available(low_res.device) if k <= FEW_MASKS else 1
     # Rows first, on the few low-res columns: (K, rows, cols) -> (K * cols, 1, rows) -> (K, H,
     # cols); then the columns of the output rows -> (K, H, W).
     lines = x.transpose(1, 2).reshape(k * cols, 1, rows)
