@@ -4,10 +4,13 @@ main thread's count and mode survive, errors surface after every lane is done.""
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -133,3 +136,25 @@ def test_concat_in_lanes_equals_cat(three_threads: None, dim: int) -> None:
     assert got.dtype == torch.bool
     assert torch.equal(got, (x * 2) > 0.5)
     assert torch.equal(single, got)
+
+
+def _lanes_in_child(queue: Any) -> None:
+    with torch.no_grad():
+        queue.put(
+            run_lanes(lambda a, b: b - a, split_range(10, lanes_available(torch.device("cpu"))))
+        )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork start method only")
+def test_a_forked_child_gets_its_own_lanes(three_threads: None) -> None:
+    """A child forked after the parent used its lanes (it has none of the parent's worker
+    threads, and lanes.py starts it a fresh pool) splits work too."""
+    with torch.no_grad():
+        assert run_lanes(lambda a, b: b - a, split_range(10, 3)) == [3, 3, 4]
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_lanes_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == [3, 3, 4]
