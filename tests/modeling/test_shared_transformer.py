@@ -3,6 +3,8 @@ blocks), and folding is only chosen where it saves work."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -90,3 +92,27 @@ def test_a_few_prompts_tokens_run_on_one_thread(prompts: int) -> None:
     serial = prompts * 7 <= FEW_TOKENS
     assert seen == [1 if serial else 2] * 2
     assert after == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_partial_softmaxes_merge_to_the_whole_softmax(dtype: torch.dtype) -> None:
+    """Merged parts are as close to the float64 truth as torch's own softmax in that dtype (for
+    bfloat16: exponentials and sums in float32, as torch.softmax keeps them)."""
+    from anyseg.modeling.shared_transformer import _PartialSoftmax
+
+    torch.manual_seed(0)
+    scores64 = 20 * torch.randn(4, 6, 4096, dtype=torch.float64)
+    values64 = torch.randn(4, 4096, 32, dtype=torch.float64)
+    scores, values = scores64.to(dtype), values64.to(dtype)
+    truth = torch.softmax(scores.double(), dim=-1) @ values.double()
+    cuts = [0, 1000, 2048, 4096]
+    parts = [
+        _PartialSoftmax.of(scores[..., a:b].clone(), values[:, a:b])
+        for a, b in itertools.pairwise(cuts)
+    ]
+    assert all(p.top.dtype == p.total.dtype == torch.float32 for p in parts)
+    merged = _PartialSoftmax.merge(parts, dtype)
+    assert merged.dtype == dtype
+    ours = (merged.double() - truth).abs().mean()
+    theirs = ((torch.softmax(scores, dim=-1) @ values).double() - truth).abs().mean()
+    assert ours <= 1.25 * theirs + 1e-7, (ours, theirs)

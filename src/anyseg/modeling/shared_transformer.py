@@ -212,7 +212,7 @@ def _two_way_in_lanes(
         region = _CellRegion(
             layer, image, fold, folded, first=i == 0, keys=keys, features=features if last else None
         )
-        mixed = _PartialSoftmax.merge(run_lanes(region, parts))
+        mixed = _PartialSoftmax.merge(run_lanes(region, parts), queries.dtype)
         with one_thread():
             attn = _token_output(t2i, mixed)
     with one_thread():
@@ -257,7 +257,12 @@ class _CellRegion:
 class _PartialSoftmax:
     """``softmax(scores) @ values`` over part of the softmax's columns, unnormalised: row maxima
     ``top`` (..., R, 1), sums ``total`` (..., R, 1) of exp(scores - top), and ``mixed``
-    (..., R, C), the exp-weighted values."""
+    (..., R, C), the exp-weighted values.
+
+    As ``torch.softmax`` does for half and bfloat16 inputs, the exponentials, sums and rescaling
+    are float32 (``top``, ``total`` and ``mixed`` are float32 for float32 or narrower scores);
+    the exp-weights meet the values in the values' dtype, as softmax's output would.
+    """
 
     top: Tensor
     total: Tensor
@@ -265,18 +270,22 @@ class _PartialSoftmax:
 
     @staticmethod
     def of(scores: Tensor, values: Tensor) -> _PartialSoftmax:
-        top = scores.amax(dim=-1, keepdim=True)
-        weights = scores.sub_(top).exp_()
-        return _PartialSoftmax(top, weights.sum(dim=-1, keepdim=True), weights @ values)
+        wide = scores if scores.dtype == torch.float64 else scores.float()
+        top = wide.amax(dim=-1, keepdim=True)
+        weights = wide.sub_(top).exp_()  # scores' own storage when already float32
+        mixed = weights.to(values.dtype) @ values
+        return _PartialSoftmax(top, weights.sum(dim=-1, keepdim=True), mixed.to(top.dtype))
 
     @staticmethod
-    def merge(parts: Sequence[_PartialSoftmax]) -> Tensor:
-        """The softmax-weighted values over all the parts' columns."""
+    def merge(parts: Sequence[_PartialSoftmax], dtype: torch.dtype | None = None) -> Tensor:
+        """The softmax-weighted values over all the parts' columns (in ``dtype``; default the
+        parts' own, float32 for narrow inputs)."""
         top = torch.stack([p.top for p in parts]).amax(dim=0)
         scales = [torch.exp(p.top - top) for p in parts]
         mixed = sum(s * p.mixed for s, p in zip(scales, parts, strict=True))
         total = sum(s * p.total for s, p in zip(scales, parts, strict=True))
-        return cast(Tensor, mixed / total)
+        out = cast(Tensor, mixed / total)
+        return out if dtype is None else out.to(dtype)
 
 
 def _heads(attn: Attention) -> tuple[int, int]:
