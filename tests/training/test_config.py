@@ -166,3 +166,16 @@ def test_a_text_run_must_train_its_text_path() -> None:
     text = load_config(REPO / "configs" / "default_model_text.toml")
     assert text.optim.train_only == () and text.optim.freeze_image_encoder
     assert text.loss.iou_target == "prompted" and text.loss.iou_weight == 1.0
+
+
+def test_the_gpu_text_config_trains_the_encoder_with_text_from_the_bundled_model() -> None:
+    """configs/default_model_text_gpu.toml: the paper's text recipe on the whole model (the
+    frozen-encoder fine-tunes cannot learn it: scripts/text_grounding_probe.py), from the
+    bundled weights, with the architecture of the stages that made them."""
+    text = load_config(REPO / "configs" / "default_model_text_gpu.toml")
+    stage = load_config(REPO / "configs" / "default_model_gpu_continue.toml")
+    assert not text.optim.freeze_image_encoder and text.optim.train_only == ()
+    assert text.prompts.text_prob > 0 and text.optim.text_lr_scale > 1
+    assert text.model == stage.model
+    assert text.run.init_checkpoint == "src/anyseg/weights/default.safetensors"
+    assert text.run.out_dir != stage.run.out_dir
