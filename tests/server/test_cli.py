@@ -39,6 +39,22 @@ def test_serve_reports_a_busy_port(
     assert len(err) == 1 and f"cannot listen on 127.0.0.1:{port}" in err[0]
 
 
+def test_the_printed_port_already_accepts_connections() -> None:
+    """The socket whose URL `anyseg serve` prints is listening before uvicorn runs: a client that
+    connects the moment it reads the URL is queued, not refused (CI once saw the refusal)."""
+    from anyseg.cli.serve import listening_socket
+
+    with listening_socket("127.0.0.1", 0) as sock:
+        port = sock.getsockname()[1]
+        # Nobody accepts yet; the kernel's backlog takes the connection.
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            sock.settimeout(5)
+            conn, _ = sock.accept()
+            with conn:
+                assert conn.recv(64).startswith(b"GET / HTTP/1.1")
+
+
 def test_server_and_cli_agree_on_a_rotated_jpeg(
     image_dir: Path, tmp_path: Path, test_checkpoint: Path, capsys: Any
 ) -> None:

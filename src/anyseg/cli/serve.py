@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -66,8 +67,6 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    import socket
-
     import uvicorn
 
     from anyseg.errors import InvalidInputError
@@ -87,17 +86,7 @@ def run(args: argparse.Namespace) -> int:
     service = app.state.service
     report_mode(service.predictor.describe_mode(), config.model.mode)
     access = app.state.access
-    # Bind first so the printed URL carries the real port (also with --port 0).
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto says TCP, and
-    # without it every response waits ~40 ms for the client's delayed ACK (Nagle).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((config.host, config.port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}") from None
+    sock = listening_socket(config.host, config.port)
     port = sock.getsockname()[1]
     report_folder(service.folder_report())
     if access.exposed:
@@ -119,6 +108,27 @@ def run(args: argparse.Namespace) -> int:
         service.close()
     print("anyseg serve: stopped", flush=True)
     return 0
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) and already listening.
+
+    Bound first so the printed URL carries the real port (also with port 0); listening before
+    the URL is printed so that a client which connects the moment it reads the URL is queued by
+    the kernel until the server accepts, instead of refused while uvicorn is still starting.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto says TCP, and
+    # without it every response waits ~40 ms for the client's delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's default backlog
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
 
 
 def _url_host(host: str) -> str:
