@@ -15,6 +15,13 @@ decode of the official models; only the embedding time depends on the encoder.
     .venv/bin/python bench/bench_server.py                        # test and vit_b presets
     .venv/bin/python bench/bench_server.py --presets vit_b --clicks 50 --image 1500x1000
     .venv/bin/python bench/bench_server.py --browser          # + clicks in headless Chromium
+    .venv/bin/python bench/bench_server.py --presets vit_b --thread-ab   # + the thread A/B below
+
+``--thread-ab`` also times, in this process and paired click by click, one-point decodes called
+from a plain thread (a request thread: no lanes, as the server decoded before it had a compute
+thread) and from the thread that ``anyseg serve`` runs its model work on
+(``anyseg.ops.threads.compute_executor``). The HTTP rows move by more than that difference from
+one run to the next on a shared 2-core host; the paired ratio does not.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# As `anyseg serve` sets it for itself; here read once, when torch loads OpenMP (the thread A/B).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import httpx
 import numpy as np
@@ -202,6 +212,47 @@ def bench_preset(
     return rows
 
 
+def thread_ab(preset: str, width: int, height: int, clicks: int) -> str:
+    """One row: median decode ms on a plain thread and on a compute thread, and the median of
+    the paired per-click ratios (plain / compute)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from anyseg.ops.threads import compute_executor
+    from anyseg.predictor import SamPredictor
+
+    torch.manual_seed(0)
+    predictor = SamPredictor(build_sam(get_preset(preset)).eval())
+    with tempfile.TemporaryDirectory(prefix="anyseg-bench-server-") as tmp:
+        make_image(Path(tmp) / "photo.jpg", width, height)
+        rgb = np.asarray(Image.open(Path(tmp) / "photo.jpg").convert("RGB"))
+    with torch.inference_mode():
+        predictor.set_image(rgb)
+    rng = np.random.default_rng(2)
+
+    def decode(xy: np.ndarray) -> float:
+        t0 = time.perf_counter()
+        predictor.predict(point_coords=xy, point_labels=np.array([1]), multimask_output=True)
+        return 1000 * (time.perf_counter() - t0)
+
+    plain, compute = ThreadPoolExecutor(1), compute_executor("bench-compute")
+    try:
+        times: dict[str, list[float]] = {"plain": [], "compute": []}
+        for i in range(clicks + 3):
+            xy = rng.uniform([0, 0], [width, height], size=(1, 2))
+            for name, pool in (("plain", plain), ("compute", compute)):
+                ms = pool.submit(decode, xy).result()
+                if i >= 3:  # warm-up
+                    times[name].append(ms)
+    finally:
+        plain.shutdown()
+        compute.shutdown()
+    ratio = float(np.median(np.array(times["plain"]) / np.array(times["compute"])))
+    return (
+        f"| {preset} | {width}x{height} | {stats(times['plain'])} | {stats(times['compute'])} "
+        f"| {ratio:.2f}x |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", default="test,vit_b", help="comma-separated model presets")
@@ -211,6 +262,11 @@ def main() -> None:
     parser.add_argument("--decode-threads", type=int, default=None, help="threads per decode")
     parser.add_argument(
         "--browser", action="store_true", help="also time clicks in headless Chromium"
+    )
+    parser.add_argument(
+        "--thread-ab",
+        action="store_true",
+        help="also time one-point decodes on a plain thread against the compute thread, paired",
     )
     args = parser.parse_args()
     width, height = (int(v) for v in args.image.lower().split("x"))
@@ -229,12 +285,18 @@ def main() -> None:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(
         f"torch {torch.__version__}, {os.cpu_count()} CPUs (load average {load}), "
-        f"server threads: {threads}"
+        f"server threads: {threads}, OMP_WAIT_POLICY {os.environ['OMP_WAIT_POLICY']}"
     )
     print("times in ms: median p90")
     print("| model | image | prompt | decode | encode | server | round trip | first embedding |")
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    if args.thread_ab:
+        ab = [thread_ab(p.strip(), width, height, args.clicks) for p in args.presets.split(",")]
+        print("\none-point decode in ms (median p90), in this process, paired click by click")
+        print("| model | image | plain thread | compute thread | paired ratio |")
+        print("|---|---|---|---|---|")
+        print("\n".join(ab))
 
 
 if __name__ == "__main__":

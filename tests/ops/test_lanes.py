@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from anyseg.ops.lanes import concat_in_lanes, lanes_available, run_lanes, split_range
+from anyseg.ops.threads import compute_executor
 
 
 @pytest.fixture
@@ -63,7 +64,17 @@ def test_lanes_are_the_main_threads_count_for_cpu_work_with_gradients_off(
         t.start()
         t.join()
         assert lanes_available(cpu) == 3
-    assert seen == [1]  # never off the main thread
+    assert seen == [1]  # not on a thread that does not own its count
+    pool = compute_executor("test-lanes")
+    try:
+
+        def on_compute_thread() -> int:
+            with torch.inference_mode():
+                return lanes_available(cpu)
+
+        assert pool.submit(on_compute_thread).result(timeout=10) == 3  # its creator's count
+    finally:
+        pool.shutdown(wait=True)
 
 
 def test_parts_run_at_once_in_order_on_single_threads(three_threads: None) -> None:
@@ -87,6 +98,34 @@ def test_parts_run_at_once_in_order_on_single_threads(three_threads: None) -> No
     assert all(threads == 1 for _, threads, _ in seen.values())
     assert all(inference for *_, inference in seen.values())
     assert torch.get_num_threads() == 3  # restored on the main thread
+
+
+def test_a_compute_thread_runs_lanes_and_keeps_the_main_threads_count(
+    three_threads: None,
+) -> None:
+    """A service's compute thread (ops.threads.compute_executor) splits as the main thread does;
+    its count comes back after, and the main thread's never changes."""
+    barrier = threading.Barrier(3, timeout=10)
+    lane_counts: list[int] = []
+
+    def lane(start: int, stop: int) -> tuple[int, int]:
+        barrier.wait()
+        lane_counts.append(_openmp_threads())
+        return start, stop
+
+    def on_compute_thread() -> tuple[list[tuple[int, int]], int, str]:
+        with torch.inference_mode():
+            parts = run_lanes(lane, [(0, 3), (3, 6), (6, 9)])
+        return parts, torch.get_num_threads(), threading.current_thread().name
+
+    pool = compute_executor("test-lanes")
+    try:
+        parts, after, name = pool.submit(on_compute_thread).result(timeout=30)
+    finally:
+        pool.shutdown(wait=True)
+    assert parts == [(0, 3), (3, 6), (6, 9)] and after == 3 and name.startswith("test-lanes")
+    assert lane_counts == [1, 1, 1]  # every lane, the compute thread's own included, on one
+    assert torch.get_num_threads() == 3
 
 
 def _openmp_threads() -> int:

@@ -32,6 +32,57 @@ def test_concurrent_clicks_on_two_images(service: Any) -> None:
     assert sequential[0] != sequential[1]  # the two images really differ
 
 
+def test_model_work_runs_on_the_compute_thread_where_a_decode_splits(
+    service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Encode, decode and pre-fill run on the service's one compute thread, whatever thread
+    asks; there a one-point decode is split over the cores (lanes) as on the main thread."""
+    import threading
+
+    import anyseg.modeling.shared_decode as shared_decode
+    from anyseg.ops.threads import owns_thread_count
+
+    threads: list[tuple[str, str, bool]] = []
+    lanes: list[int] = []
+    for name in ("set_image", "predict"):
+        original = getattr(service.predictor, name)
+
+        def spy(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            threads.append((_name, threading.current_thread().name, owns_thread_count()))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(service.predictor, name, spy)
+    available = shared_decode.lanes_available  # the upscaling's bands (any decoder size)
+
+    def counted(device: torch.device) -> int:
+        lanes.append(available(device))
+        return lanes[-1]
+
+    monkeypatch.setattr(shared_decode, "lanes_available", counted)
+    factory = service._mask_generator
+
+    def recorded_generator(model: Any, cfg: Any) -> Any:
+        generator = factory(model, cfg)
+        original = generator.generate_records
+
+        def generate(image: np.ndarray) -> Any:
+            threads.append(("generate", threading.current_thread().name, owns_thread_count()))
+            return original(image)
+
+        generator.generate_records = generate
+        return generator
+
+    monkeypatch.setattr(service, "_mask_generator", recorded_generator)
+    image_id = service.list_images()[0].id
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="request") as pool:
+        pool.submit(service.predict, image_id, [[40, 45]], [1]).result()
+        pool.submit(service.prefill, image_id).result()
+    assert [t[0] for t in threads] == ["set_image", "predict", "generate"]
+    assert {t[1].split("_")[0] for t in threads} == {"anyseg-model"}
+    assert all(owned for *_, owned in threads)
+    assert lanes and max(lanes) == torch.get_num_threads()
+
+
 def test_decode_threads_is_scoped(service: Any) -> None:
     image_id = service.list_images()[0].id
     before = torch.get_num_threads()

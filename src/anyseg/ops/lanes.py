@@ -13,10 +13,10 @@ Each part runs the same ops on a slice, so results equal the unsplit ops' up to 
 (row-independent ops give the same values; reductions a caller merges itself, e.g. a softmax,
 differ by float rounding).
 
-Only the main thread splits, and only with gradients off (:func:`lanes_available`): the count of
-intra-op threads is shared with the main thread (see :func:`anyseg.ops.threads.one_thread`), so
-the workers set theirs to one while the main thread has its own at one too, and the main thread
-restores its count afterwards.
+Only a thread that owns its intra-op thread count splits (the main thread, or a service's
+compute thread, see :func:`anyseg.ops.threads.owns_thread_count`), and only with gradients off
+(:func:`lanes_available`): the workers keep their counts at one, and the caller sets its own to
+one while the lanes run and restores it afterwards.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import TypeVar
 
 import torch
 
-from anyseg.ops.threads import one_thread
+from anyseg.ops.threads import one_thread, owns_thread_count
 
 T = TypeVar("T")
 
@@ -41,13 +41,9 @@ _pool_workers = 0
 
 def lanes_available(device: torch.device) -> int:
     """How many lanes a caller may split work on ``device`` into now: the intra-op thread count
-    for CPU tensors on the main thread with gradients off, else 1 (no split; an accelerator
-    queues its own work)."""
-    if (
-        device.type != "cpu"
-        or threading.current_thread() is not threading.main_thread()
-        or torch.is_grad_enabled()
-    ):
+    for CPU tensors, with gradients off, on a thread that owns its count (the main thread, a
+    compute thread), else 1 (no split; an accelerator queues its own work)."""
+    if device.type != "cpu" or not owns_thread_count() or torch.is_grad_enabled():
         return 1
     return max(1, torch.get_num_threads())
 

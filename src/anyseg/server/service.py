@@ -14,7 +14,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,7 +25,8 @@ import torch
 from anyseg.errors import InvalidInputError
 from anyseg.io import read_image
 from anyseg.ops.rle import encode_mask, rle_area, rle_to_bbox_xywh
-from anyseg.server.config import ServerConfig
+from anyseg.ops.threads import compute_executor
+from anyseg.server.config import PrefillConfig, ServerConfig
 from anyseg.server.embeddings import (
     EmbeddingCache,
     EmbeddingSource,
@@ -60,6 +61,7 @@ from anyseg.server.validation import (
 )
 
 if TYPE_CHECKING:
+    from anyseg.automatic import MaskRecord
     from anyseg.modeling import Sam
 
 #: Longest phrase of a text prompt.
@@ -117,6 +119,10 @@ class AnnotationService:
             fingerprint = f"{fingerprint}-{fast.kind}"
         self.model_fingerprint = fingerprint
         self.model_lock = threading.Lock()
+        # The model's work runs on one long-lived thread that owns its torch thread count, so a
+        # decode may split itself over the cores (anyseg.ops.lanes) as it does on the main
+        # thread; request threads only wait for it.
+        self._compute = compute_executor("anyseg-model")
         self._predictor_image: str | None = None  # sha256 of the embedding set in the predictor
         self._recent = RecentPredictions(config.recent_predictions)
         self._computing: set[int] = set()
@@ -130,6 +136,7 @@ class AnnotationService:
         self.rescan()
 
     def close(self) -> None:
+        self._compute.shutdown(wait=True)
         self.store.close()
 
     # ---- images -----------------------------------------------------------------------------
@@ -203,24 +210,28 @@ class AnnotationService:
                 emb, source = self.embeddings.get(image.sha256)
                 if emb is not None and source is not None:
                     return emb, source
-                with torch.inference_mode():
-                    self.predictor.set_image(rgb)
-                features = self.predictor.get_image_embedding()
-                assert self.predictor.original_size is not None
-                assert self.predictor.input_size is not None
-                hq = self.predictor.hq_features
-                emb = ImageEmbedding(
-                    features=features.detach().to("cpu").clone(),
-                    original_size=self.predictor.original_size,
-                    input_size=self.predictor.input_size,
-                    hq_features=None if hq is None else hq.detach().to("cpu").clone(),
-                )
-                self._predictor_image = image.sha256
+                emb = self._compute.submit(self._encode, rgb, image.sha256).result()
             self.embeddings.put(image.sha256, emb)
             return emb, "computed"
         finally:
             with self._computing_lock:
                 self._computing.discard(image.id)
+
+    def _encode(self, rgb: np.ndarray, sha256: str) -> ImageEmbedding:
+        """Compute the image's embedding (on the compute thread, under the model lock)."""
+        with torch.inference_mode():
+            self.predictor.set_image(rgb)
+        features = self.predictor.get_image_embedding()
+        assert self.predictor.original_size is not None
+        assert self.predictor.input_size is not None
+        hq = self.predictor.hq_features
+        self._predictor_image = sha256
+        return ImageEmbedding(
+            features=features.detach().to("cpu").clone(),
+            original_size=self.predictor.original_size,
+            input_size=self.predictor.input_size,
+            hq_features=None if hq is None else hq.detach().to("cpu").clone(),
+        )
 
     # ---- prediction -------------------------------------------------------------------------
 
@@ -253,23 +264,11 @@ class AnnotationService:
             n = len(prompt.points_xy) + (phrase is not None)
             multimask = n == 1 and prompt.box_xyxy is None
         emb, _ = self._embedding(image)
-        coords, labs, box_arr = prompt.arrays()
-        with self.model_lock, _torch_threads(self.config.decode_threads):
-            t0 = time.perf_counter()
-            if self._predictor_image != image.sha256:
-                self.predictor.set_embedding(
-                    emb.features, emb.original_size, emb.input_size, emb.hq_features
-                )
-                self._predictor_image = image.sha256
-            masks, scores, low_res = self.predictor.predict(
-                point_coords=coords,
-                point_labels=labs,
-                box=box_arr,
-                mask_input=mask_input,
-                multimask_output=multimask,
-                text=phrase,
+        with self.model_lock:
+            decoding = self._compute.submit(
+                self._decode, image.sha256, emb, prompt.arrays(), mask_input, multimask, phrase
             )
-            decode_ms = 1000.0 * (time.perf_counter() - t0)
+            masks, scores, low_res, decode_ms = decoding.result()
         prediction_id = self._recent.add(image_id, low_res)
         t1 = time.perf_counter()
         candidates = []
@@ -285,6 +284,35 @@ class AnnotationService:
         return Prediction(
             candidates, best, multimask, decode_ms, encode_ms, prediction_id, mask_input is not None
         )
+
+    def _decode(
+        self,
+        sha256: str,
+        emb: ImageEmbedding,
+        prompt: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None],
+        mask_input: np.ndarray | None,
+        multimask: bool,
+        phrase: str | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(masks, scores, low-res logits, milliseconds) of one prompt (on the compute thread,
+        under the model lock); ``prompt`` is (point coords, labels, box)."""
+        coords, labels, box = prompt
+        with _torch_threads(self.config.decode_threads):
+            t0 = time.perf_counter()
+            if self._predictor_image != sha256:
+                self.predictor.set_embedding(
+                    emb.features, emb.original_size, emb.input_size, emb.hq_features
+                )
+                self._predictor_image = sha256
+            masks, scores, low_res = self.predictor.predict(
+                point_coords=coords,
+                point_labels=labels,
+                box=box,
+                mask_input=mask_input,
+                multimask_output=multimask,
+                text=phrase,
+            )
+            return masks, scores, low_res, 1000.0 * (time.perf_counter() - t0)
 
     # ---- accepted masks ---------------------------------------------------------------------
 
@@ -459,9 +487,7 @@ class AnnotationService:
         rgb = self._read_pixels(image)
         cfg = self.config.prefill
         with self.model_lock:
-            generator = self._mask_generator(self.model, cfg)
-            with torch.inference_mode():
-                records = generator.generate_records(rgb)
+            records = self._compute.submit(self._generate, rgb, cfg).result()
         accepted = [m.segmentation for m in self.store.list_masks(image_id, "accepted")]
         proposals: list[NewMask] = []
         for rec in records:
@@ -489,6 +515,13 @@ class AnnotationService:
                 )
             )
         return self.store.replace_proposals(image_id, proposals)
+
+    def _generate(self, rgb: np.ndarray, cfg: PrefillConfig) -> Sequence[MaskRecord]:
+        """The automatic generator's records for the image (on the compute thread, under the
+        model lock)."""
+        generator = self._mask_generator(self.model, cfg)
+        with torch.inference_mode():
+            return generator.generate_records(rgb)
 
     def resolve_proposals(self, image_id: int, mask_ids: Any, accept: bool) -> list[int]:
         """Accept or reject proposals (all of them when ``mask_ids`` is None)."""
