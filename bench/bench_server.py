@@ -20,7 +20,7 @@ decode of the official models; only the embedding time depends on the encoder.
 ``--thread-ab`` also times, in this process and paired click by click, one-point decodes called
 from a plain thread (a request thread: no lanes, as the server decoded before it had a compute
 thread) and from the thread that ``anyseg serve`` runs its model work on
-(``anyseg.ops.threads.compute_executor``). The HTTP rows move by more than that difference from
+(``anyseg.ops.threads.ComputeThread``). The HTTP rows move by more than that difference from
 one run to the next on a shared 2-core host; the paired ratio does not.
 """
 
@@ -217,7 +217,7 @@ def thread_ab(preset: str, width: int, height: int, clicks: int) -> str:
     the paired per-click ratios (plain / compute)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from anyseg.ops.threads import compute_executor
+    from anyseg.ops.threads import ComputeThread
     from anyseg.predictor import SamPredictor
 
     torch.manual_seed(0)
@@ -234,7 +234,7 @@ def thread_ab(preset: str, width: int, height: int, clicks: int) -> str:
         predictor.predict(point_coords=xy, point_labels=np.array([1]), multimask_output=True)
         return 1000 * (time.perf_counter() - t0)
 
-    plain, compute = ThreadPoolExecutor(1), compute_executor("bench-compute")
+    plain, compute = ThreadPoolExecutor(1), ComputeThread("bench-compute")
     try:
         times: dict[str, list[float]] = {"plain": [], "compute": []}
         for i in range(clicks + 3):

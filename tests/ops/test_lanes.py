@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from anyseg.ops.lanes import concat_in_lanes, lanes_available, run_lanes, split_range
-from anyseg.ops.threads import compute_executor
+from anyseg.ops.threads import ComputeThread
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_lanes_are_the_main_threads_count_for_cpu_work_with_gradients_off(
         t.join()
         assert lanes_available(cpu) == 3
     assert seen == [1]  # not on a thread that does not own its count
-    pool = compute_executor("test-lanes")
+    pool = ComputeThread("test-lanes")
     try:
 
         def on_compute_thread() -> int:
@@ -103,7 +103,7 @@ def test_parts_run_at_once_in_order_on_single_threads(three_threads: None) -> No
 def test_a_compute_thread_runs_lanes_and_keeps_the_main_threads_count(
     three_threads: None,
 ) -> None:
-    """A service's compute thread (ops.threads.compute_executor) splits as the main thread does;
+    """A service's compute thread (ops.threads.ComputeThread) splits as the main thread does;
     its count comes back after, and the main thread's never changes."""
     barrier = threading.Barrier(3, timeout=10)
     lane_counts: list[int] = []
@@ -118,7 +118,7 @@ def test_a_compute_thread_runs_lanes_and_keeps_the_main_threads_count(
             parts = run_lanes(lane, [(0, 3), (3, 6), (6, 9)])
         return parts, torch.get_num_threads(), threading.current_thread().name
 
-    pool = compute_executor("test-lanes")
+    pool = ComputeThread("test-lanes")
     try:
         parts, after, name = pool.submit(on_compute_thread).result(timeout=30)
     finally:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
 
-from anyseg.ops.threads import compute_executor, one_thread, owns_thread_count
+from anyseg.ops.threads import ComputeThread, one_thread, owns_thread_count
 
 
 @pytest.fixture
@@ -75,12 +76,12 @@ def test_torch_counts_are_per_thread_but_fresh_threads_take_the_last_one_set(
     assert seen == {"setter": 1, "fresh": 1, "main": 2}
 
 
-def test_a_compute_executor_thread_owns_its_count(two_threads: None) -> None:
+def test_a_compute_thread_owns_its_count(two_threads: None) -> None:
     """Its thread starts with its creator's count, one_thread works there as on the main thread,
     and neither changes the other's count."""
     assert owns_thread_count()
     inside, release = threading.Event(), threading.Event()
-    pool = compute_executor("test-compute")
+    pool = ComputeThread("test-compute")
 
     def work() -> tuple[bool, int, int, str]:
         before = torch.get_num_threads()
@@ -102,3 +103,39 @@ def test_a_compute_executor_thread_owns_its_count(two_threads: None) -> None:
     assert (owned, before, during, main_meanwhile) == (True, 2, 1, 2)
     assert name.startswith("test-compute")
     assert torch.get_num_threads() == 2
+
+
+def test_a_compute_thread_runs_calls_in_order_and_hands_back_errors() -> None:
+    compute = ComputeThread("test-order")
+    try:
+        seen: list[int] = []
+        futures = [compute.submit(seen.append, i) for i in range(20)]
+        failing = compute.submit(int, "not a number")
+        assert [f.result(timeout=10) for f in futures] == [None] * 20
+        assert seen == list(range(20))
+        with pytest.raises(ValueError, match="not a number"):
+            failing.result(timeout=10)
+        assert compute.submit(lambda: threading.current_thread().name).result(10) == "test-order"
+    finally:
+        compute.shutdown(wait=True)
+    with pytest.raises(RuntimeError, match="test-order is shut down"):
+        compute.submit(int, "1")
+
+
+def test_a_process_exits_while_its_compute_thread_is_busy(tmp_path: Any) -> None:
+    """A daemon thread: a server stopped during a long job (pre-fill) exits without waiting."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import time\n"
+        "from anyseg.ops.threads import ComputeThread\n"
+        "ComputeThread('busy').submit(time.sleep, 60)\n"
+        "time.sleep(0.2)\n"
+        "print('main done', flush=True)\n"
+    )
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50)
+    assert out.returncode == 0 and out.stdout == "main done\n", out.stderr
+    assert time.monotonic() - t0 < 30

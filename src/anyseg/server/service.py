@@ -25,7 +25,7 @@ import torch
 from anyseg.errors import InvalidInputError
 from anyseg.io import read_image
 from anyseg.ops.rle import encode_mask, rle_area, rle_to_bbox_xywh
-from anyseg.ops.threads import compute_executor
+from anyseg.ops.threads import ComputeThread
 from anyseg.server.config import PrefillConfig, ServerConfig
 from anyseg.server.embeddings import (
     EmbeddingCache,
@@ -122,7 +122,7 @@ class AnnotationService:
         # The model's work runs on one long-lived thread that owns its torch thread count, so a
         # decode may split itself over the cores (anyseg.ops.lanes) as it does on the main
         # thread; request threads only wait for it.
-        self._compute = compute_executor("anyseg-model")
+        self._compute = ComputeThread("anyseg-model")
         self._predictor_image: str | None = None  # sha256 of the embedding set in the predictor
         self._recent = RecentPredictions(config.recent_predictions)
         self._computing: set[int] = set()
@@ -136,7 +136,9 @@ class AnnotationService:
         self.rescan()
 
     def close(self) -> None:
-        self._compute.shutdown(wait=True)
+        # A job still running (a pre-fill when the server is stopped twice) is not waited for:
+        # the model's work writes nothing, and its thread ends with the process.
+        self._compute.shutdown(wait=False)
         self.store.close()
 
     # ---- images -----------------------------------------------------------------------------
