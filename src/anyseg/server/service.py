@@ -14,10 +14,10 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -63,6 +63,8 @@ from anyseg.server.validation import (
 if TYPE_CHECKING:
     from anyseg.automatic import MaskRecord
     from anyseg.modeling import Sam
+
+T = TypeVar("T")
 
 #: Longest phrase of a text prompt.
 MAX_TEXT_CHARS = 200
@@ -118,7 +120,7 @@ class AnnotationService:
         if fast is not None and fast.kind != "float32":  # its embeddings are not exact ones
             fingerprint = f"{fingerprint}-{fast.kind}"
         self.model_fingerprint = fingerprint
-        self.model_lock = threading.Lock()
+        self.model_lock = threading.RLock()
         # The model's work runs on one long-lived thread that owns its torch thread count, so a
         # decode may split itself over the cores (anyseg.ops.lanes) as it does on the main
         # thread; request threads only wait for it.
@@ -207,17 +209,23 @@ class AnnotationService:
             self._computing.add(image.id)
         try:
             rgb = self._read_pixels(image)
-            with self.model_lock:
+            with self.model_lock:  # held across the check and the computation
                 # Another request may have computed it while this one waited for the lock.
                 emb, source = self.embeddings.get(image.sha256)
                 if emb is not None and source is not None:
                     return emb, source
-                emb = self._compute.submit(self._encode, rgb, image.sha256).result()
+                emb = self._run_model(self._encode, rgb, image.sha256)
             self.embeddings.put(image.sha256, emb)
             return emb, "computed"
         finally:
             with self._computing_lock:
                 self._computing.discard(image.id)
+
+    def _run_model(self, fn: Callable[..., T], /, *args: Any) -> T:
+        """``fn(*args)`` on the compute thread, under the model lock (re-entrant: a caller that
+        holds it already, as ``_embedding`` does, keeps it)."""
+        with self.model_lock:
+            return self._compute.submit(fn, *args).result()
 
     def _encode(self, rgb: np.ndarray, sha256: str) -> ImageEmbedding:
         """Compute the image's embedding (on the compute thread, under the model lock)."""
@@ -266,11 +274,9 @@ class AnnotationService:
             n = len(prompt.points_xy) + (phrase is not None)
             multimask = n == 1 and prompt.box_xyxy is None
         emb, _ = self._embedding(image)
-        with self.model_lock:
-            decoding = self._compute.submit(
-                self._decode, image.sha256, emb, prompt.arrays(), mask_input, multimask, phrase
-            )
-            masks, scores, low_res, decode_ms = decoding.result()
+        masks, scores, low_res, decode_ms = self._run_model(
+            self._decode, image.sha256, emb, prompt.arrays(), mask_input, multimask, phrase
+        )
         prediction_id = self._recent.add(image_id, low_res)
         t1 = time.perf_counter()
         candidates = []
@@ -488,8 +494,7 @@ class AnnotationService:
         image = self.get_image(image_id)
         rgb = self._read_pixels(image)
         cfg = self.config.prefill
-        with self.model_lock:
-            records = self._compute.submit(self._generate, rgb, cfg).result()
+        records = self._run_model(self._generate, rgb, cfg)
         accepted = [m.segmentation for m in self.store.list_masks(image_id, "accepted")]
         proposals: list[NewMask] = []
         for rec in records:
